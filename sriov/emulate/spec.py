@@ -151,6 +151,7 @@ class PfRecord:
 class VfRecord:
     pf: int
     """Index of the PF in the spec (not the PCI function)."""
+    pf_address: PciAddress
     index: int
     """VF index N (the PF's ``virtfnN``)."""
     address: PciAddress
@@ -252,6 +253,7 @@ def _pf(i: int, raw: Mapping[str, Any]) -> PfRecord:
 def _vf(i: int, raw: Mapping[str, Any]) -> VfRecord:
     return VfRecord(
         pf=int(raw["pf"]),
+        pf_address=validate.pci_address(raw["pf_address"]),
         index=int(raw["index"]),
         address=validate.pci_address(raw["address"]),
         wire=validate.ifname(raw["wire"]),
