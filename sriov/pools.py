@@ -1,0 +1,252 @@
+"""Resource pools: the sriov-network-device-plugin config format, parsed strictly, and
+the assignment of discovered VFs to pools.
+
+The format (``{"resourceList": [...]}``) is accepted unchanged; what upstream only logs
+(unknown keys, bad VF ranges, wrong types) is an error here. Every problem in a file
+is collected and reported in one :class:`PoolConfigProblems` so users fix a config in
+one pass. :func:`select` is pure: first pool in config order that matches claims a VF,
+and every VF left out gets a reason. The only I/O is :func:`load_pool_config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import types
+from collections.abc import Mapping
+from typing import Self
+
+from sriov.errors import PoolConfigError
+from sriov.pool_parse import Problems, parse_resource_list
+from sriov.selectors import DeviceType, SelectorSet, VdpaType
+from sriov.types import Inventory, PciAddress, VirtualFunction
+
+__all__ = [
+    "DEFAULT_RESOURCE_PREFIX",
+    "DeviceType",
+    "PoolConfig",
+    "PoolConfigProblems",
+    "ResourcePool",
+    "SelectorSet",
+    "Selection",
+    "VdpaType",
+    "load_pool_config",
+    "parse_pool_config",
+    "select",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RESOURCE_PREFIX = "intel.com"
+"""Upstream's ``-resource-prefix`` default."""
+
+
+class PoolConfigProblems(PoolConfigError):
+    """Every problem found in one config; ``problems`` holds one error per field."""
+
+    def __init__(self, problems: tuple[PoolConfigError, ...]) -> None:
+        self.problems = problems
+        lines = "\n".join(str(p) for p in problems)
+        head = "1 problem" if len(problems) == 1 else f"{len(problems)} problems"
+        super().__init__(problems[0].field, f"{head} in the pool config:\n{lines}")
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ResourcePool:
+    """One entry of ``resourceList``."""
+
+    resource_name: str
+    resource_prefix: str
+    """Resolved: from the config, else the default prefix given to the parser."""
+    prefix_from_config: bool = False
+    device_type: DeviceType = DeviceType.NET_DEVICE
+    exclude_topology: bool = False
+    selectors: tuple[SelectorSet, ...] = (SelectorSet(),)
+    additional_info: Mapping[str, Mapping[str, str]] = dataclasses.field(
+        default_factory=lambda: types.MappingProxyType({}))
+    """``"*"`` or a PCI address -> extra key/values for the device plugin's ``_INFO`` env."""
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.resource_prefix}/{self.resource_name}"
+
+    @property
+    def need_vhost_net(self) -> bool:
+        return any(s.need_vhost_net for s in self.selectors)
+
+    @property
+    def is_rdma(self) -> bool:
+        return any(s.is_rdma for s in self.selectors)
+
+    def info_for(self, pci: str) -> dict[str, str]:
+        """additionalInfo for one device: the ``"*"`` entry overridden by the per-address one."""
+        return {**self.additional_info.get("*", {}), **self.additional_info.get(pci, {})}
+
+    def match(self, vf: VirtualFunction) -> tuple[bool, str]:
+        """Try the selector objects in order; the first that matches wins."""
+        misses: list[str] = []
+        for i, selector in enumerate(self.selectors):
+            ok, reason = selector.match(vf)
+            if ok:
+                return True, f"selectors[{i}]: {reason}"
+            misses.append(reason)
+        if len(misses) == 1:
+            return False, misses[0]
+        return False, ", ".join(f"selectors[{i}] ({m})" for i, m in enumerate(misses))
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class PoolConfig:
+    pools: tuple[ResourcePool, ...] = ()
+    """In config order (which decides who claims a VF). May be empty: callers decide."""
+    warnings: tuple[str, ...] = ()
+    """Accepted but doubtful input (e.g. a key spelled ``IsRdma``)."""
+
+    @classmethod
+    def parse(cls, obj: object, *, default_prefix: str = DEFAULT_RESOURCE_PREFIX) -> Self:
+        """Validate a decoded JSON document. Raises :class:`PoolConfigProblems`."""
+        problems = Problems()
+        entries = parse_resource_list(obj, problems)
+        pools = tuple(
+            ResourcePool(
+                resource_name=e.name,
+                resource_prefix=e.prefix or default_prefix,
+                prefix_from_config=e.prefix is not None,
+                device_type=e.device_type,
+                exclude_topology=e.exclude_topology,
+                selectors=e.selectors,
+                additional_info=types.MappingProxyType(
+                    {k: types.MappingProxyType(v) for k, v in e.additional_info.items()}),
+            )
+            for e in entries
+        )
+        _check_unique(pools, tuple(e.index for e in entries), problems)
+        if problems.errors:
+            raise PoolConfigProblems(tuple(problems.errors))
+        for warning in problems.warnings:
+            log.warning("pool config: %s", warning)
+        return cls(pools=pools, warnings=tuple(problems.warnings))
+
+    def pool(self, full_name: str) -> ResourcePool | None:
+        return next((p for p in self.pools if p.full_name == full_name), None)
+
+    def with_default_prefix(self, prefix: str) -> PoolConfig:
+        """Re-resolve pools that did not set ``resourcePrefix`` themselves."""
+        pools = tuple(p if p.prefix_from_config else dataclasses.replace(p, resource_prefix=prefix)
+                      for p in self.pools)
+        problems = Problems()
+        _check_unique(pools, tuple(range(len(pools))), problems)
+        if problems.errors:
+            raise PoolConfigProblems(tuple(problems.errors))
+        return dataclasses.replace(self, pools=pools)
+
+
+def _check_unique(pools: tuple[ResourcePool, ...], indexes: tuple[int, ...],
+                  problems: Problems) -> None:
+    first_index: dict[str, int] = {}
+    for i, pool in zip(indexes, pools, strict=True):
+        if pool.full_name in first_index:
+            problems.add(f"resourceList[{i}].resourceName",
+                         f"{pool.full_name!r} is already defined by "
+                         f"resourceList[{first_index[pool.full_name]}]")
+        else:
+            first_index[pool.full_name] = i
+
+
+def parse_pool_config(text: str | bytes, *,
+                      default_prefix: str = DEFAULT_RESOURCE_PREFIX) -> PoolConfig:
+    """Parse config file contents (JSON). Raises :class:`PoolConfigError`."""
+    def no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        seen: dict[str, object] = {}
+        for key, value in pairs:
+            if key in seen:
+                raise PoolConfigError("", f"key {key!r} appears twice in one JSON object")
+            seen[key] = value
+        return seen
+
+    try:
+        obj = json.loads(text, object_pairs_hook=no_duplicate_keys)
+    except json.JSONDecodeError as e:
+        raise PoolConfigError("", f"not valid JSON: line {e.lineno} column {e.colno}: {e.msg}") \
+            from e
+    except UnicodeDecodeError as e:
+        raise PoolConfigError("", f"not UTF-8 text: {e.reason}") from e
+    return PoolConfig.parse(obj, default_prefix=default_prefix)
+
+
+def load_pool_config(path: str | os.PathLike[str], *,
+                     default_prefix: str = DEFAULT_RESOURCE_PREFIX) -> PoolConfig:
+    """Read and parse a config file. Unreadable files are a :class:`PoolConfigError` too."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read()
+    except OSError as e:
+        raise PoolConfigError(str(path), f"cannot read: {e.strerror or e}") from e
+    try:
+        return parse_pool_config(text, default_prefix=default_prefix)
+    except PoolConfigProblems:
+        raise
+    except PoolConfigError as e:
+        raise PoolConfigError(str(path), e.reason) from e
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Selection:
+    """Which VF went to which pool, and why every other VF went nowhere."""
+
+    pools: Mapping[str, tuple[VirtualFunction, ...]]
+    """Full pool name -> its VFs sorted by PCI address; every configured pool, in config order."""
+    claimed_by: Mapping[PciAddress, str]
+    """VF address -> full name of the pool that claimed it."""
+    reasons: Mapping[PciAddress, str]
+    """VF address -> why no pool selected it (one line per pool)."""
+    warnings: tuple[str, ...] = ()
+
+    def pool_of(self, address: str) -> str | None:
+        return self.claimed_by.get(PciAddress(address))
+
+
+def select(config: PoolConfig, inventory: Inventory, *,
+           default_prefix: str | None = None) -> Selection:
+    """Assign VFs to pools: first matching pool in config order claims a VF (as upstream).
+
+    ``default_prefix`` re-resolves pools without their own ``resourcePrefix``; ``None``
+    keeps the prefix the config was parsed with. Only VFs are pooled (see docs/pools.md).
+    """
+    if default_prefix is not None:
+        config = config.with_default_prefix(default_prefix)
+    members: dict[str, list[VirtualFunction]] = {p.full_name: [] for p in config.pools}
+    claimed_by: dict[PciAddress, str] = {}
+    reasons: dict[PciAddress, str] = {}
+    warnings = list(config.warnings)
+    net_pools = [p for p in config.pools if p.device_type is DeviceType.NET_DEVICE]
+    for pool in config.pools:
+        if pool.device_type is not DeviceType.NET_DEVICE:
+            warnings.append(f"{pool.full_name}: deviceType {pool.device_type} devices are not "
+                            "discovered by this version; the pool stays empty")
+    for vf in sorted(inventory.vfs, key=lambda v: v.address):
+        misses: list[str] = []
+        for pool in net_pools:
+            ok, reason = pool.match(vf)
+            owner = claimed_by.get(vf.address)
+            if ok and owner is None:
+                claimed_by[vf.address] = pool.full_name
+                members[pool.full_name].append(vf)
+            elif ok:
+                warnings.append(f"VF {vf.address} also matches {pool.full_name} but "
+                                f"{owner} claimed it first")
+            else:
+                misses.append(f"{pool.full_name}: {reason}")
+        if vf.address not in claimed_by:
+            reasons[vf.address] = "\n".join(misses) or "no netDevice pool is configured"
+    return Selection(
+        pools=types.MappingProxyType({k: tuple(v) for k, v in members.items()}),
+        claimed_by=types.MappingProxyType(claimed_by),
+        reasons=types.MappingProxyType(reasons),
+        warnings=tuple(warnings),
+    )

@@ -1,0 +1,169 @@
+"""Selector predicates of the resource-pool config: does this VF belong in a pool?
+
+One small class per ``selectors`` key. Each is called with a
+:class:`~sriov.types.VirtualFunction` and answers ``(matched, reason)``; the reason
+reads like ``"vendors: 15b3 not in [8086]"`` so users see why a VF is not selected.
+Values of one key are ORed, keys of one selector object are ANDed (as upstream).
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Sequence
+from typing import Protocol
+
+from sriov.ranges import DeviceRef
+from sriov.types import PciAddress, VirtualFunction
+
+Match = tuple[bool, str]
+
+
+class DeviceType(enum.StrEnum):
+    """``deviceType`` of a pool."""
+
+    NET_DEVICE = "netDevice"
+    ACCELERATOR = "accelerator"
+    AUX_NET_DEVICE = "auxNetDevice"
+
+
+class VdpaType(enum.StrEnum):
+    VHOST = "vhost"
+    VIRTIO = "virtio"
+
+
+class Predicate(Protocol):
+    key: str
+
+    def __call__(self, vf: VirtualFunction) -> Match: ...
+
+
+def _listing(values: Sequence[object]) -> str:
+    return "[" + ", ".join(str(v) for v in values) + "]"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _ValueIn:
+    """Matches when one attribute of the VF equals one of the configured values."""
+
+    key: str
+    attribute: str
+    values: tuple[str, ...]
+
+    def __call__(self, vf: VirtualFunction) -> Match:
+        actual = getattr(vf, self.attribute)
+        shown = "no driver" if actual is None else str(actual)
+        verdict = "in" if actual is not None and str(actual) in self.values else "not in"
+        return verdict == "in", f"{self.key}: {shown} {verdict} {_listing(self.values)}"
+
+
+def vendors(values: tuple[str, ...]) -> Predicate:
+    return _ValueIn("vendors", "vendor_id", values)
+
+
+def devices(values: tuple[str, ...]) -> Predicate:
+    return _ValueIn("devices", "device_id", values)
+
+
+def drivers(values: tuple[str, ...]) -> Predicate:
+    return _ValueIn("drivers", "driver", values)
+
+
+def pci_addresses(values: tuple[PciAddress, ...]) -> Predicate:
+    return _ValueIn("pciAddresses", "address", values)
+
+
+def link_types(values: tuple[str, ...]) -> Predicate:
+    return _ValueIn("linkTypes", "link_type", values)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PfRefs:
+    """``pfNames`` (by PF netdev) or ``rootDevices`` (by PF PCI address), with VF ranges."""
+
+    key: str
+    refs: tuple[DeviceRef, ...]
+    by_address: bool
+
+    def __call__(self, vf: VirtualFunction) -> Match:
+        pf = vf.pf_address if self.by_address else vf.pf_netdev
+        if pf is None:
+            return False, f"{self.key}: the VF's PF has no netdev"
+        same_pf = [r for r in self.refs if r.device == pf]
+        if not same_pf:
+            return False, f"{self.key}: PF {pf} not in {_listing(self.refs)}"
+        if any(r.covers(vf.index) for r in same_pf):
+            return True, f"{self.key}: {pf} VF {vf.index} selected"
+        ranges = " or ".join("#" + r.range_text for r in same_pf)
+        return False, f"{self.key}: {pf} VF {vf.index} not in {ranges}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class IsRdma:
+    """``isRdma: true`` keeps only RDMA-capable VFs (``false`` does not filter, as upstream)."""
+
+    key: str = "isRdma"
+
+    def __call__(self, vf: VirtualFunction) -> Match:
+        return vf.is_rdma, "isRdma: VF is RDMA-capable" if vf.is_rdma else "isRdma: VF has no RDMA"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NotDiscovered:
+    """A key whose device property discovery does not read yet: nothing matches, honestly."""
+
+    key: str
+    what: str
+
+    def __call__(self, vf: VirtualFunction) -> Match:
+        return False, f"{self.key}: {self.what} is not discovered on this host, so no VF matches"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class SelectorSet:
+    """One selector object. Empty tuples / ``False`` / ``None`` mean "not filtered"."""
+
+    vendors: tuple[str, ...] = ()
+    """Four lower-case hex digits each."""
+    devices: tuple[str, ...] = ()
+    drivers: tuple[str, ...] = ()
+    pci_addresses: tuple[PciAddress, ...] = ()
+    acpi_indexes: tuple[str, ...] = ()
+    pf_names: tuple[DeviceRef, ...] = ()
+    root_devices: tuple[DeviceRef, ...] = ()
+    link_types: tuple[str, ...] = ()
+    ddp_profiles: tuple[str, ...] = ()
+    p_keys: tuple[str, ...] = ()
+    is_rdma: bool = False
+    need_vhost_net: bool = False
+    """Carried to the device plugin (adds ``/dev/vhost-net``); never filters."""
+    vdpa_type: VdpaType | None = None
+    aux_types: tuple[str, ...] = ()
+
+    def predicates(self) -> tuple[Predicate, ...]:
+        """The filters this object applies, in upstream's order."""
+        found: list[Predicate | None] = [
+            vendors(self.vendors) if self.vendors else None,
+            devices(self.devices) if self.devices else None,
+            drivers(self.drivers) if self.drivers else None,
+            pci_addresses(self.pci_addresses) if self.pci_addresses else None,
+            NotDiscovered("acpiIndexes", "the ACPI index") if self.acpi_indexes else None,
+            NotDiscovered("auxTypes", "an auxiliary (SF) device") if self.aux_types else None,
+            PfRefs("pfNames", self.pf_names, by_address=False) if self.pf_names else None,
+            PfRefs("rootDevices", self.root_devices, by_address=True)
+            if self.root_devices else None,
+            link_types(self.link_types) if self.link_types else None,
+            NotDiscovered("ddpProfiles", "the DDP profile") if self.ddp_profiles else None,
+            NotDiscovered("pKeys", "the InfiniBand pKey") if self.p_keys else None,
+            IsRdma() if self.is_rdma else None,
+            NotDiscovered("vdpaType", "a vDPA device") if self.vdpa_type else None,
+        ]
+        return tuple(p for p in found if p is not None)
+
+    def match(self, vf: VirtualFunction) -> Match:
+        """All keys must match; the reason lists every key that did not."""
+        failed = [reason for ok, reason in (p(vf) for p in self.predicates()) if not ok]
+        if failed:
+            return False, "; ".join(failed)
+        return True, "matches every key" if self.predicates() else "empty selector matches all"
