@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from sriov.errors import SriovError
 
-SUBCOMMANDS: tuple[str, ...] = ()
+SUBCOMMANDS: tuple[str, ...] = ("nad", "labels")
 
 
 def build_parser() -> argparse.ArgumentParser:
