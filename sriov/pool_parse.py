@@ -83,8 +83,9 @@ def _known_keys(obj: dict[str, Any], path: str, known: tuple[str, ...], problems
             if key in elsewhere:
                 problems.add(field, f"not a selector for {context}; allowed: {', '.join(known)}")
                 continue
-            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
+            close = difflib.get_close_matches(key.lower(), list(folded), n=1, cutoff=0.6)
+            hint = (f"; did you mean {folded[close[0]]!r}?" if close
+                    else f"; known keys: {', '.join(known)}")
             problems.add(field, f"unknown key{hint}")
             continue
         if canonical in result:

@@ -80,18 +80,3 @@ def split_device_ref(value: str) -> tuple[str, str | None]:
     if "#" in rest:
         raise InvalidInputError("VF index range", value, "more than one '#'")
     return device, rest
-
-
-def format_indexes(indexes: frozenset[int]) -> str:
-    """The shortest range text for a set of indexes: ``{0,1,2,5}`` -> ``"0-2,5"``."""
-    parts: list[str] = []
-    ordered = sorted(indexes)
-    start = prev = ordered[0] if ordered else 0
-    for value in [*ordered[1:], None]:
-        if value is not None and value == prev + 1:
-            prev = value
-            continue
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-        if value is not None:
-            start = prev = value
-    return ",".join(parts) if ordered else ""
