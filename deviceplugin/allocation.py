@@ -1,0 +1,107 @@
+"""Pure construction of one container's Allocate answer (env, device specs, CDI, device-info).
+
+Follows sriov-network-device-plugin's contract so existing workloads and sriov-cni
+keep working: ``PCIDEVICE_<PREFIX>_<NAME>`` (comma-separated PCI addresses) and
+``..._INFO`` JSON, vfio device nodes, vhost-net, and the NPWG device-info file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from sriov.types import DriverKind
+
+from deviceplugin.pool import PoolDevice, PoolSpec
+
+VFIO_CONTAINER = "/dev/vfio/vfio"
+VHOST_NET = "/dev/vhost-net"
+TUN = "/dev/net/tun"
+DEFAULT_DEVINFO_DIR = Path("/var/run/k8s.cni.cncf.io/devinfo/dp")
+DEVINFO_VERSION = "1.1.0"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceNode:
+    container_path: str
+    host_path: str
+    permissions: str = "rw"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ContainerAllocation:
+    envs: dict[str, str]
+    devices: tuple[DeviceNode, ...]
+    cdi_devices: tuple[str, ...]
+    device_info: dict[str, str]
+    """``{file name: JSON content}`` of NPWG device-info files to write."""
+
+
+def env_name(full_name: str) -> str:
+    """``intel.com/sriov`` -> ``PCIDEVICE_INTEL_COM_SRIOV`` (upstream: ``.`` and ``/`` -> ``_``)."""
+    return "PCIDEVICE_" + re.sub(r"[./]", "_", full_name.upper())
+
+
+def devinfo_file_name(full_name: str, pci: str) -> str:
+    """NPWG device-info file name: ``<resource with / -> ->-<pci>-device.json``."""
+    return f"{full_name.replace('/', '-')}-{pci}-device.json"
+
+
+def cdi_name(prefix: str, pci: str) -> str:
+    return f"{prefix}/net-pci={pci}"
+
+
+def _device_nodes(spec: PoolSpec, devices: Sequence[PoolDevice]) -> tuple[DeviceNode, ...]:
+    nodes: dict[str, DeviceNode] = {}
+    for device in devices:
+        if device.vf.driver_kind is DriverKind.VFIO and device.vf.iommu_group is not None:
+            group = f"/dev/vfio/{device.vf.iommu_group}"
+            nodes.setdefault(VFIO_CONTAINER, DeviceNode(container_path=VFIO_CONTAINER,
+                                                        host_path=VFIO_CONTAINER))
+            nodes.setdefault(group, DeviceNode(container_path=group, host_path=group))
+    if spec.need_vhost_net:
+        for path in (VHOST_NET, TUN):
+            nodes.setdefault(path, DeviceNode(container_path=path, host_path=path))
+    return tuple(nodes.values())
+
+
+def _info(spec: PoolSpec, device: PoolDevice) -> dict[str, dict[str, str]]:
+    info: dict[str, dict[str, str]] = {"generic": {"deviceID": device.id}}
+    vf = device.vf
+    if vf.driver_kind is DriverKind.VFIO and vf.iommu_group is not None:
+        info["vfio"] = {"mount": VFIO_CONTAINER, "dev-mount": f"/dev/vfio/{vf.iommu_group}"}
+    if spec.need_vhost_net:
+        info["vhost"] = {"net-mount": VHOST_NET, "tun-mount": TUN}
+    extra = spec.extra_info(device.id)
+    if extra:
+        info["extra"] = extra
+    return info
+
+
+def _devinfo_json(device: PoolDevice) -> str:
+    pci: dict[str, str] = {"pci-address": device.id}
+    return json.dumps({"type": "pci", "version": DEVINFO_VERSION, "pci": pci}, sort_keys=True)
+
+
+def allocate_container(
+    spec: PoolSpec, devices: Sequence[PoolDevice], *, use_cdi: bool
+) -> ContainerAllocation:
+    """The answer for one ``ContainerAllocateRequest`` whose IDs resolved to ``devices``."""
+    key = env_name(spec.full_name)
+    ids = [d.id for d in devices]
+    envs = {
+        key: ",".join(ids),
+        key + "_INFO": json.dumps({d.id: _info(spec, d) for d in devices}, sort_keys=True),
+    }
+    files = {}
+    if spec.device_type == "netDevice":
+        files = {devinfo_file_name(spec.full_name, d.id): _devinfo_json(d) for d in devices}
+    return ContainerAllocation(
+        envs=envs,
+        devices=_device_nodes(spec, devices),
+        cdi_devices=tuple(cdi_name(spec.prefix, i) for i in ids) if use_cdi else (),
+        device_info=files,
+    )
