@@ -1,0 +1,342 @@
+"""In-process host-local IPAM, on-disk compatible with the reference ``host-local`` plugin.
+
+Same store as containernetworking/plugins ``plugins/ipam/host-local`` (see docs/cni.md):
+``<dataDir>/<network>/<ip>`` files created O_EXCL 0600 holding ``<containerID>\\r\\n<ifname>``,
+``last_reserved_ip.<rangeSetIndex>``, and ``<dataDir>/<network>/lock`` flock'd around each
+allocation and release, so this allocator and the reference binary can share one network.
+Allocation order (round-robin from ``last_reserved_ip`` + 1, skipping the gateway) follows
+the reference allocator exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import ipaddress
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cni.errors import CniCode, CniError, config_error
+from cni.netconf import NetConf
+from cni.protocol import DNS, CmdArgs, IPConfig, Result, Route, version_tuple
+
+log = logging.getLogger(__name__)
+DEFAULT_DATA_DIR = Path("/var/lib/cni/networks")
+LINE_BREAK = "\r\n"
+LAST_IP_PREFIX = "last_reserved_ip."
+IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class IpRange:
+    subnet: IPNet
+    start: IPAddr
+    end: IPAddr
+    gateway: IPAddr
+
+    def contains(self, ip: IPAddr) -> bool:
+        return ip.version == self.subnet.version and ip in self.subnet and self.start <= ip <= self.end
+
+    def overlaps(self, other: IpRange) -> bool:
+        return (self.subnet.version == other.subnet.version
+                and self.start <= other.end and other.start <= self.end)
+
+
+RangeSet = tuple[IpRange, ...]
+
+
+def _addr(value: Any, key: str) -> IPAddr:
+    try:
+        return ipaddress.ip_address(value)
+    except (ValueError, TypeError):
+        raise config_error(key, value, "not an IP address") from None
+
+
+def parse_range(obj: Any, key: str) -> IpRange:
+    """One ``{subnet, rangeStart, rangeEnd, gateway}`` with the reference defaults."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("subnet"), str):
+        raise config_error(key, obj, "needs a string 'subnet'")
+    try:
+        subnet = ipaddress.ip_network(obj["subnet"], strict=True)
+    except ValueError as e:
+        raise config_error(f"{key}.subnet", obj["subnet"], str(e)) from None
+    if subnet.prefixlen > subnet.max_prefixlen - 2:
+        raise config_error(f"{key}.subnet", obj["subnet"], "network too small to allocate from")
+    first = subnet.network_address + 1
+    last = subnet.broadcast_address - 1 if subnet.version == 4 else subnet.broadcast_address
+    gateway = _addr(obj["gateway"], f"{key}.gateway") if obj.get("gateway") else first
+    start = _addr(obj["rangeStart"], f"{key}.rangeStart") if obj.get("rangeStart") else first
+    end = _addr(obj["rangeEnd"], f"{key}.rangeEnd") if obj.get("rangeEnd") else last
+    for name, ip in (("rangeStart", start), ("rangeEnd", end)):
+        if ip.version != subnet.version or ip not in subnet:
+            raise config_error(f"{key}.{name}", str(ip), f"not in network {subnet}")
+    if start > end:
+        raise config_error(f"{key}.rangeStart", str(start), f"is after rangeEnd {end}")
+    return IpRange(subnet=subnet, start=start, end=end, gateway=gateway)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class HostLocalConfig:
+    network: str
+    data_dir: Path
+    range_sets: tuple[RangeSet, ...]
+    routes: tuple[Route, ...]
+    resolv_conf: str
+    requested: tuple[IPAddr, ...]
+
+    @classmethod
+    def from_netconf(cls, conf: NetConf, args: CmdArgs, default_data_dir: Path) -> HostLocalConfig:
+        ipam = dict(conf.ipam or {})
+        raw_sets: list[Any] = []
+        if ipam.get("subnet"):  # legacy single-range keys become the first range set
+            raw_sets.append([{k: ipam.get(k) for k in ("subnet", "rangeStart", "rangeEnd", "gateway")}])
+        raw_sets = list(conf.runtime_config.get("ipRanges") or []) + raw_sets + list(ipam.get("ranges") or [])
+        if not raw_sets:
+            raise config_error("ipam.ranges", [], "no IP ranges specified")
+        sets: list[RangeSet] = []
+        for i, raw_set in enumerate(raw_sets):
+            if not isinstance(raw_set, list) or not raw_set:
+                raise config_error(f"ipam.ranges[{i}]", raw_set, "must be a non-empty list of ranges")
+            rs = tuple(parse_range(r, f"ipam.ranges[{i}][{j}]") for j, r in enumerate(raw_set))
+            if len({r.subnet.version for r in rs}) != 1:
+                raise config_error(f"ipam.ranges[{i}]", raw_set, "mixes IPv4 and IPv6")
+            sets.append(rs)
+        flat = [(i, r) for i, rs in enumerate(sets) for r in rs]
+        for a, (i, r1) in enumerate(flat):
+            for j, r2 in flat[a + 1:]:
+                if r1.overlaps(r2):
+                    raise config_error(f"ipam.ranges[{j}]", str(r2.subnet), f"overlaps range set {i}")
+        families = [rs[0].subnet.version for rs in sets]
+        if max(families.count(4), families.count(6)) > 1 and version_tuple(conf.cni_version) < (0, 3, 0):
+            raise config_error("cniVersion", conf.cni_version, "does not support more than 1 address per family")
+        routes = []
+        for k, r in enumerate(ipam.get("routes") or []):
+            if not isinstance(r, dict) or not isinstance(r.get("dst"), str):
+                raise config_error(f"ipam.routes[{k}]", r, "needs a string 'dst'")
+            routes.append(Route(dst=r["dst"], gw=str(r.get("gw") or "")))
+        data_dir = ipam.get("dataDir") or default_data_dir
+        if not isinstance(data_dir, str | Path):
+            raise config_error("ipam.dataDir", data_dir, "must be a string")
+        return cls(network=conf.name, data_dir=Path(data_dir), range_sets=tuple(sets),
+                   routes=tuple(routes), resolv_conf=str(ipam.get("resolvConf") or ""),
+                   requested=_requested_ips(conf, args))
+
+
+def _requested_ips(conf: NetConf, args: CmdArgs) -> tuple[IPAddr, ...]:
+    raw: list[tuple[str, Any]] = []
+    if args.arg("IP"):
+        raw.append(("CNI_ARGS IP", args.arg("IP")))
+    cni_args = conf.args.get("cni") if isinstance(conf.args, dict) else None
+    if isinstance(cni_args, dict):
+        raw += [("args.cni.ips", v) for v in cni_args.get("ips") or []]
+    raw += [("runtimeConfig.ips", v) for v in conf.runtime_config.get("ips") or []]
+    out = []
+    for key, value in raw:
+        try:
+            out.append(ipaddress.ip_interface(value).ip)
+        except (ValueError, TypeError):
+            raise config_error(key, value, "not an IP address") from None
+    return tuple(out)
+
+
+class Store:
+    """The reference ``backend/disk`` store of one network."""
+
+    def __init__(self, data_dir: Path, network: str) -> None:
+        self.dir = data_dir / network
+        self.dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        fd = os.open(self.dir / "lock", os.O_RDONLY | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def reserve(self, ip: IPAddr, container_id: str, ifname: str, range_id: int) -> bool:
+        try:
+            fd = os.open(self.dir / str(ip), os.O_RDWR | os.O_EXCL | os.O_CREAT, 0o600)
+        except FileExistsError:
+            return False
+        try:
+            os.write(fd, (container_id.strip() + LINE_BREAK + ifname).encode())
+        finally:
+            os.close(fd)
+        last = self.dir / f"{LAST_IP_PREFIX}{range_id}"
+        fd = os.open(last, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, str(ip).encode())
+        finally:
+            os.close(fd)
+        return True
+
+    def last_reserved(self, range_id: int) -> IPAddr | None:
+        try:
+            return ipaddress.ip_address((self.dir / f"{LAST_IP_PREFIX}{range_id}").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def allocations(self) -> Iterator[tuple[Path, str]]:
+        """(file, trimmed content) of every IP file."""
+        for path in self.dir.iterdir():
+            try:
+                ipaddress.ip_address(path.name)
+                yield path, path.read_text().strip()
+            except (ValueError, OSError):
+                continue
+
+    def find(self, container_id: str, ifname: str) -> list[IPAddr]:
+        match, legacy = container_id.strip() + LINE_BREAK + ifname, container_id.strip()
+        return [ipaddress.ip_address(p.name) for p, c in self.allocations() if c in (match, legacy)]
+
+    def release(self, container_id: str, ifname: str) -> None:
+        match = container_id.strip() + LINE_BREAK + ifname
+        found = [p for p, c in self.allocations() if c == match]
+        if not found:  # files written by very old host-local hold only the id
+            found = [p for p, c in self.allocations() if c == container_id.strip()]
+        for path in found:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+def candidates(rs: RangeSet, last: IPAddr | None) -> Iterator[tuple[IPAddr, IpRange]]:
+    """The reference RangeIter: from ``last`` + 1, round-robin over ranges, skipping gateways."""
+    idx, cur, start = 0, None, None
+    if last is not None:
+        idx = next((i for i, r in enumerate(rs) if r.contains(last)), -1)
+        cur = last if idx >= 0 else None
+        idx = max(idx, 0)
+    while True:
+        r = rs[idx]
+        if cur is None:
+            cur = start = r.start
+        else:
+            if cur == r.end:
+                idx = (idx + 1) % len(rs)
+                r = rs[idx]
+                cur = r.start
+            else:
+                cur = cur + 1
+            if start is None:
+                start = cur
+            elif cur == start:
+                return
+        if cur != r.gateway:
+            yield cur, r
+
+
+def _range_for(rs: RangeSet, ip: IPAddr) -> IpRange | None:
+    return next((r for r in rs if r.contains(ip)), None)
+
+
+def parse_resolv_conf(path: str) -> DNS:
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as e:
+        raise CniError(CniCode.IPAM, f"cannot read ipam.resolvConf {path!r}", str(e)) from None
+    ns, domain, search, options = [], "", [], []
+    for line in lines:
+        fields = line.split()
+        if not fields or fields[0].startswith(("#", ";")):
+            continue
+        key, values = fields[0], fields[1:]
+        if key == "nameserver":
+            ns += values
+        elif key == "domain" and values:
+            domain = values[0]
+        elif key == "search":
+            search += values
+        elif key == "options":
+            options += values
+    return DNS(nameservers=tuple(ns), domain=domain, search=tuple(search), options=tuple(options))
+
+
+class HostLocal:
+    """The :class:`cni.ipam.IpamRunner` for ``ipam.type == "host-local"``, without an exec."""
+
+    def __init__(self, default_data_dir: Path = DEFAULT_DATA_DIR) -> None:
+        self.default_data_dir = default_data_dir
+
+    def _open(self, conf: NetConf, args: CmdArgs) -> tuple[HostLocalConfig, Store]:
+        cfg = HostLocalConfig.from_netconf(conf, args, self.default_data_dir)
+        return cfg, Store(cfg.data_dir, cfg.network)
+
+    def add(self, conf: NetConf, args: CmdArgs) -> Result:
+        cfg, store = self._open(conf, args)
+        requested = list(cfg.requested)
+        ips: list[IPConfig] = []
+        try:
+            for set_index, rs in enumerate(cfg.range_sets):
+                want = next((ip for ip in requested if _range_for(rs, ip)), None)
+                if want is not None:
+                    requested.remove(want)
+                with store.lock():
+                    ips.append(self._allocate(store, rs, set_index, args, want))
+            if requested:
+                raise CniError(CniCode.IPAM, "failed to allocate all requested IPs: "
+                               + ", ".join(str(ip) for ip in requested))
+        except Exception:
+            with store.lock():
+                store.release(args.container_id, args.ifname)
+            raise
+        dns = parse_resolv_conf(cfg.resolv_conf) if cfg.resolv_conf else DNS()
+        return Result(cni_version=conf.cni_version, ips=tuple(ips), routes=cfg.routes, dns=dns)
+
+    @staticmethod
+    def _allocate(store: Store, rs: RangeSet, set_index: int, args: CmdArgs,
+                  want: IPAddr | None) -> IPConfig:
+        cid, ifname = args.container_id, args.ifname
+        if want is not None:
+            r = _range_for(rs, want)
+            assert r is not None
+            if want == r.gateway:
+                raise CniError(CniCode.IPAM, f"requested ip {want} is subnet's gateway")
+            if not store.reserve(want, cid, ifname, set_index):
+                raise CniError(CniCode.IPAM, f"requested IP address {want} is not available in range set {set_index}")
+            return IPConfig(address=f"{want}/{r.subnet.prefixlen}", gateway=str(r.gateway))
+        for ip in store.find(cid, ifname):
+            if _range_for(rs, ip):
+                raise CniError(CniCode.IPAM, f"{ip} has been allocated to {cid}, duplicate allocation is not allowed")
+        for ip, r in candidates(rs, store.last_reserved(set_index)):
+            if store.reserve(ip, cid, ifname, set_index):
+                return IPConfig(address=f"{ip}/{r.subnet.prefixlen}", gateway=str(r.gateway))
+        raise CniError(CniCode.IPAM, f"no IP addresses available in range set {set_index}: "
+                       + ",".join(f"{r.start}-{r.end}" for r in rs))
+
+    def delete(self, conf: NetConf, args: CmdArgs) -> None:
+        _, store = self._open(conf, args)
+        with store.lock():
+            store.release(args.container_id, args.ifname)
+
+    def check(self, conf: NetConf, args: CmdArgs) -> None:
+        _, store = self._open(conf, args)
+        if not store.find(args.container_id, args.ifname):
+            raise CniError(CniCode.IPAM, f"host-local: failed to find address added by container {args.container_id}")
+
+    def gc(self, conf: NetConf, args: CmdArgs) -> None:
+        """Release every allocation of this network whose attachment is not in the valid list."""
+        if conf.valid_attachments is None:
+            return
+        _, store = self._open(conf, args)
+        valid = {(a.container_id, a.ifname) for a in conf.valid_attachments}
+        valid_ids = {a.container_id for a in conf.valid_attachments}
+        with store.lock():
+            for path, content in list(store.allocations()):
+                cid, _, ifname = content.partition(LINE_BREAK)
+                keep = (cid, ifname) in valid if ifname else cid in valid_ids
+                if not keep:
+                    log.info("GC: releasing %s held by %s/%s", path.name, cid, ifname or "-")
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+
+    def status(self, conf: NetConf, args: CmdArgs) -> None:
+        self._open(conf, args)  # validates config and that the store is usable
+
+
