@@ -162,8 +162,9 @@ class SelectorSet:
         return tuple(p for p in found if p is not None)
 
     def match(self, vf: VirtualFunction) -> Match:
-        """All keys must match; the reason lists every key that did not."""
-        failed = [reason for ok, reason in (p(vf) for p in self.predicates()) if not ok]
+        """All keys must match; the reason lists every key that did not (or all that did)."""
+        results = [p(vf) for p in self.predicates()]
+        failed = [reason for ok, reason in results if not ok]
         if failed:
             return False, "; ".join(failed)
-        return True, "matches every key" if self.predicates() else "empty selector matches all"
+        return True, "; ".join(reason for _, reason in results) or "empty selector matches all"
