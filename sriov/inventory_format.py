@@ -1,0 +1,107 @@
+"""Rendering an :class:`~sriov.types.Inventory` for people (a table) and for tools (JSON).
+
+Pure: no I/O. ``sriovctl list`` and the demo use :func:`format_inventory`; the JSON
+document of :func:`inventory_to_json` is stable and documented in docs/discovery.md
+(``schemaVersion`` changes when a key is renamed or removed; new keys may appear).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sriov.types import DriverKind, Inventory, PhysicalFunction, VirtualFunction
+
+SCHEMA_VERSION = 1
+_VF_INDENT = "    "
+
+
+def _dash(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def vf_netdev_label(vf: VirtualFunction) -> str:
+    """The VF's netdev, or what a user should read instead: ``(vfio)``, ``(uio)``, ``-``."""
+    if vf.netdev:
+        return vf.netdev
+    kind = vf.driver_kind
+    if kind is DriverKind.VFIO:
+        return "(vfio)"
+    if kind is DriverKind.UIO:
+        return "(uio)"
+    return "-"  # unbound, or the netdev lives in another netns (a pod)
+
+
+def _table(rows: Sequence[Sequence[str]], indent: str = "") -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+            for r in rows]
+
+
+def _pf_row(pf: PhysicalFunction) -> list[str]:
+    return [pf.address, _dash(pf.driver), ",".join(pf.netdevs) or "-",
+            f"{pf.num_vfs}/{pf.total_vfs}", _dash(pf.numa_node), str(pf.link_type),
+            _dash(pf.mtu), f"{pf.vendor_id}:{pf.device_id}"]
+
+
+def _vf_row(vf: VirtualFunction) -> list[str]:
+    return [str(vf.index), vf.address, _dash(vf.driver), vf_netdev_label(vf),
+            _dash(vf.iommu_group), _dash(vf.numa_node), "yes" if vf.is_rdma else "no",
+            f"{vf.vendor_id}:{vf.device_id}"]
+
+
+def _group_vfs(inv: Inventory) -> dict[str, list[VirtualFunction]]:
+    by_pf: dict[str, list[VirtualFunction]] = {}
+    for vf in inv.vfs:
+        by_pf.setdefault(vf.pf_address, []).append(vf)
+    return by_pf
+
+
+def format_inventory(inv: Inventory) -> str:
+    """A readable table: each PF, its VFs indented below it, then skipped devices."""
+    lines: list[str] = []
+    if not inv.pfs:
+        lines.append("No SR-IOV network PFs found.")
+    by_pf = _group_vfs(inv)
+    pf_header = ["PF", "DRIVER", "NETDEV", "VFS", "NUMA", "LINK", "MTU", "ID"]
+    vf_header = ["VF", "ADDRESS", "DRIVER", "NETDEV", "IOMMU", "NUMA", "RDMA", "ID"]
+    for n, pf in enumerate(inv.pfs):
+        if n:
+            lines.append("")
+        lines.extend(_table([pf_header, _pf_row(pf)]))
+        vfs = by_pf.get(pf.address, [])
+        if vfs:
+            lines.extend(_table([vf_header, *(_vf_row(v) for v in vfs)], _VF_INDENT))
+        else:
+            lines.append(f"{_VF_INDENT}(no VFs; sriov_numvfs={pf.num_vfs})")
+    if inv.skipped:
+        lines.append("")
+        lines.append(f"Skipped {len(inv.skipped)} device(s):")
+        lines.extend(f"  {s.path}: {s.reason}" for s in inv.skipped)
+    return "\n".join(lines) + "\n"
+
+
+def _vf_json(vf: VirtualFunction) -> dict[str, object]:
+    return {
+        "index": vf.index, "address": vf.address, "vendorId": vf.vendor_id,
+        "deviceId": vf.device_id, "driver": vf.driver, "driverKind": str(vf.driver_kind),
+        "netdev": vf.netdev, "iommuGroup": vf.iommu_group, "numaNode": vf.numa_node,
+        "rdma": vf.is_rdma, "linkType": str(vf.link_type),
+    }
+
+
+def inventory_to_json(inv: Inventory) -> dict[str, object]:
+    """The stable JSON document of ``sriovctl list --json`` (see docs/discovery.md)."""
+    by_pf = _group_vfs(inv)
+    return {
+        "schemaVersion": SCHEMA_VERSION,
+        "pfs": [
+            {
+                "address": pf.address, "vendorId": pf.vendor_id, "deviceId": pf.device_id,
+                "driver": pf.driver, "netdevs": list(pf.netdevs), "totalVfs": pf.total_vfs,
+                "numVfs": pf.num_vfs, "numaNode": pf.numa_node, "linkType": str(pf.link_type),
+                "mtu": pf.mtu, "vfs": [_vf_json(v) for v in by_pf.get(pf.address, [])],
+            }
+            for pf in inv.pfs
+        ],
+        "skipped": [{"path": s.path, "reason": s.reason} for s in inv.skipped],
+    }
