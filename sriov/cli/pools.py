@@ -1,0 +1,108 @@
+"""``sriovctl pools``: check a device-plugin pool config against this host's VFs.
+
+Validates the config (exit 2, every problem listed, on a bad one), discovers the
+inventory under ``--sysfs-root`` and shows which VFs each pool gets and, for every
+VF that no pool selected, why not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from sriov.errors import PoolConfigError
+from sriov.pools import DEFAULT_RESOURCE_PREFIX, Selection, load_pool_config, select
+from sriov.types import Inventory, VirtualFunction
+
+DEFAULT_SYSFS_ROOT = Path("/")
+EXIT_BAD_CONFIG = 2
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "pools", help="show which VFs each resource pool of a device-plugin config selects",
+        description="Validate a sriov-network-device-plugin style config (resourceList) and "
+                    "show the VFs each pool selects on this host, plus why every other VF "
+                    "is in no pool. Exit 2 on an invalid config.")
+    p.add_argument("--config", required=True, type=Path, metavar="FILE",
+                   help="pool config JSON (e.g. /etc/pcidp/config.json)")
+    p.add_argument("--sysfs-root", type=Path, default=DEFAULT_SYSFS_ROOT, metavar="PATH",
+                   help="root holding sys/bus/pci and sys/class/net (default: /)")
+    p.add_argument("--resource-prefix", default=DEFAULT_RESOURCE_PREFIX,
+                   help=f"prefix of pools without resourcePrefix (default: "
+                        f"{DEFAULT_RESOURCE_PREFIX})")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, stdout: TextIO | None = None,
+        stderr: TextIO | None = None) -> int:
+    out = sys.stdout if stdout is None else stdout
+    err = sys.stderr if stderr is None else stderr
+    try:
+        config = load_pool_config(args.config, default_prefix=args.resource_prefix)
+    except PoolConfigError as e:
+        err.write(f"sriovctl pools: invalid config {args.config}:\n{e}\n")
+        return EXIT_BAD_CONFIG
+    from sriov.sysfs import SysfsReader  # noqa: PLC0415 - only needed once the config is good
+
+    inventory = SysfsReader(args.sysfs_root).inventory()
+    selection = select(config, inventory)
+    if args.json:
+        json.dump(to_json(selection, inventory), out, indent=2)
+        out.write("\n")
+    else:
+        out.write(render_text(selection, inventory))
+    return 0
+
+
+def _vf_json(vf: VirtualFunction) -> dict[str, object]:
+    return {
+        "pciAddress": vf.address, "pfName": vf.pf_netdev, "pfAddress": vf.pf_address,
+        "vfIndex": vf.index, "vendor": vf.vendor_id, "device": vf.device_id,
+        "driver": vf.driver, "netdev": vf.netdev, "numaNode": vf.numa_node,
+        "iommuGroup": vf.iommu_group, "rdma": vf.is_rdma, "linkType": str(vf.link_type),
+    }
+
+
+def to_json(selection: Selection, inventory: Inventory) -> dict[str, object]:
+    """The ``--json`` document: pools in config order, unselected VFs with their reasons."""
+    unselected = [v for v in sorted(inventory.vfs, key=lambda v: v.address)
+                  if v.address in selection.reasons]
+    return {
+        "pools": [{"resourceName": name, "vfs": [_vf_json(v) for v in vfs]}
+                  for name, vfs in selection.pools.items()],
+        "notSelected": [{**_vf_json(v), "reasons": selection.reasons[v.address].splitlines()}
+                        for v in unselected],
+        "warnings": list(selection.warnings),
+        "skipped": [{"path": s.path, "reason": s.reason} for s in inventory.skipped],
+    }
+
+
+def _vf_line(vf: VirtualFunction) -> str:
+    pf = vf.pf_netdev or vf.pf_address
+    return (f"  {vf.address}  {pf} VF {vf.index}  {vf.vendor_id}:{vf.device_id}  "
+            f"{vf.driver or '(unbound)'}  {vf.netdev or '-'}")
+
+
+def _count(n: int) -> str:
+    return "1 VF" if n == 1 else f"{n} VFs"
+
+
+def render_text(selection: Selection, inventory: Inventory) -> str:
+    lines: list[str] = []
+    for name, vfs in selection.pools.items():
+        lines.append(f"{name}: {_count(len(vfs))}")
+        lines.extend(_vf_line(v) for v in vfs)
+    unselected = [v for v in sorted(inventory.vfs, key=lambda v: v.address)
+                  if v.address in selection.reasons]
+    lines.append(f"not selected: {_count(len(unselected))}")
+    for vf in unselected:
+        lines.append(_vf_line(vf))
+        lines.extend(f"      {reason}" for reason in selection.reasons[vf.address].splitlines())
+    lines.extend(f"warning: {w}" for w in selection.warnings)
+    lines.extend(f"skipped: {s.path}: {s.reason}" for s in inventory.skipped)
+    return "\n".join(lines) + "\n"
