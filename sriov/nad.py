@@ -165,7 +165,7 @@ def build_nad(opts: NadOptions) -> dict[str, object]:
             "namespace": opts.namespace,
             "annotations": {RESOURCE_NAME_ANNOTATION: opts.resource_name},
         },
-        "spec": {"config": json.dumps(config, indent=2)},
+        "spec": {"config": json.dumps(config, indent=2) + "\n"},
     }
 
 
