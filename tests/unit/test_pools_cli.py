@@ -1,0 +1,83 @@
+"""``sriovctl pools`` end to end over an emulated sysfs tree (the real on-disk layout)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from sriov.cli.main import build_parser
+from sriov.emulate.tree import PfSpec, SysfsTreeBuilder
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / "configs" / "pools" / "demo.json"
+PF_ADDRESSES = ("0000:3b:00.0", "0000:5e:00.0")
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Path:
+    """Two X710 PFs ``sriovpf0/1`` with 4 VFs each; VF 3 of each is bound to vfio-pci."""
+    root = tmp_path / "host"
+    builder = SysfsTreeBuilder(root)
+    for p, address in enumerate(PF_ADDRESSES):
+        builder.add_pf(PfSpec(
+            address=address, ifname=f"sriovpf{p}", num_vfs=4,
+            vf_ifnames=tuple(f"sriovpf{p}v{i}" if i < 3 else None for i in range(4)),
+            vf_drivers={3: "vfio-pci"}))
+    return root
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    args = build_parser().parse_args(["pools", *argv])
+    out, err = io.StringIO(), io.StringIO()
+    code = args.func(args, stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_demo_config_splits_netdevice_and_dpdk_vfs(host: Path) -> None:
+    code, out, err = run("--config", str(DEMO), "--sysfs-root", str(host), "--json")
+    assert code == 0 and err == ""
+    doc = json.loads(out)
+    pools = {p["resourceName"]: p["vfs"] for p in doc["pools"]}
+    netdevs = pools["intel.com/sriov_netdevice"]
+    assert [(v["pfName"], v["vfIndex"]) for v in netdevs] == [
+        ("sriovpf0", 0), ("sriovpf0", 1), ("sriovpf0", 2),
+        ("sriovpf1", 0), ("sriovpf1", 1), ("sriovpf1", 2)]
+    assert {v["driver"] for v in netdevs} == {"iavf"}
+    dpdk = pools["intel.com/sriov_dpdk"]
+    assert [(v["pfName"], v["vfIndex"], v["driver"], v["netdev"]) for v in dpdk] == [
+        ("sriovpf0", 3, "vfio-pci", None), ("sriovpf1", 3, "vfio-pci", None)]
+    assert doc["notSelected"] == [] and doc["warnings"] == []
+
+
+def test_text_output_explains_unselected_vfs(host: Path, tmp_path: Path) -> None:
+    config = tmp_path / "pools.json"
+    config.write_text(json.dumps({"resourceList": [
+        {"resourceName": "few", "selectors": [{"pfNames": ["sriovpf0#0-1"]}]}]}))
+    code, out, _ = run("--config", str(config), "--sysfs-root", str(host),
+                       "--resource-prefix", "example.org")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "example.org/few: 2 VFs"
+    assert "not selected: 6 VFs" in lines
+    assert "      example.org/few: pfNames: sriovpf0 VF 2 not in #0-1" in lines
+    assert "      example.org/few: pfNames: PF sriovpf1 not in [sriovpf0#0-1]" in lines
+
+
+def test_bad_config_exits_2_listing_every_problem(host: Path, tmp_path: Path) -> None:
+    config = tmp_path / "bad.json"
+    config.write_text(json.dumps({"resourceList": [
+        {"resourceName": "a", "selectors": [{"pfName": ["sriovpf0"]}]},
+        {"resourceName": "b", "selectors": [{"pfNames": ["sriovpf0#3-1"]}]}]}))
+    code, out, err = run("--config", str(config), "--sysfs-root", str(host))
+    assert code == 2 and out == ""
+    assert "resourceList[0].selectors[0].pfName: unknown key; did you mean 'pfNames'?" in err
+    assert "resourceList[1].selectors[0].pfNames[0]: 'sriovpf0#3-1'" in err
+    assert "Traceback" not in err
+
+
+def test_missing_config_file_exits_2(host: Path, tmp_path: Path) -> None:
+    code, _, err = run("--config", str(tmp_path / "nope.json"), "--sysfs-root", str(host))
+    assert code == 2 and "cannot read" in err
