@@ -34,7 +34,10 @@ class VdpaType(enum.StrEnum):
 
 
 class Predicate(Protocol):
-    key: str
+    @property
+    def key(self) -> str:
+        """The config key this predicate implements, e.g. ``pfNames``."""
+        ...
 
     def __call__(self, vf: VirtualFunction) -> Match: ...
 

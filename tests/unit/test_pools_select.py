@@ -65,7 +65,7 @@ def test_selector_objects_are_tried_in_order_and_ored() -> None:
         {"pfNames": ["sriovpf0#0"]}, {"drivers": ["vfio-pci"]}]}
     sel = select(config(pool), inventory(vf(0, 0), vf(0, 1, driver="vfio-pci"), vf(0, 2)))
     assert addresses(sel.pools["intel.com/mixed"]) == ["0000:3b:02.0", "0000:3b:02.1"]
-    assert sel.reasons["0000:3b:02.2"] == (
+    assert sel.reasons[PciAddress("0000:3b:02.2")] == (
         "intel.com/mixed: selectors[0] (pfNames: sriovpf0 VF 2 not in #0), "
         "selectors[1] (drivers: iavf not in [vfio-pci])")
 
@@ -76,10 +76,10 @@ def test_every_unselected_vf_gets_one_reason_line_per_pool() -> None:
         {"resourceName": "rdma", "resourcePrefix": "mellanox.com",
          "selectors": {"isRdma": True}},
     ), inventory(vf(0, 5), vf(1, 0, vendor="15b3")))
-    assert sel.reasons["0000:3b:02.5"] == (
+    assert sel.reasons[PciAddress("0000:3b:02.5")] == (
         "intel.com/intel: pfNames: sriovpf0 VF 5 not in #0-3\n"
         "mellanox.com/rdma: isRdma: VF has no RDMA")
-    assert sel.reasons["0000:3c:02.0"].splitlines()[0] == (
+    assert sel.reasons[PciAddress("0000:3c:02.0")].splitlines()[0] == (
         "intel.com/intel: vendors: 15b3 not in [8086]; "
         "pfNames: PF sriovpf1 not in [sriovpf0#0-3]")
 
@@ -108,7 +108,7 @@ def test_default_prefix_override_keeps_explicit_prefixes() -> None:
 def test_default_prefix_override_can_create_a_duplicate() -> None:
     cfg = config({"resourceName": "a", "selectors": {}},
                  {"resourceName": "a", "resourcePrefix": "mellanox.com", "selectors": {}})
-    with pytest.raises(PoolConfigError, match="'mellanox.com/a' is already defined"):
+    with pytest.raises(PoolConfigError, match=r"'mellanox\.com/a' is already defined"):
         select(cfg, inventory(), default_prefix="mellanox.com")
 
 
