@@ -1,0 +1,144 @@
+"""``sriov-device-plugin``: the composition root (real paths, threads, signals).
+
+Exit status: 0 after SIGTERM/SIGINT, 1 when the initial config is invalid or the
+plugin cannot start, 2 for bad flags (argparse).
+
+``--cni-agent-socket`` starts ``cni.agent`` in-process; it is imported lazily here
+and only here (the one allowed exception to "deviceplugin never imports cni").
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from sriov.errors import PoolConfigError, SriovError
+from sriov.pools import DEFAULT_RESOURCE_PREFIX
+from sriov.sysfs import SysfsReader
+
+from deviceplugin.allocation import DEFAULT_DEVINFO_DIR
+from deviceplugin.dirwatch import Mask, Watcher
+from deviceplugin.errors import DevicePluginError
+from deviceplugin.lifecycle import DEFAULT_PLUGIN_DIR, PluginManager
+from deviceplugin.metrics import Metrics
+from deviceplugin.pool import Policy
+from deviceplugin.registry import DeviceRegistry
+from deviceplugin.scanner import ConfigFile, HostScanner, SysfsCarrier
+from deviceplugin.servicer import ServiceOptions
+from deviceplugin.sysfswatch import SysfsWatch
+
+log = logging.getLogger("deviceplugin")
+
+DEFAULT_CONFIG = Path("/etc/pcidp/config.json")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sriov-device-plugin",
+                                description="Kubelet device plugin for SR-IOV VFs (v1beta1).")
+    p.add_argument("--config", "--config-file", dest="config", type=Path,
+                   default=DEFAULT_CONFIG, help="pool config (resourceList JSON); "
+                   "watched and reloaded on change (default: %(default)s)")
+    p.add_argument("--resource-prefix", default=DEFAULT_RESOURCE_PREFIX,
+                   help="prefix for pools without resourcePrefix (default: %(default)s)")
+    p.add_argument("--plugin-dir", type=Path, default=DEFAULT_PLUGIN_DIR,
+                   help="kubelet device-plugin dir (default: %(default)s)")
+    p.add_argument("--sysfs-root", type=Path, default=Path("/"),
+                   help="root containing sys/ (an emulated tree for dev; default: /)")
+    p.add_argument("--devinfo-dir", type=Path, default=DEFAULT_DEVINFO_DIR,
+                   help="NPWG device-info dir (default: %(default)s)")
+    p.add_argument("--metrics-port", type=int, default=0,
+                   help="Prometheus metrics HTTP port, 0 = off (default)")
+    p.add_argument("--policy", choices=[x.value for x in Policy], default=Policy.SPREAD.value,
+                   help="GetPreferredAllocation placement across PFs (default: spread)")
+    p.add_argument("--use-cdi", action="store_true",
+                   help="also return CDI device names <prefix>/net-pci=<pci>")
+    p.add_argument("--rescan-interval", type=float, default=30.0,
+                   help="safety rescan period in seconds (default: 30)")
+    p.add_argument("--cni-agent-socket", type=Path, default=None,
+                   help="also run the sriov CNI agent in-process on this socket")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def _start_cni_agent(socket: Path, stop: threading.Event) -> threading.Thread | None:
+    try:
+        import cni.agent as agent  # lazy: documented exception to the layering rule
+    except ImportError:
+        log.warning("cni agent not available; ignoring --cni-agent-socket=%s", socket)
+        return None
+    serve = getattr(agent, "serve", None)
+    if serve is None:
+        log.warning("cni.agent has no serve(); ignoring --cni-agent-socket=%s", socket)
+        return None
+    thread = threading.Thread(target=serve, args=(socket, stop), daemon=True, name="cni-agent")
+    thread.start()
+    return thread
+
+
+def run(args: argparse.Namespace, stop: threading.Event) -> int:
+    metrics = Metrics()
+    config = ConfigFile(args.config, args.resource_prefix,
+                        on_invalid=lambda e: metrics.config_reload_failures.inc())
+    try:
+        initial = config.load_initial()
+    except PoolConfigError as e:
+        log.error("invalid config path=%s error=%s", args.config, e)
+        return 1
+    metrics.config_valid.set(1)
+    if not initial.pools:
+        log.warning("config has no pools path=%s", args.config)
+    reader = SysfsReader(args.sysfs_root)
+    scanner = HostScanner(config, reader.inventory, SysfsCarrier(args.sysfs_root))
+    registry = DeviceRegistry(scanner, safety_interval_s=args.rescan_interval)
+    options = ServiceOptions(policy=Policy(args.policy), use_cdi=args.use_cdi,
+                             devinfo_dir=args.devinfo_dir)
+    manager = PluginManager(args.plugin_dir, registry, options, metrics)
+    sysfs_watch = SysfsWatch(args.sysfs_root, registry.trigger)
+    config_watch = Watcher(lambda events: registry.trigger(), name="dp-configwatch")
+    registry.add_listener(lambda snap: sysfs_watch.refresh(scanner.last_inventory))
+    registry.add_listener(lambda snap: metrics.config_valid.set(config.last_error is None))
+    signal.signal(signal.SIGHUP, lambda *_: registry.trigger())
+    started: list[object] = []
+    try:
+        registry.start()
+        started.append(registry)
+        sysfs_watch.start(scanner.last_inventory)
+        started.append(sysfs_watch)
+        config_watch.watch(args.config.parent, Mask.dir_changes() | Mask.MODIFY)
+        config_watch.start()
+        started.append(config_watch)
+        manager.start()
+        started.append(manager)
+        if args.metrics_port:
+            metrics.serve(args.metrics_port)
+        if args.cni_agent_socket is not None:
+            _start_cni_agent(args.cni_agent_socket, stop)
+        log.info("running pools=%s plugin_dir=%s", len(registry.snapshot.pools), args.plugin_dir)
+        stop.wait()
+        log.info("stopping")
+        return 0
+    except (SriovError, DevicePluginError, OSError) as e:
+        log.error("cannot start error=%s", e)
+        return 1
+    finally:
+        for part in reversed(started):
+            part.stop()  # type: ignore[attr-defined]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    return run(args, stop)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

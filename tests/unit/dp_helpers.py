@@ -1,0 +1,101 @@
+"""Shared builders for the device-plugin tests: an emulated sysfs tree + a running plugin."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sriov.emulate.tree import PfSpec, SysfsTreeBuilder
+from sriov.sysfs import SysfsReader
+
+from deviceplugin.lifecycle import PluginManager
+from deviceplugin.metrics import Metrics
+from deviceplugin.pool import Policy
+from deviceplugin.registry import DeviceRegistry
+from deviceplugin.scanner import ConfigFile, HostScanner, SysfsCarrier
+from deviceplugin.servicer import ServiceOptions
+from deviceplugin.simulator import KubeletSimulator
+from deviceplugin.sysfswatch import SysfsWatch
+from deviceplugin.dirwatch import Mask, Watcher
+
+PF0 = "0000:3b:00.0"
+PF1 = "0000:5e:00.0"
+NETDEV_CONFIG = {"resourceList": [
+    {"resourceName": "sriov_net", "selectors": [{"drivers": ["iavf"]}]},
+]}
+
+
+def build_tree(root: Path, vfs: int = 4, vfio: dict[int, str | None] | None = None) -> SysfsTreeBuilder:
+    tree = SysfsTreeBuilder(root)
+    tree.add_pf(PfSpec(address=PF0, ifname="enp59s0f0", num_vfs=vfs, numa_node=0,
+                       vf_ifnames=tuple(f"enp59s0v{i}" for i in range(vfs)),
+                       vf_drivers=vfio or {}))
+    tree.add_pf(PfSpec(address=PF1, ifname="enp94s0f0", num_vfs=vfs, numa_node=1,
+                       vf_ifnames=tuple(f"enp94s0v{i}" for i in range(vfs))))
+    return tree
+
+
+def write_config(path: Path, obj: object) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj))
+    tmp.replace(path)
+
+
+@dataclass
+class RunningPlugin:
+    sim: KubeletSimulator
+    registry: DeviceRegistry
+    manager: PluginManager
+    metrics: Metrics
+    plugin_dir: Path
+    devinfo_dir: Path
+    config_rejected: threading.Event
+
+
+@contextmanager
+def running_plugin(tmp_path: Path, config: object, *, use_cdi: bool = False,
+                   policy: Policy = Policy.SPREAD) -> Iterator[RunningPlugin]:
+    """The same wiring as deviceplugin.cli.run, in-process, against a simulator."""
+    plugin_dir = tmp_path / "d"
+    devinfo = tmp_path / "devinfo"
+    cfg_dir = tmp_path / "etc"
+    cfg_dir.mkdir(exist_ok=True)
+    if not (cfg_dir / "config.json").exists():
+        write_config(cfg_dir / "config.json", config)
+    metrics = Metrics()
+    rejected = threading.Event()
+
+    def on_invalid(error: Exception) -> None:
+        metrics.config_reload_failures.inc()
+        rejected.set()
+
+    cfg = ConfigFile(cfg_dir / "config.json", "intel.com", on_invalid=on_invalid)
+    cfg.load_initial()
+    scanner = HostScanner(cfg, SysfsReader(tmp_path / "host").inventory,
+                          SysfsCarrier(tmp_path / "host"))
+    registry = DeviceRegistry(scanner, safety_interval_s=30)
+    manager = PluginManager(plugin_dir, registry, ServiceOptions(
+        policy=policy, use_cdi=use_cdi, devinfo_dir=devinfo), metrics)
+    sysfs_watch = SysfsWatch(tmp_path / "host", registry.trigger)
+    cfg_watch = Watcher(lambda ev: registry.trigger(), name="test-cfgwatch")
+    registry.add_listener(lambda snap: sysfs_watch.refresh(scanner.last_inventory))
+    sim = KubeletSimulator(plugin_dir, tmp_path / "p.sock")
+    sim.start()
+    registry.start()
+    sysfs_watch.start(scanner.last_inventory)
+    cfg_watch.watch(cfg_dir, Mask.dir_changes() | Mask.MODIFY)
+    cfg_watch.start()
+    manager.start()
+    try:
+        yield RunningPlugin(sim, registry, manager, metrics, plugin_dir, devinfo, rejected)
+    finally:
+        manager.stop()
+        cfg_watch.stop()
+        sysfs_watch.stop()
+        registry.stop()
+        sim.stop()
+        assert threading.active_count() < 50
