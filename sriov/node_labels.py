@@ -103,7 +103,8 @@ def compute_node_metadata(inventory: Inventory) -> NodeMetadata:
     size = sum(len(k) + len(v) for k, v in annotations.items())
     if size > MAX_ANNOTATIONS_BYTES:
         raise InvalidInputError(
-            "annotation", INVENTORY_ANNOTATION, f"{size} bytes exceeds the {MAX_ANNOTATIONS_BYTES}-byte limit")
+            "annotation", INVENTORY_ANNOTATION,
+            f"{size} bytes exceeds the API server's 256 KiB limit on a Node's annotations")
     return NodeMetadata(labels=labels, annotations=annotations)
 
 
