@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sriov.errors import InvalidInputError
-from sriov.ranges import DeviceRef, parse_vf_indexes, split_device_ref
+from sriov.ranges import MAX_VF_INDEX, DeviceRef, parse_vf_indexes, split_device_ref
 
 VALID = [
     ("0", {0}),
@@ -59,3 +61,17 @@ def test_device_ref_covers_and_prints_as_written() -> None:
     some = DeviceRef(device="ens1f0", vf_indexes=frozenset({0, 1}), range_text="0-1")
     assert every.covers(200) and some.covers(1) and not some.covers(2)
     assert str(every) == "ens1f0" and str(some) == "ens1f0#0-1"
+
+
+@given(st.frozensets(st.integers(min_value=0, max_value=MAX_VF_INDEX), min_size=1))
+def test_any_index_list_parses_back_to_its_set(indexes: frozenset[int]) -> None:
+    assert parse_vf_indexes(",".join(str(i) for i in sorted(indexes))) == indexes
+
+
+@given(st.text(alphabet="0123456789,-# a", max_size=12))
+def test_arbitrary_text_parses_or_fails_with_invalid_input(text: str) -> None:
+    try:
+        indexes = parse_vf_indexes(text)
+    except InvalidInputError:
+        return
+    assert indexes and all(0 <= i <= MAX_VF_INDEX for i in indexes)
