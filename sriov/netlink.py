@@ -149,9 +149,9 @@ class Netlink:
         return info.index
 
     # -- link attributes ---------------------------------------------------------
-    def _set(self, name: str, netns: str | None, op: str, **kw: Any) -> None:
+    def _set(self, name: str, netns: str | None, op: str, target: str = "", **kw: Any) -> None:
         idx = self.index(name, netns)
-        self._link_call(netns, op, name, "set", index=idx, **kw)
+        self._link_call(netns, op, target or name, "set", index=idx, **kw)
 
     def set_up(self, name: str, netns: str | None = None) -> None:
         self._set(name, netns, "set link up", state="up")
@@ -160,8 +160,8 @@ class Netlink:
         self._set(name, netns, "set link down", state="down")
 
     def rename(self, name: str, new: str, netns: str | None = None) -> None:
-        """Rename a link (the kernel requires it to be down: EBUSY otherwise)."""
-        self._set(name, netns, f"rename link to {new}", ifname=new)
+        """Rename a link (kernels before 6.x answer EBUSY while it is up: set it down first)."""
+        self._set(name, netns, "rename link", f"{name} to {new}", ifname=new)
 
     def set_mac(self, name: str, mac: str, netns: str | None = None) -> None:
         self._set(name, netns, "set MAC", address=mac)
