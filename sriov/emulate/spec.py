@@ -11,7 +11,7 @@ Naming (all names are checked against IFNAMSIZ when the spec is built):
 - PF netdev ``<pf_prefix><p>`` (``sriovpf0``), VF netdev ``<pf_prefix><p>v<v>``
   (``sriovpf0v3``), like systemd's ``ens1f0v3``;
 - the host-side "wire" end of each veth pair ``<wire_prefix><p>p`` / ``<wire_prefix><p>v<v>``;
-- the per-host bridge ``<bridge>``.
+- the per-host bridge ``<bridge>`` (untagged) and one bridge ``<bridge>v<vid>`` per VF VLAN.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class EmulationSpec:
         last = self.pfs - 1, max(self.vfs, 1) - 1
         for field, sample in (("pf-prefix", vf_netdev(self, *last)),
                               ("wire-prefix", vf_wire(self, *last)),
-                              ("bridge", self.bridge)):
+                              ("bridge", vlan_bridge(self.bridge, 4095))):
             try:
                 validate.ifname(sample)
             except InvalidInputError as e:
@@ -119,6 +119,11 @@ def pf_wire(spec: EmulationSpec, pf: int) -> IfName:
 
 def vf_wire(spec: EmulationSpec, pf: int, vf: int) -> IfName:
     return IfName(f"{spec.wire_prefix}{pf}v{vf}")
+
+
+def vlan_bridge(bridge: str, vid: int) -> IfName:
+    """The bridge of VF VLAN ``vid``: ``<bridge>`` for untagged (0), ``<bridge>v<vid>`` else."""
+    return IfName(bridge if vid == 0 else f"{bridge}v{vid}")
 
 
 def _host_byte(spec: EmulationSpec) -> int:

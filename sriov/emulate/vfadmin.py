@@ -2,8 +2,8 @@
 
 Real drivers keep per-VF settings (``ip link set <pf> vf N ...``) in the PF. Here they
 live in ``<root>/sriov-emu-vf/<pf-address>/<index>.json`` and are enforced where the
-emulation can: the VF VLAN is the bridge PVID of the VF's wire port (untagged), so
-VFs on the same port VLAN reach each other and VFs on different VLANs do not;
+emulation can: a VF's port VLAN puts its wire end on that VLAN's bridge, so VFs on
+the same port VLAN reach each other and VFs on different VLANs do not;
 ``link_state disable`` takes the wire port down so the VF loses carrier. QoS, proto,
 spoofchk, trust and rates are recorded and reported back, not enforced.
 
@@ -24,15 +24,14 @@ from pathlib import Path
 from typing import Protocol
 
 from sriov import validate
-from sriov.emulate.spec import STATE_FILE, EmulationState, Profile, VfRecord
+from sriov.emulate.spec import STATE_FILE, EmulationState, Profile, VfLocation, VfRecord
 from sriov.errors import DeviceNotFoundError, EmulationError, InvalidInputError, VfSettingError
 from sriov.types import IfName, LinkState, MacAddress, VfSetting, VfSettings, VfState, VlanProto
+from sriov.vfadmin import differing, requested
 
 log = logging.getLogger(__name__)
 
 SETTINGS_DIR = "sriov-emu-vf"
-DEFAULT_VLAN_PVID = 1
-"""A bridge port's PVID for "no VF VLAN" (the bridge's default_pvid)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,8 +86,8 @@ def merge(state: VfState, settings: VfSettings, setting: VfSetting) -> VfState |
     """
     s, r = settings, dataclasses.replace
     match setting:
-        case VfSetting.VLAN if (s.vlan, s.qos, s.vlan_proto) != (None, None, None):
-            return r(state, vlan=state.vlan if s.vlan is None else s.vlan,
+        case VfSetting.VLAN if s.vlan is not None:
+            return r(state, vlan=s.vlan,
                      qos=0 if s.qos is None else s.qos,
                      vlan_proto=VlanProto.DOT1Q if s.vlan_proto is None else s.vlan_proto)
         case VfSetting.MAC if s.mac is not None:
@@ -109,7 +108,8 @@ def merge(state: VfState, settings: VfSettings, setting: VfSetting) -> VfState |
 class WirePorts(Protocol):
     """The link operations the emulated admin needs (implemented over ``sriov.netlink``)."""
 
-    def set_port_vlan(self, wire: IfName, vid: int) -> None: ...
+    def set_port_vlan(self, wire: IfName, vid: int, previous: int) -> None:
+        """Put the wire port on VLAN ``vid`` (0: untagged) instead of ``previous``."""
 
     def set_port_up(self, wire: IfName, up: bool) -> None: ...
 
@@ -132,7 +132,7 @@ class EmulatedVfAdmin:
         quirks = QUIRKS[state.spec.profile]
         current = self._load(record)
         applied: list[VfSetting] = []
-        for setting in VfSetting:
+        for setting in requested(settings):
             want = merge(current, settings, setting)
             if want is None:
                 continue
@@ -140,7 +140,7 @@ class EmulatedVfAdmin:
             if code is not None:
                 raise VfSettingError(setting.value, f"{pf} vf {index}", code,
                                      tuple(a.value for a in applied))
-            self._enforce(setting, record, want, state.pfs[record.pf].carrier)
+            self._enforce(setting, record, current, want, state.pfs[record.pf].carrier)
             current = want
             self._save(record, current)
             applied.append(setting)
@@ -152,27 +152,19 @@ class EmulatedVfAdmin:
 
         (Re-sending an unchanged ``link_state auto`` would fail on igb for nothing.)
         """
-        _, record = self._find(pf, index)
-        current = self._load(record)
-        target = VfSettings.restoring(state)
-        changed = {s for s in VfSetting if (want := merge(current, target, s)) is not None
-                   and want != current}
-        keep = {
-            VfSetting.VLAN: ("vlan", "qos", "vlan_proto"), VfSetting.MAC: ("mac",),
-            VfSetting.TX_RATE: ("min_tx_rate", "max_tx_rate"), VfSetting.SPOOFCHK: ("spoofchk",),
-            VfSetting.TRUST: ("trust",), VfSetting.LINK_STATE: ("link_state",),
-        }
-        fields = {f: getattr(target, f) for s in changed for f in keep[s]}
-        return self.apply(pf, index, VfSettings(**fields))
+        wanted = differing(VfSettings.restoring(state), self.read(pf, index))
+        return self.apply(pf, index, wanted)
 
     def reset(self, record: VfRecord) -> None:
         """Forget a VF's settings (VF destroyed by ``sriov_numvfs``)."""
         self._path(record).unlink(missing_ok=True)
 
-    def _enforce(self, setting: VfSetting, record: VfRecord, want: VfState,
+    def _enforce(self, setting: VfSetting, record: VfRecord, current: VfState, want: VfState,
                  pf_carrier: bool) -> None:
+        if record.location in (VfLocation.ABSENT, VfLocation.PARKED):
+            return  # no wire port (tree-only, or vfio-bound): recorded, enforced on rebind
         if setting is VfSetting.VLAN:
-            self._ports.set_port_vlan(record.wire, want.vlan or DEFAULT_VLAN_PVID)
+            self._ports.set_port_vlan(record.wire, want.vlan, current.vlan)
         elif setting is VfSetting.LINK_STATE:
             up = want.link_state is LinkState.ENABLE or (
                 want.link_state is LinkState.AUTO and pf_carrier)

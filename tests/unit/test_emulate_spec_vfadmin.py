@@ -30,7 +30,7 @@ class RecordingPorts:
     def __init__(self) -> None:
         self.calls: list[tuple[str, object, object]] = []
 
-    def set_port_vlan(self, wire: IfName, vid: int) -> None:
+    def set_port_vlan(self, wire: IfName, vid: int, previous: int) -> None:
         self.calls.append(("vlan", wire, vid))
 
     def set_port_up(self, wire: IfName, up: bool) -> None:
@@ -68,7 +68,7 @@ def test_fresh_vf_reads_like_a_real_driver(igb: tuple[EmulatedVfAdmin, Recording
         "00:00:00:00:00:00", 0, True, False, LinkState.AUTO)
 
 
-def test_apply_sets_vlan_as_port_pvid_and_reports_applied(
+def test_apply_puts_the_wire_port_on_the_vlan_and_reports_applied(
         igb: tuple[EmulatedVfAdmin, RecordingPorts]) -> None:
     admin, ports = igb
     applied = admin.apply(IfName("sriovpf0"), 0, VfSettings(vlan=100, trust=True,
@@ -79,7 +79,7 @@ def test_apply_sets_vlan_as_port_pvid_and_reports_applied(
     state = admin.read(IfName("0000:3b:00.0"), 0)  # PF by PCI address works too
     assert (state.vlan, state.trust, state.mac) == (100, True, "02:11:22:33:44:55")
     admin.apply(IfName("sriovpf0"), 0, VfSettings(vlan=0))
-    assert ports.calls[-1] == ("vlan", "sriovw0v0", 1)  # back to the bridge default PVID
+    assert ports.calls[-1] == ("vlan", "sriovw0v0", 0)  # back to the untagged segment
 
 
 def test_igb_refuses_link_state_after_applying_earlier_settings(
