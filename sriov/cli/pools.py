@@ -15,6 +15,7 @@ from typing import TextIO
 
 from sriov.errors import PoolConfigError
 from sriov.pools import DEFAULT_RESOURCE_PREFIX, Selection, load_pool_config, select
+from sriov.sysfs import SysfsReader
 from sriov.types import Inventory, VirtualFunction
 
 DEFAULT_SYSFS_ROOT = Path("/")
@@ -47,8 +48,6 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None,
     except PoolConfigError as e:
         err.write(f"sriovctl pools: invalid config {args.config}:\n{e}\n")
         return EXIT_BAD_CONFIG
-    from sriov.sysfs import SysfsReader  # noqa: PLC0415 - only needed once the config is good
-
     inventory = SysfsReader(args.sysfs_root).inventory()
     selection = select(config, inventory)
     if args.json:
