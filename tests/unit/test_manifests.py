@@ -250,9 +250,14 @@ def test_container_commands_parse_with_our_clis() -> None:
     assert {e["name"] for e in labels["env"]} >= {"NODE_NAME"}
     if not (REPO / "deviceplugin" / "cli.py").exists():
         pytest.skip("deviceplugin/cli.py not present yet: device-plugin args not checked")
-    from deviceplugin.cli import build_parser as dp_parser  # type: ignore[attr-defined]
+    from deviceplugin.cli import build_parser as dp_parser
 
-    dp_parser().parse_args(_main_container(pod)["args"])
+    container = _main_container(pod)
+    dp_args = dp_parser().parse_args(container["args"])
+    mounted = {Path(m["mountPath"]) for m in container["volumeMounts"]}
+    for path in (dp_args.config.parent, dp_args.cni_agent_socket.parent, dp_args.plugin_dir,
+                 dp_args.devinfo_dir):
+        assert path in mounted, f"the device plugin uses {path}, which is not mounted"
 
 
 def test_rbac_lets_the_service_account_get_and_patch_nodes() -> None:
