@@ -279,12 +279,21 @@ class SysfsTreeBuilder:
         return Path(os.path.realpath(link))
 
     def _bridge(self, domain: int, bus: int) -> Path:
-        """The root port above ``bus``: ``sys/devices/pci<dom>:<bus-1>/<dom>:<bus-1>:00.0``."""
+        """The root port above ``bus``: ``sys/devices/pci<dom>:<bus-1>/<dom>:<bus-1>:00.0``.
+
+        When that address is already an emulated device (PFs on consecutive buses), the
+        device sits directly under its host bridge ``sys/devices/pci<dom>:<bus>``.
+        """
         up = max(bus - 1, 0)
         addr = _address(domain, up << 8)
         bridge = self.sys / "devices" / f"pci{domain:04x}:{up:02x}" / addr
-        if not bridge.is_dir():
-            self._add_device(bridge, addr, "8086", "2030", "0x060400", -1, "pcieport", None)
+        if bridge.is_dir():
+            return bridge
+        if (self.sys / "bus/pci/devices" / addr).is_symlink():
+            host = self.sys / "devices" / f"pci{domain:04x}:{bus:02x}"
+            host.mkdir(parents=True, exist_ok=True)
+            return host
+        self._add_device(bridge, addr, "8086", "2030", "0x060400", -1, "pcieport", None)
         return bridge
 
     def _add_device(self, path: Path, addr: str, vendor: str, device: str, pci_class: str,
