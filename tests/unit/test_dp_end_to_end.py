@@ -11,7 +11,7 @@ import pytest
 from deviceplugin.api.podresources.v1 import api_pb2 as pr
 from deviceplugin.api.podresources.v1 import api_pb2_grpc as pr_grpc
 from deviceplugin.simulator import KubeletSimulator
-from tests.unit.dp_helpers import NETDEV_CONFIG, PF0, build_tree, running_plugin, write_config
+from tests.unit.test_dp_support import NETDEV_CONFIG, PF0, build_tree, running_plugin, write_config
 
 RES = "intel.com/sriov_net"
 DEADLINE = 5.0
