@@ -37,6 +37,7 @@ class CniCode(enum.IntEnum):
     IPAM = 104
     STATE = 105
     EMULATION = 106
+    ATTACHMENT_EXISTS = 107
     INTERNAL = 999
 
 

@@ -188,7 +188,7 @@ class Store:
         for path in self.dir.iterdir():
             try:
                 ipaddress.ip_address(path.name)
-                yield path, path.read_text().strip()
+                yield path, path.read_bytes().decode(errors="replace").strip()
             except (ValueError, OSError):
                 continue
 

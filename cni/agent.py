@@ -1,0 +1,160 @@
+"""The resident CNI agent (``sriov-cni-agent``): serves ``sriov`` shim requests.
+
+One thread per connection; the per-VF flock in the state store serialises work on one VF.
+It keeps one warm :class:`cni.main.Runtime` (netlink socket, in-process host-local) and runs
+every request through the same :func:`cni.skel.dispatch` as standalone mode, with the
+forwarded env/stdin, so both modes behave identically. Socket dir 0700, socket 0600.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import os
+import signal
+import socket
+import socketserver
+import struct
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from cni import skel
+from cni.main import Runtime
+from cni.shim import DEFAULT_SOCKET, decode_env, frame, recv_frame
+from cni.state import DEFAULT_STATE_DIR
+
+log = logging.getLogger(__name__)
+HandlersFactory = Callable[[Mapping[str, str], TextIO], skel.Handlers]
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    agent: CniAgent
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        agent: CniAgent = self.server.agent  # type: ignore[attr-defined]
+        try:
+            env = decode_env(recv_frame(sock))
+            stdin = recv_frame(sock)
+        except (OSError, ConnectionError, struct.error) as e:
+            log.warning("dropping malformed request: %s", e)
+            return
+        status, out, err = agent.handle(env, stdin)
+        try:
+            sock.sendall(struct.pack(">i", status) + frame(err) + frame(out))
+        except OSError as e:
+            log.warning("cannot send reply for %s %s: %s", env.get("CNI_COMMAND"),
+                        env.get("CNI_CONTAINERID"), e)
+
+
+class CniAgent:
+    def __init__(self, socket_path: Path, handlers_factory: HandlersFactory) -> None:
+        self.socket_path = Path(socket_path)
+        self.handlers_factory = handlers_factory
+        self._server: _Server | None = None
+
+    def handle(self, env: Mapping[str, str], stdin: bytes) -> tuple[int, bytes, bytes]:
+        """Run one forwarded invocation; returns (exit status, stdout, stderr)."""
+        out, err = io.StringIO(), io.StringIO()
+        status = skel.dispatch(env, stdin, out, err, self.handlers_factory(env, err))
+        return status, out.getvalue().encode(), err.getvalue().encode()
+
+    def bind(self) -> None:
+        directory = self.socket_path.parent
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)
+        if self.socket_path.exists() or self.socket_path.is_symlink():
+            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                probe.connect(str(self.socket_path))
+                raise RuntimeError(f"another agent already listens on {self.socket_path}")
+            except (ConnectionRefusedError, FileNotFoundError):
+                self.socket_path.unlink(missing_ok=True)  # stale socket of a dead agent
+            finally:
+                probe.close()
+        old_umask = os.umask(0o177)
+        try:
+            self._server = _Server(str(self.socket_path), _Handler)
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.socket_path, 0o600)
+        self._server.agent = self
+        log.info("CNI agent listening on %s", self.socket_path)
+
+    def serve_forever(self) -> None:
+        if self._server is None:
+            self.bind()
+        assert self._server is not None
+        try:
+            self._server.serve_forever(poll_interval=0.2)
+        finally:
+            self.close()
+
+    def start(self) -> threading.Thread:
+        """Bind and serve in a background thread (tests, embedding)."""
+        self.bind()
+        thread = threading.Thread(target=self.serve_forever, name="cni-agent", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.server_close()
+            self._server = None
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sriov-cni-agent",
+                                     description="Resident agent serving the 'sriov' CNI shim.")
+    parser.add_argument("--socket", type=Path, default=Path(DEFAULT_SOCKET),
+                        help=f"unix socket to listen on (default {DEFAULT_SOCKET})")
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
+                        help=f"CNI state directory (default {DEFAULT_STATE_DIR})")
+    parser.add_argument("--sysfs-root", type=Path, default=Path("/"),
+                        help="root holding sys/ (default /; an emulated host's root in dev)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    runtime = Runtime(sysfs_root=args.sysfs_root, state_dir=args.state_dir)
+    try:
+        runtime.netlink()  # warm: pay the pyroute2 import once, not per pod
+    except Exception as e:  # the agent still serves fallback/IPAM-only requests
+        log.warning("netlink not available yet (%s); opening it on first use", e)
+        runtime.netlink = Runtime(sysfs_root=args.sysfs_root).netlink
+    agent = CniAgent(args.socket, runtime.plugin)
+    try:
+        agent.bind()
+    except (OSError, RuntimeError) as e:
+        log.error("cannot listen on %s: %s", args.socket, e)
+        return 1
+
+    def stop(signum: int, frame: object) -> None:
+        log.info("signal %s: stopping", signum)
+        threading.Thread(target=agent.stop, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        agent.serve_forever()
+    finally:
+        runtime.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

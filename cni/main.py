@@ -1,0 +1,132 @@
+"""In-process (standalone) CNI execution and the wiring of the real handlers.
+
+:class:`Runtime` holds the process-wide warm resources (netlink socket, in-process host-local);
+the agent keeps one for its lifetime, standalone mode builds one per invocation. Environment
+knobs (all optional): ``SRIOV_CNI_STATE_DIR`` (default /var/lib/cni/sriov), ``SRIOV_SYSFS_ROOT``
+(default /, an emulated host's root in dev/test), ``SRIOV_CNI_TIMEOUT`` (seconds, default 55),
+``SRIOV_CNI_EXEC_IPAM=1`` (always exec the IPAM delegate, never in-process host-local).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO, TextIO
+
+from cni import skel
+from cni.errors import CniCode, CniError
+from cni.host_local import HostLocal
+from cni.ipam import IpamRunner, make_ipam
+from cni.netconf import NetConf
+from cni.plugin import Plugin
+from cni.podresources import PodResourcesLookup
+from cni.protocol import SUPPORTED_VERSIONS, CmdArgs
+from cni.state import DEFAULT_STATE_DIR, StateStore
+
+log = logging.getLogger(__name__)
+ABOUT = "sriov-k8s CNI plugin (SR-IOV VF, DPDK and macvlan/ipvlan fallback)"
+
+
+def _memo(factory: Callable[[], Any]) -> Callable[[], Any]:
+    box: list[Any] = []
+    lock = threading.Lock()
+
+    def get() -> Any:
+        with lock:
+            if not box:
+                box.append(factory())
+            return box[0]
+
+    return get
+
+
+class Runtime:
+    """Warm resources shared by the invocations of one process."""
+
+    def __init__(self, *, sysfs_root: Path = Path("/"), state_dir: Path = DEFAULT_STATE_DIR,
+                 prefer_in_process_ipam: bool = True) -> None:
+        self.sysfs_root = sysfs_root
+        self.state_dir = state_dir
+        self.prefer_in_process_ipam = prefer_in_process_ipam
+        self.host_local = HostLocal()
+        self.netlink = _memo(self._open_netlink)
+        self._opened: list[Any] = []
+
+    def _open_netlink(self) -> Any:
+        from sriov.netlink import Netlink  # pyroute2: only when a mode really needs it
+
+        nl = Netlink()
+        self._opened.append(nl)
+        return nl
+
+    def _open_host(self) -> Any:
+        from sriov.host import open_host
+
+        return open_host(self.sysfs_root, self.netlink())
+
+    def plugin(self, env: Mapping[str, str], stderr: TextIO) -> Plugin:
+        def ipam_factory(conf: NetConf, args: CmdArgs) -> IpamRunner:
+            runner = make_ipam(conf, args.path, env, stderr=stderr,
+                               prefer_in_process=self.prefer_in_process_ipam)
+            return self.host_local if isinstance(runner, HostLocal) else runner
+
+        return Plugin(netlink_factory=self.netlink, host_factory=_memo(self._open_host),
+                      ipam_factory=ipam_factory, state=StateStore(self.state_dir),
+                      device_lookup=PodResourcesLookup(self.sysfs_root), sysfs_root=self.sysfs_root)
+
+    def close(self) -> None:
+        for nl in self._opened:
+            close = getattr(nl, "close", None)
+            if close:
+                close()
+        self._opened.clear()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Runtime:
+        return cls(sysfs_root=Path(env.get("SRIOV_SYSFS_ROOT") or "/"),
+                   state_dir=Path(env.get("SRIOV_CNI_STATE_DIR") or DEFAULT_STATE_DIR),
+                   prefer_in_process_ipam=env.get("SRIOV_CNI_EXEC_IPAM", "") not in ("1", "true"))
+
+
+def _timeout(env: Mapping[str, str]) -> float:
+    try:
+        return float(env.get("SRIOV_CNI_TIMEOUT") or skel.DEFAULT_TIMEOUT)
+    except ValueError:
+        return skel.DEFAULT_TIMEOUT
+
+
+def run(env: Mapping[str, str], stdin: bytes | BinaryIO, stdout: TextIO, stderr: TextIO, *,
+        runtime: Runtime | None = None, timeout: float | None = None) -> int:
+    """One CNI invocation in this process; returns the exit status."""
+    if isinstance(stdin, bytes | bytearray):
+        data = bytes(stdin)
+    else:
+        try:
+            data = stdin.read()
+        except OSError as e:
+            return skel.write_error(stdout, CniError(CniCode.IO_FAILURE, "error reading from stdin", str(e)),
+                                    "1.1.0")
+    owned = runtime is None
+    rt = runtime or Runtime.from_env(env)
+    try:
+        return skel.dispatch(env, data, stdout, stderr, rt.plugin(env, stderr),
+                             timeout=_timeout(env) if timeout is None else timeout)
+    finally:
+        if owned:
+            rt.close()
+
+
+def main() -> int:
+    env = dict(os.environ)
+    if not env.get("CNI_COMMAND"):
+        sys.stderr.write(f"{ABOUT}\nCNI protocol versions supported: {', '.join(SUPPORTED_VERSIONS)}\n")
+        return 0
+    return run(env, sys.stdin.buffer, sys.stdout, sys.stderr)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

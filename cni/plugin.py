@@ -1,0 +1,256 @@
+"""Verb handlers: pick an attachment mode, keep the state store, run GC and STATUS.
+
+Modes (VF, DPDK, fallback) live in their own modules and implement :class:`Mode`; they are
+looked up by name in :data:`MODE_REGISTRY` (imported lazily, so pyroute2 is only loaded when a
+mode needs netlink). See docs/cni.md "Writing a mode" for the contract.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from cni.errors import CniCode, CniError, from_exception
+from cni.ipam import IpamRunner
+from cni.netconf import NetConf
+from cni.protocol import CURRENT_VERSION, CmdArgs, Result
+from cni.state import StateStore
+from sriov.types import PciAddress
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class AttachmentContext:
+    """Everything a mode needs for one attachment. ``netlink()``/``host()`` are lazy getters."""
+
+    args: CmdArgs
+    conf: NetConf
+    state: StateStore
+    ipam: IpamRunner
+    netlink: Callable[[], Any]
+    """Returns the (warm, shared) ``sriov.netlink.Netlink``; opened on first call."""
+    host: Callable[[], Any]
+    """Returns the ``sriov.host.Host`` (sysfs reader + VF admin) for this node."""
+    log: logging.LoggerAdapter[logging.Logger]
+    device_id: PciAddress | None = None
+    """The VF this attachment uses (resolved from the netconf or pod-resources); None for fallback."""
+    record: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """ADD: the mode fills it with what DEL needs (snapshot...); DEL/CHECK/GC: the stored record."""
+
+
+class Mode(Protocol):
+    def add(self, ctx: AttachmentContext) -> Result:
+        """Create the attachment (mode runs ``ctx.ipam.add`` itself and rolls back on failure)."""
+
+    def delete(self, ctx: AttachmentContext) -> None:
+        """Undo ADD best-effort; must succeed when things are already gone (netns may be gone/empty).
+        IPAM DEL is done by the plugin before this is called."""
+
+    def check(self, ctx: AttachmentContext) -> None:
+        """Verify the attachment against ``ctx.conf.prev_result`` (IPAM CHECK already done)."""
+
+
+MODE_REGISTRY: dict[str, str] = {
+    "vf": "cni.vf:VfMode",
+    "dpdk": "cni.vf:DpdkMode",
+    "fallback": "cni.fallback:FallbackMode",
+}
+_mode_cache: dict[str, Mode] = {}
+
+
+def register_mode(name: str, target: str | Mode) -> None:
+    """Register a mode by ``"module:Class"`` path or instance (tests register fakes)."""
+    _mode_cache.pop(name, None)
+    if isinstance(target, str):
+        MODE_REGISTRY[name] = target
+    else:
+        MODE_REGISTRY[name] = f"<instance {type(target).__name__}>"
+        _mode_cache[name] = target
+
+
+def load_mode(name: str) -> Mode:
+    if name not in _mode_cache:
+        target = MODE_REGISTRY.get(name)
+        if target is None or ":" not in target:
+            raise CniError(CniCode.INTERNAL, f"unknown attachment mode {name!r}")
+        module, attr = target.split(":", 1)
+        try:
+            _mode_cache[name] = getattr(importlib.import_module(module), attr)()
+        except (ImportError, AttributeError) as e:
+            raise CniError(CniCode.INTERNAL, f"attachment mode {name!r} is not available", str(e)) from e
+    return _mode_cache[name]
+
+
+DeviceLookup = Callable[[CmdArgs, NetConf, StateStore], PciAddress | None]
+"""Finds the pod's allocated VF when the netconf has no deviceID (pod-resources)."""
+ModeOfDevice = Callable[[PciAddress], str]
+"""Tells ``vf`` or ``dpdk`` for a VF (raises DeviceNotFoundError when it is neither)."""
+
+
+class Plugin:
+    def __init__(self, *, netlink_factory: Callable[[], Any], host_factory: Callable[[], Any],
+                 ipam_factory: Callable[[NetConf, CmdArgs], IpamRunner],
+                 state: StateStore | None = None, device_lookup: DeviceLookup | None = None,
+                 mode_of_device: ModeOfDevice | None = None,
+                 sysfs_root: Path = Path("/")) -> None:
+        self.netlink_factory = netlink_factory
+        self.host_factory = host_factory
+        self.ipam_factory = ipam_factory
+        self.state = state or StateStore()
+        self.device_lookup = device_lookup
+        self.mode_of_device = mode_of_device or self._mode_from_sysfs
+        self.sysfs_root = sysfs_root
+
+    # ---------------------------------------------------------------- helpers
+    def _store(self, conf: NetConf) -> StateStore:
+        return StateStore(Path(conf.state_dir)) if conf.state_dir else self.state
+
+    def _ctx(self, args: CmdArgs, conf: NetConf, **kw: Any) -> AttachmentContext:
+        adapter = logging.LoggerAdapter(log, {"container_id": args.container_id})
+        return AttachmentContext(args=args, conf=conf, state=self._store(conf),
+                                 ipam=self.ipam_factory(conf, args), netlink=self.netlink_factory,
+                                 host=self.host_factory, log=adapter, **kw)
+
+    def _mode_from_sysfs(self, device: PciAddress) -> str:
+        from sriov.errors import DeviceNotFoundError
+        from sriov.types import DriverKind
+
+        vf = self.host_factory().sysfs.vf(device)
+        if vf.driver_kind in (DriverKind.VFIO, DriverKind.UIO):
+            return "dpdk"
+        if vf.netdev:
+            return "vf"
+        raise DeviceNotFoundError("VF netdev", device, "VF has neither a netdev nor a DPDK driver bound")
+
+    def select_mode(self, args: CmdArgs, conf: NetConf, state: StateStore) -> tuple[str, PciAddress | None]:
+        device = conf.device_id
+        if device is None and self.device_lookup is not None:
+            device = self.device_lookup(args, conf, state)
+        if device is not None:
+            return self.mode_of_device(device), device
+        if conf.fallback is not None:
+            return "fallback", None
+        raise CniError(CniCode.INVALID_CONFIG, "deviceID is required",
+                       "no deviceID/pciBusID in the config, no VF allocated to the pod "
+                       "(pod-resources) and no 'fallback' configured")
+
+    # ---------------------------------------------------------------- verbs
+    def add(self, args: CmdArgs, conf: NetConf) -> Result:
+        state = self._store(conf)
+        if state.load(args.container_id, args.ifname) is not None:
+            raise CniError(CniCode.ATTACHMENT_EXISTS,
+                           f"attachment {args.container_id}/{args.ifname} already exists",
+                           "the runtime must DEL it before adding it again")
+        mode_name, device = self.select_mode(args, conf, state)
+        ctx = self._ctx(args, conf, device_id=device)
+        mode = load_mode(mode_name)
+        log.info("ADD mode=%s device=%s", mode_name, device or "-")
+        result = mode.add(ctx)
+        record = {**ctx.record, "mode": mode_name, "network": conf.name, "netns": args.netns,
+                  "deviceID": device, "netconf": conf.raw.decode(errors="replace"),
+                  "result": result.to_dict(CURRENT_VERSION)}
+        try:
+            state.save(args.container_id, args.ifname, record)
+        except OSError as e:
+            log.error("cannot save attachment record: %s; rolling back", e)
+            self._undo(mode, dataclasses.replace(ctx, record=record))
+            raise CniError(CniCode.STATE, "cannot save attachment state", str(e)) from e
+        return result
+
+    @staticmethod
+    def _undo(mode: Mode, ctx: AttachmentContext) -> None:
+        for step in (lambda: ctx.ipam.delete(ctx.conf, ctx.args), lambda: mode.delete(ctx)):
+            try:
+                step()
+            except Exception as e:
+                log.error("rollback step failed: %s", from_exception(e))
+
+    def delete(self, args: CmdArgs, conf: NetConf) -> None:
+        state = self._store(conf)
+        record = state.load(args.container_id, args.ifname)
+        ctx = self._ctx(args, conf, record=record or {},
+                        device_id=(record or {}).get("deviceID"))
+        if record is None:
+            # nothing of ours to undo (double DEL, or ADD failed and rolled back); still release
+            # IPAM so a reservation can never leak, but never fail the DEL for it
+            try:
+                ctx.ipam.delete(conf, args)
+            except Exception as e:
+                log.warning("DEL without attachment record: IPAM release failed: %s", from_exception(e))
+            return
+        ctx.ipam.delete(conf, args)  # on error the record stays so the runtime's retry can finish
+        load_mode(record["mode"]).delete(ctx)
+        state.delete(args.container_id, args.ifname)
+
+    def check(self, args: CmdArgs, conf: NetConf) -> None:
+        if conf.prev_result is None:
+            raise CniError(CniCode.INVALID_CONFIG, "required prevResult missing")
+        state = self._store(conf)
+        record = state.load(args.container_id, args.ifname)
+        if record is None:
+            raise CniError(CniCode.UNKNOWN_CONTAINER,
+                           f"no attachment {args.container_id}/{args.ifname} on this node")
+        ctx = self._ctx(args, conf, record=record, device_id=record.get("deviceID"))
+        ctx.ipam.check(conf, args)
+        load_mode(record["mode"]).check(ctx)
+
+    def gc(self, args: CmdArgs, conf: NetConf) -> None:
+        """Remove attachments of this network that are not in ``cni.dev/valid-attachments``.
+
+        For each: mode cleanup (netns may be gone), IPAM release, record removal. Continues past
+        errors, forwards GC to the IPAM delegate, then reports every failure in one error.
+        """
+        state = self._store(conf)
+        valid = {(a.container_id, a.ifname) for a in conf.valid_attachments or ()}
+        failures: list[CniError] = []
+        for cid, ifname, record in state.list_attachments():
+            if record.get("network") != conf.name or (cid, ifname) in valid:
+                continue
+            log.info("GC: removing stale attachment %s/%s (mode %s)", cid, ifname, record.get("mode"))
+            stale_args = dataclasses.replace(args, container_id=cid, ifname=ifname,
+                                             netns=str(record.get("netns") or ""))
+            try:
+                ctx = self._ctx(stale_args, conf, record=record, device_id=record.get("deviceID"))
+                ctx.ipam.delete(conf, stale_args)
+                load_mode(str(record.get("mode"))).delete(ctx)
+                state.delete(cid, ifname)
+            except Exception as e:
+                err = from_exception(e)
+                log.error("GC of %s/%s failed: %s", cid, ifname, err)
+                failures.append(err)
+        try:
+            self.ipam_factory(conf, args).gc(conf, args)
+        except Exception as e:
+            failures.append(from_exception(e))
+        if failures:
+            raise CniError(failures[0].code, f"GC: {len(failures)} cleanup step(s) failed",
+                           "; ".join(str(f) for f in failures)[:2000])
+
+    def status(self, args: CmdArgs, conf: NetConf) -> None:
+        """Ready iff the expected VF / fallback master exists and the IPAM delegate is ready."""
+        missing = []
+        if conf.device_id is not None:
+            dev = self.sysfs_root / "sys/bus/pci/devices" / conf.device_id
+            if not dev.exists():
+                missing.append(f"VF {conf.device_id}")
+        if conf.fallback is not None:
+            if not (self.sysfs_root / "sys/class/net" / conf.fallback.master).exists():
+                missing.append(f"fallback master {conf.fallback.master}")
+        if missing:
+            raise CniError(CniCode.NOT_AVAILABLE, "plugin not available",
+                           "missing: " + ", ".join(missing))
+        try:
+            self.ipam_factory(conf, args).status(conf, args)
+        except CniError as e:
+            raise CniError(CniCode.NOT_AVAILABLE, f"IPAM {conf.ipam_type} not available: {e.msg}",
+                           e.details) from e
+
+
+def env_state_dir(env: Mapping[str, str]) -> Path:
+    return Path(env.get("SRIOV_CNI_STATE_DIR") or os.fspath(StateStore().root))

@@ -1,0 +1,151 @@
+"""The ``sriov`` executable container runtimes run: a thin, stdlib-only forwarder.
+
+It sends the CNI environment and stdin to the resident agent (``cni.agent``) over a unix
+socket and prints the agent's answer, so a pod attach costs one Python start-up plus a round
+trip instead of importing pyroute2. When no agent listens (socket missing or refused) it runs
+the plugin in this process (``cni.main.run``). If the agent accepted the request but the
+connection broke, it answers code 11 "try again" and never runs the request a second time.
+
+Imports only ``os``, ``sys``, ``socket`` and ``struct`` at module level (tested).
+
+Wire format (both directions, big-endian lengths):
+  request:  u32 len + env as ``KEY=VALUE\\0`` pairs, u32 len + stdin bytes
+  response: i32 exit status, u32 len + stderr bytes, u32 len + stdout bytes
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import sys
+TYPE_CHECKING = False  # avoids importing typing (start-up cost); mypy treats it as True
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+DEFAULT_SOCKET = "/run/sriov-k8s/cni-agent.sock"
+SOCKET_ENV = "SRIOV_CNI_AGENT_SOCKET"
+FORWARDED_ENV = ("PATH",)
+REPLY_TIMEOUT = 120.0
+_NO_AGENT = frozenset({2, 111, 20})  # ENOENT, ECONNREFUSED, ENOTDIR
+
+
+def encode_env(env: Mapping[str, str]) -> bytes:
+    items = (f"{k}={v}" for k, v in env.items() if k.startswith("CNI_") or k in FORWARDED_ENV)
+    return "\0".join(items).encode("utf-8", "surrogateescape")
+
+
+def decode_env(data: bytes) -> dict[str, str]:
+    env = {}
+    for item in data.decode("utf-8", "surrogateescape").split("\0"):
+        key, sep, value = item.partition("=")
+        if sep:
+            env[key] = value
+    return env
+
+
+def frame(data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + data
+
+
+def recv_exact(sock: socket.socket, size: int) -> bytes:
+    chunks: list[bytes] = []
+    while size:
+        chunk = sock.recv(min(size, 1 << 20))
+        if not chunk:
+            raise ConnectionError("connection closed mid-message")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def recv_frame(sock: socket.socket, limit: int = 64 << 20) -> bytes:
+    (size,) = struct.unpack(">I", recv_exact(sock, 4))
+    if size > limit:
+        raise ConnectionError(f"frame of {size} bytes exceeds the limit")
+    return recv_exact(sock, size)
+
+
+class AgentUnavailable(Exception):
+    """No agent listens on the socket: run in-process instead."""
+
+
+def call_agent(path: str, env: Mapping[str, str], stdin: bytes,
+               timeout: float = REPLY_TIMEOUT) -> tuple[int, bytes, bytes]:
+    """Forward one invocation; returns (exit status, stdout bytes, stderr bytes)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+        except OSError as e:
+            if e.errno in _NO_AGENT:
+                raise AgentUnavailable(str(e)) from None
+            raise
+        sock.sendall(frame(encode_env(env)) + frame(stdin))
+        sock.shutdown(socket.SHUT_WR)
+        (status,) = struct.unpack(">i", recv_exact(sock, 4))
+        err = recv_frame(sock)
+        out = recv_frame(sock)
+        return status, out, err
+    finally:
+        sock.close()
+
+
+def _try_again(stdin: bytes, reason: str) -> str:
+    import json  # error path only
+
+    version = "1.1.0"
+    try:
+        obj = json.loads(stdin)
+        if isinstance(obj, dict) and isinstance(obj.get("cniVersion"), str) and obj["cniVersion"]:
+            version = obj["cniVersion"]
+    except ValueError:
+        pass
+    return json.dumps({"cniVersion": version, "code": 11, "msg": "CNI agent connection failed; try again",
+                       "details": reason}) + "\n"
+
+
+def main(site_dirs: Sequence[str] = ()) -> int:
+    env = os.environ
+    try:
+        stdin = b"" if env.get("CNI_COMMAND") == "VERSION" and sys.stdin.isatty() else sys.stdin.buffer.read()
+    except OSError as e:
+        sys.stdout.write('{"cniVersion":"1.1.0","code":5,"msg":"error reading from stdin","details":%s}\n'
+                         % repr(str(e)).replace("'", '"'))
+        return 1
+    path = env.get(SOCKET_ENV) or DEFAULT_SOCKET
+    if env.get("CNI_COMMAND"):
+        try:
+            status, out, err = call_agent(path, env, stdin)
+        except AgentUnavailable:
+            pass
+        except (OSError, ConnectionError, struct.error) as e:
+            sys.stdout.write(_try_again(stdin, f"{path}: {e}"))
+            return 1
+        else:
+            sys.stderr.buffer.write(err)
+            sys.stderr.flush()
+            sys.stdout.buffer.write(out)
+            sys.stdout.flush()
+            return status
+    return _standalone(env, stdin, site_dirs)
+
+
+def _standalone(env: Mapping[str, str], stdin: bytes, site_dirs: Sequence[str]) -> int:
+    if site_dirs:  # launcher started us with -S: make the venv's packages importable now
+        import site
+
+        for directory in site_dirs:
+            site.addsitedir(directory)
+    from cni.main import main as main_no_command
+    from cni.main import run
+
+    if not env.get("CNI_COMMAND"):
+        return main_no_command()
+    return run(dict(env), stdin, sys.stdout, sys.stderr)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
