@@ -20,6 +20,7 @@ from typing import TextIO
 
 from sriov.errors import SriovError
 from sriov.node_labels import NodeMetadata, compute_node_metadata, node_patch
+from sriov.sysfs import SysfsReader
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace, stdout: TextIO | None = None) -> int:
-    from sriov.sysfs import SysfsReader  # noqa: PLC0415 - sysfs reader is only needed here
-
     inventory = SysfsReader(args.sysfs_root).inventory()
     for skipped in inventory.skipped:
         log.warning("skipped device path=%s reason=%s", skipped.path, skipped.reason)
@@ -59,9 +58,8 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None) -> int:
     if args.dry_run:
         out.write(json.dumps(node_patch(metadata), indent=2, sort_keys=True) + "\n")
         return 0
-    patch = publish(metadata, node=node, kubeconfig=args.kubeconfig)
-    labels = patch["metadata"]["labels"]  # type: ignore[index]
-    out.write(f"node/{node} labelled: {len(labels)} sriov-k8s.io labels\n")
+    publish(metadata, node=node, kubeconfig=args.kubeconfig)
+    out.write(f"node/{node} labelled: {len(metadata.labels)} sriov-k8s.io labels\n")
     return 0
 
 
