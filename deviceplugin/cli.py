@@ -14,12 +14,14 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sriov.errors import PoolConfigError, SriovError
+from sriov.host import open_host
+from sriov.netlink import Netlink
 from sriov.pools import DEFAULT_RESOURCE_PREFIX
-from sriov.sysfs import SysfsReader
+from sriov.types import Inventory
 
 from deviceplugin.allocation import DEFAULT_DEVINFO_DIR
 from deviceplugin.dirwatch import Mask, Watcher
@@ -80,6 +82,18 @@ def _start_cni_agent(socket: Path, stop: threading.Event) -> threading.Thread | 
     return thread
 
 
+def _start_device_events(trigger: Callable[[], None]) -> object | None:
+    """udev (pci, net) + rtnetlink link events -> rescan. Optional: the safety timer remains."""
+    try:
+        from sriov.events import EventStream  # noqa: PLC0415 - opens kernel sockets
+        stream = EventStream()
+        stream.start(lambda event: trigger())
+    except Exception as e:  # noqa: BLE001 - no udev/netlink access is degraded, not fatal
+        log.warning("no udev/netlink events (rescans on timer and inotify only) error=%s", e)
+        return None
+    return stream
+
+
 def run(args: argparse.Namespace, stop: threading.Event) -> int:
     metrics = Metrics()
     config = ConfigFile(args.config, args.resource_prefix,
@@ -92,8 +106,14 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     metrics.config_valid.set(1)
     if not initial.pools:
         log.warning("config has no pools path=%s", args.config)
-    reader = SysfsReader(args.sysfs_root)
-    scanner = HostScanner(config, reader.inventory, SysfsCarrier(args.sysfs_root))
+    netlink = Netlink()
+    host = open_host(args.sysfs_root, netlink)
+
+    def inventory() -> Inventory:
+        host.refresh()  # emulated host: sync netdev names/carrier from the real veths
+        return host.sysfs.inventory()
+
+    scanner = HostScanner(config, inventory, SysfsCarrier(args.sysfs_root))
     registry = DeviceRegistry(scanner, safety_interval_s=args.rescan_interval)
     options = ServiceOptions(policy=Policy(args.policy), use_cdi=args.use_cdi,
                              devinfo_dir=args.devinfo_dir)
@@ -114,6 +134,9 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
         started.append(config_watch)
         manager.start()
         started.append(manager)
+        events = _start_device_events(registry.trigger)
+        if events is not None:
+            started.append(events)
         if args.metrics_port:
             metrics.serve(args.metrics_port)
         if args.cni_agent_socket is not None:
@@ -127,7 +150,8 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
         return 1
     finally:
         for part in reversed(started):
-            part.stop()  # type: ignore[attr-defined]
+            getattr(part, "stop", getattr(part, "close", None))()
+        netlink.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
