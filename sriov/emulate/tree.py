@@ -205,13 +205,13 @@ class SysfsTreeBuilder:
                 raise EmulationError(f"netdev name {ifname} is already used by another device")
         existing = sorted(os.listdir(net)) if net.is_dir() else []
         if ifname is not None and existing == [ifname]:
-            self._update_netdev(net / ifname, mac, mtu)
+            self._update_netdev(net / ifname, mac, mtu, ifindex)
             return
         if ifname is not None and len(existing) == 1:
             os.rename(net / existing[0], net / ifname)
             _unlink(self.sys / "class/net" / existing[0])
             _symlink(self.sys / "class/net" / ifname, net / ifname)
-            self._update_netdev(net / ifname, mac, mtu)
+            self._update_netdev(net / ifname, mac, mtu, ifindex)
             return
         for name in existing:
             self._remove_netdev(net, name)
@@ -399,11 +399,14 @@ class SysfsTreeBuilder:
         _symlink(self.sys / "class/net" / ifname, nd)
 
     @staticmethod
-    def _update_netdev(nd: Path, mac: str | None, mtu: int | None) -> None:
+    def _update_netdev(nd: Path, mac: str | None, mtu: int | None, ifindex: int | None) -> None:
         if mac is not None:
             _write(nd / "address", mac)
         if mtu is not None:
             _write(nd / "mtu", str(mtu))
+        if ifindex is not None:
+            _write(nd / "ifindex", str(ifindex))
+            _write(nd / "iflink", str(ifindex))
 
     def _remove_netdev(self, net: Path, name: str) -> None:
         _unlink(self.sys / "class/net" / name)
