@@ -10,8 +10,9 @@ COPY pyproject.toml README.md ./
 COPY sriov ./sriov
 COPY cni ./cni
 COPY deviceplugin ./deviceplugin
-RUN python -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir .
+# The venv lives at <repo>/.venv because hack/install-cni runs "$repo/.venv/bin/python3".
+RUN python -m venv /opt/sriov-k8s/.venv \
+ && /opt/sriov-k8s/.venv/bin/pip install --no-cache-dir .
 
 FROM python:3.11-slim-bookworm
 LABEL org.opencontainers.image.title="sriov-k8s" \
@@ -21,11 +22,10 @@ LABEL org.opencontainers.image.title="sriov-k8s" \
 RUN apt-get update \
  && apt-get install -y --no-install-recommends iproute2 \
  && rm -rf /var/lib/apt/lists/*
-COPY --from=build /opt/venv /opt/venv
-# Sources for the CNI shim install step: /opt/sriov-k8s/hack/install-cni /host/opt/cni/bin
+# Sources + venv; the CNI shim install step is /opt/sriov-k8s/hack/install-cni /host/opt/cni/bin
 COPY --from=build /opt/sriov-k8s /opt/sriov-k8s
 COPY hack/install-cni /opt/sriov-k8s/hack/install-cni
-ENV PATH=/opt/venv/bin:$PATH \
+ENV PATH=/opt/sriov-k8s/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1
 WORKDIR /opt/sriov-k8s
 ENTRYPOINT ["sriov-device-plugin"]

@@ -89,11 +89,18 @@ def test_final_image_installs_iproute2_and_cleans_apt_lists(instructions: list[I
 
 def test_package_is_installed_into_a_venv_that_is_on_path(instructions: list[Instruction]) -> None:
     runs = " && ".join(i.args for i in instructions if i.keyword == "RUN")
-    assert "python -m venv /opt/venv" in runs
-    assert "/opt/venv/bin/pip install --no-cache-dir ." in runs
+    assert "python -m venv /opt/sriov-k8s/.venv" in runs
+    assert "/opt/sriov-k8s/.venv/bin/pip install --no-cache-dir ." in runs
     envs = " ".join(i.args for i in _final(instructions) if i.keyword == "ENV")
-    assert "PATH=/opt/venv/bin:$PATH" in envs
-    assert "/opt/venv" in [d for _, d in _copies(instructions, from_stage=True)]
+    assert "PATH=/opt/sriov-k8s/.venv/bin:$PATH" in envs
+    assert "/opt/sriov-k8s" in [d for _, d in _copies(instructions, from_stage=True)]
+
+
+def test_venv_is_where_install_cni_looks_for_it(instructions: list[Instruction]) -> None:
+    script = (REPO / "hack" / "install-cni").read_text()
+    assert 'python="$repo/.venv/bin/python3"' in script, "install-cni changed where it finds Python"
+    (workdir, *_) = [i.args for i in instructions if i.keyword == "WORKDIR"]
+    assert workdir == "/opt/sriov-k8s", "the image's repo dir holds hack/ and .venv/"
 
 
 def test_entrypoint_is_the_device_plugin_console_script(instructions: list[Instruction]) -> None:
