@@ -33,6 +33,8 @@ from sriov.errors import DeviceNotFoundError, NetlinkOpError, SriovError
 from sriov.netlink_ns import netlink_socket_in, netns_fd, run_in_netns
 from sriov.netlink_types import AddressInfo, IpvlanMode, LinkInfo, MacvlanMode, RouteInfo
 from sriov.types import IfName, VfSetting, VfSettings, VfState, VlanProto
+from sriov.validate import ifname as valid_ifname
+from sriov.validate import mac_address
 
 __all__ = [
     "AddressInfo", "IpvlanMode", "LinkInfo", "MacvlanMode", "Netlink", "RouteInfo",
@@ -59,6 +61,8 @@ def kernel_op(op: str, target: str) -> Iterator[None]:
         raise NetlinkOpError(op, target, e.code) from e
     except OSError as e:
         raise NetlinkOpError(op, target, e.errno or E.EIO) from e
+    except (ValueError, KeyError, TypeError) as e:  # pyroute2 refusing to encode a request
+        raise NetlinkOpError(op, target, E.EINVAL, f"request not encodable: {e}") from e
 
 
 class Netlink:
@@ -161,10 +165,10 @@ class Netlink:
 
     def rename(self, name: str, new: str, netns: str | None = None) -> None:
         """Rename a link (kernels before 6.x answer EBUSY while it is up: set it down first)."""
-        self._set(name, netns, "rename link", f"{name} to {new}", ifname=new)
+        self._set(name, netns, "rename link", f"{name} to {new}", ifname=valid_ifname(new))
 
     def set_mac(self, name: str, mac: str, netns: str | None = None) -> None:
-        self._set(name, netns, "set MAC", address=mac)
+        self._set(name, netns, "set MAC", address=mac_address(mac))
 
     def set_mtu(self, name: str, mtu: int, netns: str | None = None) -> None:
         self._set(name, netns, "set MTU", mtu=mtu)
@@ -192,7 +196,7 @@ class Netlink:
                       new_name: str | None = None) -> None:
         """Move a link to ``dst_netns``, renaming it in the same request if ``new_name``."""
         idx = self.index(name, src_netns)
-        extra = {"ifname": new_name} if new_name else {}
+        extra = {"ifname": valid_ifname(new_name)} if new_name else {}
         with netns_fd(dst_netns) as fd:
             self._link_call(src_netns, f"move link to netns {dst_netns or 'host'}", name, "set",
                             index=idx, net_ns_fd=fd, **extra)
@@ -216,7 +220,8 @@ class Netlink:
     # -- creation ----------------------------------------------------------------
     def create_veth(self, a: str, b: str, b_netns: str | None = None, netns: str | None = None) -> None:
         """Create veth pair ``a``<->``b`` in ``netns``; ``b`` lands in ``b_netns`` if given."""
-        peer: dict[str, Any] = {"ifname": b}
+        peer: dict[str, Any] = {"ifname": valid_ifname(b)}
+        valid_ifname(a)
         with contextlib.ExitStack() as stack:
             if b_netns is not None:
                 peer["net_ns_fd"] = stack.enter_context(netns_fd(b_netns))
@@ -225,12 +230,16 @@ class Netlink:
     def create_bridge(self, name: str, vlan_filtering: bool = False, netns: str | None = None) -> None:
         """Create a bridge; ``vlan_filtering`` needs CONFIG_BRIDGE_VLAN_FILTERING (EOPNOTSUPP otherwise)."""
         extra = {"br_vlan_filtering": 1} if vlan_filtering else {}
+        valid_ifname(name)
         self._link_call(netns, "create bridge", name, "add", ifname=name, kind="bridge", **extra)
 
     def _create_on_master(self, op: str, name: str, master: str, master_netns: str | None,
                           netns_dst: str | None, **kw: Any) -> None:
+        valid_ifname(name)
         master_idx = self.index(master, master_netns)
         attrs = {k: v for k, v in kw.items() if v is not None}
+        if "address" in attrs:
+            attrs["address"] = mac_address(attrs["address"])
         with contextlib.ExitStack() as stack:
             if netns_dst is not None:
                 attrs["net_ns_fd"] = stack.enter_context(netns_fd(netns_dst))

@@ -16,6 +16,7 @@ from pyroute2.netlink.rtnl.ifinfmsg import IFF_LOWER_UP, IFF_UP, ifinfmsg
 
 from sriov.netlink_types import AddressInfo, LinkInfo, RouteInfo
 from sriov.types import IfName, LinkState, MacAddress, VfSetting, VfSettings, VfState, VlanProto
+from sriov.validate import admin_mac
 
 RTEXT_FILTER_VF = 1
 AF_BRIDGE = 7
@@ -78,7 +79,7 @@ def vf_attribute(vf: int, setting: VfSetting, settings: VfSettings) -> tuple[str
     """The single ``IFLA_VF_*`` attribute that applies ``setting`` from ``settings``."""
     match setting:
         case VfSetting.MAC:
-            return ("IFLA_VF_MAC", {"vf": vf, "mac": _required(settings.mac, setting)})
+            return ("IFLA_VF_MAC", {"vf": vf, "mac": admin_mac(_required(settings.mac, setting))})
         case VfSetting.VLAN:
             vlan = _required(settings.vlan, setting)
             qos = settings.qos or 0

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sriov.errors import DeviceNotFoundError, NetlinkOpError, VfSettingError
+from sriov.errors import DeviceNotFoundError, InvalidInputError, NetlinkOpError, VfSettingError
 from sriov.netlink import Netlink, run_in_netns
 from sriov.types import IfName, LinkState, MacAddress, VfSetting, VfSettings, VlanProto
 from sriov.vfadmin import NetlinkVfAdmin
@@ -157,6 +157,15 @@ def test_bridge_port_vlan_set_and_del(nl: Netlink, host_veth: tuple[str, str]) -
         assert " 42 " not in shown
     finally:
         nl.delete_if_exists(bridge)
+
+
+def test_bad_names_and_macs_are_refused_before_the_kernel(nl: Netlink, host_veth: tuple[str, str]) -> None:
+    a, _ = host_veth
+    with pytest.raises(InvalidInputError, match="interface name"):
+        nl.rename(a, "way-too-long-interface-name")
+    with pytest.raises(InvalidInputError, match="MAC address"):
+        nl.set_mac(a, "01:00:5e:00:00:01")  # multicast
+    assert nl.link(a) is not None  # nothing was lost
 
 
 def test_missing_links_and_netns_are_not_found_errors(nl: Netlink, netns: str) -> None:

@@ -8,6 +8,7 @@ import pytest
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from sriov import netlink_msg as msgs
+from sriov.errors import InvalidInputError
 from sriov.types import LinkState, VfSetting, VfSettings, VfState, VlanProto
 
 NLA_HDR = 4
@@ -74,6 +75,11 @@ def test_each_setting_becomes_exactly_its_attribute(setting, settings, expected)
     msg = msgs.set_vf_request(9, 3, setting, settings)
     msg.encode()  # the kernel-facing encoding must not choke
     assert len(msg.get_attr("IFLA_VFINFO_LIST").get_attr("IFLA_VF_INFO")["attrs"]) == 1
+
+
+def test_a_malformed_vf_mac_is_rejected_before_any_request() -> None:
+    with pytest.raises(InvalidInputError, match="MAC address"):
+        msgs.vf_attribute(0, VfSetting.MAC, VfSettings(mac="02:00:00:00:00"))  # type: ignore[arg-type]
 
 
 def test_requesting_a_setting_whose_value_is_none_names_it() -> None:
