@@ -38,6 +38,8 @@ class CniCode(enum.IntEnum):
     STATE = 105
     EMULATION = 106
     ATTACHMENT_EXISTS = 107
+    ATTACHMENT_CHANGED = 108
+    """CHECK: the attachment drifted from what ADD set up (MAC, MTU, state, addresses)."""
     INTERNAL = 999
 
 

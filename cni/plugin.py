@@ -42,6 +42,8 @@ class AttachmentContext:
     """The VF this attachment uses (resolved from the netconf or pod-resources); None for fallback."""
     record: dict[str, Any] = dataclasses.field(default_factory=dict)
     """ADD: the mode fills it with what DEL needs (snapshot...); DEL/CHECK/GC: the stored record."""
+    faults: Callable[[str], None] = lambda step: None
+    """Fault-injection seam: modes call ``faults("<step>")`` before each ADD step (tests raise)."""
 
 
 class Mode(Protocol):
@@ -106,6 +108,8 @@ class Plugin:
         self.device_lookup = device_lookup
         self.mode_of_device = mode_of_device or self._mode_from_sysfs
         self.sysfs_root = sysfs_root
+        self.faults: Callable[[str], None] = lambda step: None
+        """Handed to every :class:`AttachmentContext` (tests inject failures at named steps)."""
 
     # ---------------------------------------------------------------- helpers
     def _store(self, conf: NetConf) -> StateStore:
@@ -115,17 +119,19 @@ class Plugin:
         adapter = logging.LoggerAdapter(log, {"container_id": args.container_id})
         return AttachmentContext(args=args, conf=conf, state=self._store(conf),
                                  ipam=self.ipam_factory(conf, args), netlink=self.netlink_factory,
-                                 host=self.host_factory, log=adapter, **kw)
+                                 host=self.host_factory, log=adapter, faults=self.faults, **kw)
 
     def _mode_from_sysfs(self, device: PciAddress) -> str:
         from sriov.errors import DeviceNotFoundError
         from sriov.types import DriverKind
 
-        vf = self.host_factory().sysfs.vf(device)
+        host = self.host_factory()
+        host.refresh()  # an emulated tree learns where VF netdevs are only on refresh
+        vf = host.sysfs.vf(device)
         if vf.driver_kind in (DriverKind.VFIO, DriverKind.UIO):
             return "dpdk"
-        if vf.netdev:
-            return "vf"
+        if vf.netdev or vf.driver_kind is DriverKind.KERNEL:
+            return "vf"  # no netdev in the host: maybe in a pod; the VF mode tells busy/stale
         raise DeviceNotFoundError("VF netdev", device, "VF has neither a netdev nor a DPDK driver bound")
 
     def select_mode(self, args: CmdArgs, conf: NetConf, state: StateStore) -> tuple[str, PciAddress | None]:
