@@ -131,10 +131,13 @@ class Netlink:
             raise
         return msgs.parse_link(reply[0]) if reply else None
 
-    def link_by_index(self, index: int, netns: str | None = None) -> LinkInfo | None:
+    def link_by_index(self, index: int, netns: str | None = None, *,
+                      target_nsid: int | None = None) -> LinkInfo | None:
+        """Link ``index``; with ``target_nsid`` (e.g. a veth's ``netns_id``) in that peer netns."""
+        where = f"index {index}" + (f" in nsid {target_nsid}" if target_nsid is not None else "")
+        request = msgs.getlink_request(index=index, target_nsid=target_nsid)
         try:
-            reply = self._request(netns, "get link", f"index {index}",
-                                  msgs.getlink_request(index=index), RTM_GETLINK, NLM_F_REQUEST)
+            reply = self._request(netns, "get link", where, request, RTM_GETLINK, NLM_F_REQUEST)
         except NetlinkOpError as e:
             if e.errno == E.ENODEV:
                 return None

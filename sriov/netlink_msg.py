@@ -41,7 +41,9 @@ class VfLinkMsg(ifinfmsg):
                     )
 
 
-def getlink_request(*, index: int = 0, name: str | None = None, ext_mask: int = 0) -> ifinfmsg:
+def getlink_request(*, index: int = 0, name: str | None = None, ext_mask: int = 0,
+                    target_nsid: int | None = None) -> ifinfmsg:
+    """RTM_GETLINK body; ``target_nsid`` asks about a link in the netns with that nsid."""
     msg = ifinfmsg()
     msg["index"] = index
     attrs: list[tuple[str, Any]] = []
@@ -51,6 +53,8 @@ def getlink_request(*, index: int = 0, name: str | None = None, ext_mask: int = 
         attrs.append(("IFLA_IFNAME" if len(name.encode()) < 16 else "IFLA_ALT_IFNAME", name))
     if ext_mask:
         attrs.append(("IFLA_EXT_MASK", ext_mask))
+    if target_nsid is not None:
+        attrs.append(("IFLA_IF_NETNSID", target_nsid))
     msg["attrs"] = attrs
     return msg
 

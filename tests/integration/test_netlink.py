@@ -83,6 +83,11 @@ def test_move_to_netns_and_back_with_atomic_rename(nl: Netlink, netns: str, host
     assert nl.link(b) is None
     moved = nl.link("eth9", ns)
     assert moved is not None
+    host_end = nl.link(host_veth[0])
+    assert host_end is not None and host_end.netns_id is not None
+    peer = nl.link_by_index(host_end.link_index or 0, target_nsid=host_end.netns_id)
+    # the veth peer, read from the host through its nsid (netns_id is relative to the viewer)
+    assert peer is not None and (peer.index, peer.name, peer.mac) == (moved.index, "eth9", moved.mac)
     nl.move_to_netns("eth9", ns, None, new_name=b)
     assert nl.link(b) is not None and nl.link("eth9", ns) is None
 
