@@ -170,30 +170,32 @@ def _delete_if_ours(netlink: Netlink, name: str, mac: str) -> None:
         netlink.delete_if_exists(name)
 
 
-def refresh(root: Path, netlink: Netlink) -> EmulationState:
-    """Re-sync the tree's netdev entries with where the VF/PF netdevs really are."""
+def refresh(root: Path, netlink: Netlink, class_net: Path = wiring.CLASS_NET) -> EmulationState:
+    """Re-sync the tree's netdev entries with where the VF/PF netdevs really are.
+
+    Host-netns links are read from the live ``class_net`` (cheap); netlink is used
+    only for VF netdevs sitting in another netns and for recreating vanished pairs.
+    """
     state = load_state(root)
     if not state.spec.netdevs:
         return state
     tree = SysfsTreeBuilder(root)
-    host = {link.name: link for link in netlink.links()}
-    by_index = {link.index: link for link in host.values()}
     links = wiring.Wiring(netlink, state.spec.bridge)
     changed = False
     for pf in state.pfs:
-        wiring.sync_netdev(tree, pf.address, host.get(pf.netdev))
+        wiring.sync_netdev(tree, pf.address, wiring.read_host_link(class_net, pf.netdev))
     for vf in state.vfs:
         if vf.location in (VfLocation.PARKED, VfLocation.ABSENT):
             continue
-        wire = host.get(vf.wire)
+        wire = wiring.read_host_link(class_net, vf.wire)
         if wire is None:
             new = _recreate(root, state, vf, links)
+            peer = wiring.read_host_link(class_net, new.netdev)
         else:
-            new = _observe(vf, wire, by_index, netlink)
-        if new.location is VfLocation.HOST:
-            wiring.sync_netdev(tree, vf.address, host.get(new.netdev) or netlink.link(new.netdev))
-        else:
-            tree.set_netdev(vf.address, None)
+            peer = wiring.host_peer(class_net, wire)
+            new = _observe(vf, peer, netlink)
+        tree_view = peer if new.location is VfLocation.HOST else None
+        wiring.sync_netdev(tree, vf.address, tree_view)
         if new != vf:
             state, changed = state.with_vf(new), True
     if changed:
@@ -201,20 +203,16 @@ def refresh(root: Path, netlink: Netlink) -> EmulationState:
     return state
 
 
-def _observe(vf: VfRecord, wire: wiring.LinkInfo, by_index: dict[int, wiring.LinkInfo],
-             netlink: Netlink) -> VfRecord:
-    """Where the wire's veth peer is now, with its current name/MAC/MTU."""
-    if wire.link_index is None:
-        return vf
-    if wire.netns_id is None:
-        peer = by_index.get(wire.link_index)
-        location = VfLocation.HOST
-    else:
-        peer = wiring.peer_in_other_netns(netlink, wire)
-        location = VfLocation.NETNS
-    if peer is None:  # mid-move, or the target netns is being torn down
-        return dataclasses.replace(vf, location=location)
-    return dataclasses.replace(vf, location=location, netdev=peer.name,
+def _observe(vf: VfRecord, host_peer: wiring.LinkInfo | None, netlink: Netlink) -> VfRecord:
+    """Where the VF netdev is now, with its current name/MAC/MTU."""
+    if host_peer is not None:
+        return dataclasses.replace(vf, location=VfLocation.HOST, netdev=host_peer.name,
+                                   mac=host_peer.mac or vf.mac, mtu=host_peer.mtu)
+    wire = netlink.link(vf.wire)  # netlink knows the peer's netns id; sysfs does not
+    peer = wiring.peer_in_other_netns(netlink, wire) if wire is not None else None
+    if peer is None:  # mid-move, or its netns is being torn down: keep the last name
+        return dataclasses.replace(vf, location=VfLocation.NETNS)
+    return dataclasses.replace(vf, location=VfLocation.NETNS, netdev=peer.name,
                                mac=peer.mac or vf.mac, mtu=peer.mtu)
 
 

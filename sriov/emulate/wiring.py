@@ -8,6 +8,7 @@ also the ``WirePorts`` the emulated VF admin enforces settings with, and
 from __future__ import annotations
 
 import logging
+import socket
 from pathlib import Path
 
 from sriov.emulate.spec import MAX_MTU, EmulationState, VfLocation, VfRecord, vlan_bridge
@@ -17,10 +18,15 @@ from sriov.errors import EmulationError, SriovError
 from sriov.netlink import LinkInfo, Netlink
 from sriov.types import IfName, LinkState, MacAddress
 
-__all__ = ["LinkInfo", "Wiring", "attach_vf", "peer_in_other_netns", "sync_netdev"]
+__all__ = [
+    "CLASS_NET", "LinkInfo", "Wiring", "attach_vf", "host_peer", "peer_in_other_netns",
+    "read_host_link", "sync_netdev",
+]
 
 log = logging.getLogger(__name__)
 
+CLASS_NET = Path("/sys/class/net")
+"""The live kernel's view of the host netns (real default; a parameter of refresh)."""
 WIRE_MTU = MAX_MTU
 """Wire ends and the bridge take the largest MTU, so a pod may raise its VF's MTU."""
 _RTM_GETLINK = 18
@@ -163,3 +169,35 @@ def attach_vf(root: Path, state: EmulationState, vf: VfRecord, links: Wiring) ->
     if settings.vlan:
         links.set_port_vlan(vf.wire, settings.vlan, 0)
     return link
+
+
+def read_host_link(class_net: Path, name: str) -> LinkInfo | None:
+    """A host-netns link as the live ``/sys/class/net`` shows it (~20x cheaper than netlink).
+
+    ``link_index`` is ``iflink`` (a veth's peer ifindex); ``netns_id`` is unknown here.
+    """
+    base = class_net / name
+    ifindex = _read(base / "ifindex")
+    if not ifindex:
+        return None
+    carrier = _read(base / "carrier") == "1"  # EINVAL (admin down) reads as no carrier
+    iflink = _read(base / "iflink")
+    return LinkInfo(index=int(ifindex), name=IfName(name), kind=None,
+                    mac=MacAddress(_read(base / "address")) or None,
+                    mtu=int(_read(base / "mtu") or 0), up=_read(base / "operstate") != "down",
+                    carrier=carrier, operstate=_read(base / "operstate"), alias=None,
+                    altnames=(), master_index=None,
+                    link_index=int(iflink) if iflink and iflink != ifindex else None,
+                    netns_id=None, parent_bus=None, parent_dev=None)
+
+
+def host_peer(class_net: Path, wire: LinkInfo) -> LinkInfo | None:
+    """The wire's veth peer if it is in the host netns (its ``iflink`` points back)."""
+    if wire.link_index is None:
+        return None
+    try:
+        name = socket.if_indextoname(wire.link_index)
+    except OSError:
+        return None
+    peer = read_host_link(class_net, name)
+    return peer if peer is not None and peer.link_index == wire.index else None
