@@ -67,7 +67,7 @@ class NetlinkOpError(SriovError):
         self.op = op
         self.target = target
         self.errno = errno
-        name = _errno.errorcode.get(errno, str(errno))
+        name = _ERRNO_NAMES.get(errno) or _errno.errorcode.get(errno, str(errno))
         text = detail or os.strerror(errno)
         super().__init__(f"{op} {target}: {name} ({text})")
 
@@ -93,6 +93,9 @@ class VfSettingError(NetlinkOpError):
         reason = detail or _REFUSAL_REASONS.get(errno, "")
         super().__init__(f"set VF {setting}", target, errno, reason)
 
+
+# Linux aliases ENOTSUP to EOPNOTSUPP (95); iproute2 and driver docs say EOPNOTSUPP.
+_ERRNO_NAMES = {_errno.EOPNOTSUPP: "EOPNOTSUPP"}
 
 _REFUSAL_REASONS = {
     _errno.EOPNOTSUPP: "not supported by this driver",
