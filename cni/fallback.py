@@ -1,0 +1,215 @@
+"""Fallback attachment mode: a macvlan or ipvlan on ``fallback.master`` when no VF is available.
+
+ADD (reference macvlan/ipvlan behaviour, plus an optional on-demand 8021q parent):
+  1. the master (or ``<master>.<vid>``, created on demand, see :mod:`cni.fallback_vlan`) must
+     exist; ``mtu`` must not exceed its MTU; ``CNI_IFNAME`` must not exist in the pod netns;
+  2. the link is created under a random temporary name directly in the pod netns
+     (``IFLA_NET_NS_FD``), renamed to ``CNI_IFNAME``, ``arp_notify``/``ndisc_notify`` set and
+     brought **up before IPAM runs**, so a DHCP delegate's first DISCOVER leaves at once;
+  3. IPAM ADD (in-process host-local, or the delegate from ``CNI_PATH``), addresses and routes.
+  Any failure undoes everything in reverse order (IPAM DEL, link, VLAN parent, record).
+DEL: (IPAM DEL is done by the plugin first) delete the link if the netns still exists, then
+drop the VLAN parent when no attachment record uses it any more. Idempotent.
+CHECK: link exists in the netns with the right kind, MAC, MTU and prevResult's addresses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from typing import Any
+
+from cni import fallback_iface as iface
+from cni.errors import CniCode, CniError, config_error
+from cni.fallback_vlan import RECORD_KEY, VlanParents
+from cni.netconf import FallbackConf, FallbackType
+from cni.protocol import Interface, Result
+from sriov import validate
+from sriov.errors import DeviceNotFoundError, InvalidInputError
+from sriov.types import MacAddress
+
+log = logging.getLogger(__name__)
+TEMP_PREFIX = "sfb"
+
+
+def temp_ifname() -> str:
+    """A random 11-character name for the link before its rename (never collides in practice)."""
+    return TEMP_PREFIX + secrets.token_hex(4)
+
+
+def effective_mac(ctx: Any, fb: FallbackConf) -> MacAddress | None:
+    """``fallback.mac`` < top-level ``mac`` < ``CNI_ARGS MAC=`` < ``runtimeConfig.mac``.
+
+    ``NetConf.mac`` already resolves the last three (validated there); ``fallback.mac`` is the
+    lowest-precedence default. ipvlan links share the master's MAC: a requested MAC is ignored.
+    """
+    mac = ctx.conf.mac or fb.mac
+    if mac and fb.type is FallbackType.IPVLAN:
+        ctx.log.warning("ipvlan shares the master's MAC; ignoring requested MAC %s", mac)
+        return None
+    return mac
+
+
+def _conf(ctx: Any) -> FallbackConf:
+    fb = ctx.conf.fallback
+    if fb is None:
+        raise CniError(CniCode.INVALID_CONFIG, "fallback mode selected but no 'fallback' configured")
+    return fb
+
+
+class FallbackMode:
+    """macvlan/ipvlan attachment; stateless (the attachment record carries what DEL needs)."""
+
+    def add(self, ctx: Any) -> Result:
+        fb = _conf(ctx)
+        nl = ctx.netlink()
+        netns, ifname = ctx.args.netns, validate.ifname(ctx.args.ifname)
+        mtu = fb.mtu or ctx.conf.mtu
+        mac = effective_mac(ctx, fb)
+        try:
+            if nl.link(ifname, netns) is not None:
+                raise CniError(CniCode.INVALID_CONFIG, f"interface {ifname} already exists in {netns}",
+                               "CNI ADD must not replace an existing interface")
+        except DeviceNotFoundError as e:
+            raise CniError(CniCode.INVALID_NETNS, f"cannot open CNI_NETNS {netns}", str(e)) from None
+        with contextlib.ExitStack() as undo:
+            try:
+                result = self._add(ctx, fb, nl, netns, ifname, mtu, mac, undo)
+            except BaseException:
+                ctx.log.info("ADD failed; rolling back")
+                raise
+            undo.pop_all()
+        with contextlib.suppress(Exception):
+            nl.forget_netns(netns)
+        return result
+
+    def _add(self, ctx: Any, fb: FallbackConf, nl: Any, netns: str, ifname: str, mtu: int | None,
+             mac: MacAddress | None, undo: contextlib.ExitStack) -> Result:
+        parent = fb.master
+        if fb.vlan is not None:
+            parent = self._vlan_parent(ctx, fb, nl, netns, ifname, undo)
+        master = nl.link(parent)
+        if master is None:
+            raise DeviceNotFoundError("fallback master", parent, "no such interface in the host netns")
+        if mtu is not None and mtu > master.mtu:
+            raise config_error("fallback.mtu", mtu, f"exceeds the MTU {master.mtu} of {parent}")
+        tmp = temp_ifname()
+        if fb.type is FallbackType.MACVLAN:
+            nl.create_macvlan(tmp, parent, fb.mode, netns, mtu=mtu, mac=mac)
+        else:
+            nl.create_ipvlan(tmp, parent, fb.mode, netns, mtu=mtu)
+        current = [tmp]  # the link's name right now, for the rollback
+        undo.callback(lambda: self._delete_quietly(nl, netns, current[-1]))
+        nl.rename(tmp, ifname, netns)
+        current.append(ifname)
+        iface.write_notify_sysctls(nl, netns, ifname)
+        nl.set_up(ifname, netns)  # before IPAM: a DHCP client gets its answer on the first try
+        link = nl.link(ifname, netns)
+        ctx.record.update({"fallbackType": str(fb.type), "master": fb.master, "parent": parent})
+        interface = Interface(name=ifname, mac=(link.mac or "") if link else "",
+                              mtu=link.mtu if link else 0, sandbox=netns)
+        if not ctx.conf.ipam_type:
+            return Result(cni_version=ctx.conf.cni_version, interfaces=(interface,), dns=ctx.conf.dns)
+        undo.callback(self._ipam_release_quietly, ctx)
+        ipam_result = ctx.ipam.add(ctx.conf, ctx.args)
+        if not ipam_result.ips:
+            raise CniError(CniCode.IPAM, f"IPAM {ctx.conf.ipam_type} returned no IP configuration")
+        result = iface.with_interface(ipam_result, interface)
+        iface.configure(nl, netns, ifname, result)
+        if ctx.conf.dns.to_dict():
+            import dataclasses
+
+            result = dataclasses.replace(result, dns=ctx.conf.dns)
+        return result.with_version(ctx.conf.cni_version)
+
+    def _vlan_parent(self, ctx: Any, fb: FallbackConf, nl: Any, netns: str, ifname: str,
+                     undo: contextlib.ExitStack) -> str:
+        """Ensure ``<master>.<vid>`` and publish a provisional record naming it, under the lock.
+
+        The provisional record makes this attachment a user of the sub-interface before the lock
+        is released, so a concurrent DEL of the previous last user cannot delete it under us.
+        """
+        assert fb.vlan is not None
+        vlans = VlanParents(ctx.state, nl)
+        if nl.link(fb.master) is None:
+            raise DeviceNotFoundError("fallback master", fb.master, "no such interface in the host netns")
+        key = (ctx.args.container_id, ctx.args.ifname)
+        with vlans.locked():
+            parent = vlans.ensure(fb.master, fb.vlan)
+            ctx.state.save(*key, {"mode": "fallback", "network": ctx.conf.name, "netns": netns,
+                                  RECORD_KEY: parent, "provisional": True})
+        ctx.record[RECORD_KEY] = parent
+        undo.callback(self._release_vlan_quietly, vlans, parent, key)
+        undo.callback(ctx.state.delete, *key)
+        return parent
+
+    # ------------------------------------------------------------------ DEL
+    def delete(self, ctx: Any) -> None:
+        nl = ctx.netlink()
+        netns = ctx.args.netns or str(ctx.record.get("netns") or "")
+        try:
+            ifname = validate.ifname(ctx.args.ifname)
+        except InvalidInputError:
+            return
+        if iface.delete_link_in_netns(nl, netns, ifname):
+            ctx.log.info("deleted %s in %s", ifname, netns)
+        parent = ctx.record.get(RECORD_KEY)
+        if parent:
+            vlans = VlanParents(ctx.state, nl)
+            with vlans.locked():
+                vlans.release(str(parent), excluding=(ctx.args.container_id, ctx.args.ifname))
+
+    # ------------------------------------------------------------------ CHECK
+    def check(self, ctx: Any) -> None:
+        fb = _conf(ctx)
+        prev = ctx.conf.prev_result
+        netns, ifname = ctx.args.netns, ctx.args.ifname
+        index = next((i for i, itf in enumerate(prev.interfaces)
+                      if itf.name == ifname and itf.sandbox == netns), None)
+        if index is None:
+            raise CniError(CniCode.INVALID_CONFIG, f"CHECK: prevResult has no interface {ifname} in {netns}")
+        expected = prev.interfaces[index]
+        nl = ctx.netlink()
+        parent = str(ctx.record.get("parent") or ctx.record.get(RECORD_KEY) or fb.master)
+        if nl.link(parent) is None:
+            raise CniError(CniCode.DEVICE_NOT_FOUND, f"CHECK: fallback master {parent} is gone")
+        try:
+            link = nl.link(ifname, netns)
+            if link is None:
+                raise CniError(CniCode.DEVICE_NOT_FOUND, f"CHECK: {ifname} missing in {netns}")
+            if link.kind != str(fb.type):
+                raise CniError(CniCode.INVALID_CONFIG, f"CHECK: {ifname} is a {link.kind} link, "
+                               f"expected {fb.type}")
+            if expected.mac and link.mac != expected.mac.lower():
+                raise CniError(CniCode.INVALID_CONFIG, f"CHECK: {ifname} MAC {link.mac} != {expected.mac}")
+            mtu = fb.mtu or ctx.conf.mtu
+            if mtu and link.mtu != mtu:
+                raise CniError(CniCode.INVALID_CONFIG, f"CHECK: {ifname} MTU {link.mtu} != {mtu}")
+            iface.check_addresses(nl, netns, ifname, prev, index)
+        finally:
+            with contextlib.suppress(Exception):
+                nl.forget_netns(netns)
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _delete_quietly(nl: Any, netns: str, name: str) -> None:
+        try:
+            iface.delete_link_in_netns(nl, netns, name)
+        except Exception as e:
+            log.error("rollback: cannot delete %s in %s: %s", name, netns, e)
+
+    @staticmethod
+    def _ipam_release_quietly(ctx: Any) -> None:
+        try:
+            ctx.ipam.delete(ctx.conf, ctx.args)
+        except Exception as e:
+            log.error("rollback: IPAM release failed: %s", e)
+
+    @staticmethod
+    def _release_vlan_quietly(vlans: VlanParents, parent: str, key: tuple[str, str]) -> None:
+        try:
+            with vlans.locked():
+                vlans.release(parent, excluding=key)
+        except Exception as e:
+            log.error("rollback: cannot release VLAN sub-interface %s: %s", parent, e)
