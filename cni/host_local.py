@@ -196,6 +196,12 @@ class Store:
         match, legacy = container_id.strip() + LINE_BREAK + ifname, container_id.strip()
         return [ipaddress.ip_address(p.name) for p, c in self.allocations() if c in (match, legacy)]
 
+    def unreserve(self, ip: IPAddr, container_id: str, ifname: str) -> None:
+        path = self.dir / str(ip)
+        with contextlib.suppress(OSError):
+            if path.read_bytes().decode(errors="replace").strip() == container_id.strip() + LINE_BREAK + ifname:
+                path.unlink()
+
     def release(self, container_id: str, ifname: str) -> None:
         match = container_id.strip() + LINE_BREAK + ifname
         found = [p for p, c in self.allocations() if c == match]
@@ -283,8 +289,10 @@ class HostLocal:
                 raise CniError(CniCode.IPAM, "failed to allocate all requested IPs: "
                                + ", ".join(str(ip) for ip in requested))
         except Exception:
+            # undo only what this call reserved (an earlier ADD's IPs stay)
             with store.lock():
-                store.release(args.container_id, args.ifname)
+                for ip in ips:
+                    store.unreserve(ipaddress.ip_interface(ip.address).ip, args.container_id, args.ifname)
             raise
         dns = parse_resolv_conf(cfg.resolv_conf) if cfg.resolv_conf else DNS()
         return Result(cni_version=conf.cni_version, ips=tuple(ips), routes=cfg.routes, dns=dns)

@@ -137,8 +137,9 @@ class StateStore:
         return self._dir("pci", "owner") / validate.pci_address(pci)
 
     def owner(self, pci: str) -> dict[str, str] | None:
+        path = self._owner_path(pci)
         try:
-            record = json.loads(self._owner_path(pci).read_bytes())
+            record = json.loads(path.read_bytes())
         except FileNotFoundError:
             return None
         except ValueError:

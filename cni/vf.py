@@ -1,0 +1,274 @@
+"""VF mode (kernel netdev moved into the pod) and DPDK mode (vfio/uio-bound VF): ADD, DEL, CHECK.
+
+ADD registers the undo of every step on an :class:`contextlib.ExitStack`; a failure anywhere
+unwinds all of them, so the VF, the state dir and IPAM are exactly as before. Fault points
+(``ctx.faults(step)``, a no-op outside tests) sit before each step: :data:`ADD_STEPS`.
+DEL restores the snapshot taken by ADD, wherever the VF netdev is now (pod netns, or back in
+the host under the pod's name after the netns was destroyed, sriov-cni #126) and leaves a VF
+alone that another attachment owns by now (sriov-cni #219). See docs/cni.md "VF and DPDK modes".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from cni import vf_netdev, vf_pf
+from cni.errors import CniCode, CniError
+from cni.plugin import AttachmentContext
+from cni.protocol import Interface, IPConfig, Result
+from cni.vf_checks import check_interface, check_pf_settings
+from cni.vf_state import VfRecord, reclaim_if_stale, restore_vf
+from sriov.errors import DeviceNotFoundError
+from sriov.types import DriverKind, VirtualFunction
+
+log = logging.getLogger(__name__)
+ADD_STEPS = ("snapshot", "pf-config", "move", "rename", "mac-mtu", "up", "ipam", "save-result")
+"""Named ADD steps; ``ctx.faults`` is called with each one just before it runs."""
+
+
+def _quietly(what: str, fn: Callable[[], object]) -> Callable[[], None]:
+    """An undo callback that logs its failure instead of masking the original error."""
+    def run() -> None:
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - rollback is best effort, each step independent
+            log.error("rollback: %s failed: %s", what, e)
+    return run
+
+
+def _resolve(ctx: AttachmentContext, *, dpdk: bool) -> VirtualFunction:
+    """The VF named by ``ctx.device_id`` (must be a VF of an SR-IOV PF on this host)."""
+    if ctx.device_id is None:
+        raise CniError(CniCode.INVALID_CONFIG, "deviceID is required for the VF mode")
+    host = ctx.host()
+    host.refresh()
+    vf = host.sysfs.vf(ctx.device_id)
+    if vf.pf_netdev is None:
+        raise DeviceNotFoundError("PF netdev", vf.pf_address, f"PF of VF {vf.address} has no netdev")
+    if dpdk and vf.driver_kind not in (DriverKind.VFIO, DriverKind.UIO):
+        raise DeviceNotFoundError("DPDK VF", vf.address, f"bound to {vf.driver or 'no driver'}")
+    return vf
+
+
+def _check_netns(ctx: AttachmentContext) -> str:
+    netns = ctx.args.netns
+    if not netns or not os.path.exists(netns):
+        raise CniError(CniCode.INVALID_NETNS, f"CNI_NETNS {netns!r} does not exist")
+    return netns
+
+
+def _result(ctx: AttachmentContext, iface: Interface, ipam: Result) -> Result:
+    """Our interface and IPs appended to ``prevResult`` (chains), IPs pointing at our interface."""
+    prev = ctx.conf.prev_result or Result()
+    index = len(prev.interfaces)
+    ips = tuple(dataclasses.replace(ip, interface=index) for ip in ipam.ips)
+    dns = ipam.dns if ipam.dns.to_dict() else (ctx.conf.dns if ctx.conf.dns.to_dict() else prev.dns)
+    return Result(cni_version=ctx.conf.cni_version, interfaces=(*prev.interfaces, iface),
+                  ips=(*prev.ips, *ips), routes=(*prev.routes, *ipam.routes), dns=dns)
+
+
+class _Attach:
+    """One ADD: shared between the two modes, ``netdev`` says whether a VF netdev moves."""
+
+    def __init__(self, ctx: AttachmentContext, vf: VirtualFunction, undo: contextlib.ExitStack,
+                 netns: str) -> None:
+        self.ctx, self.vf, self.undo, self.netns = ctx, vf, undo, netns
+        self.nl = ctx.netlink()
+        self.admin = ctx.host().vf_admin
+        self.pf = vf.pf_netdev
+        self.record = VfRecord(mode="", device_id=vf.address, pf=str(vf.pf_netdev), vf_index=vf.index,
+                               netns=netns, ifname=ctx.args.ifname)
+
+    def step(self, name: str) -> None:
+        self.ctx.faults(name)
+
+    def snapshot_and_save(self, mode: str, netdev: str | None) -> None:
+        self.step("snapshot")
+        pf_state = self.admin.read(self.pf, self.vf.index)
+        snap = vf_netdev.snapshot(self.nl, netdev) if netdev else None
+        self.record = dataclasses.replace(self.record, mode=mode, pf_state=pf_state, netdev=snap)
+        args = self.ctx.args
+        self.ctx.state.save(args.container_id, args.ifname, self.record.to_json())
+        self.undo.callback(_quietly("remove attachment record",
+                                    lambda: self.ctx.state.delete(args.container_id, args.ifname)))
+
+    def configure_pf(self) -> None:
+        self.step("pf-config")
+        snap = self.record.pf_state
+        assert snap is not None
+        applied = vf_pf.apply(self.admin, self.pf, self.vf.index, self.ctx.conf.vf_settings(), snap)
+        self.undo.callback(_quietly("restore PF-side VF settings",
+                                    lambda: vf_pf.restore(self.admin, self.pf, self.vf.index, snap, applied)))
+
+    def move_into_pod(self) -> Interface:
+        """Steps 3: temp name in the pod netns, no altnames, CNI_IFNAME, MAC, MTU, sysctls, up."""
+        nl, netns, snap, ifname = self.nl, self.netns, self.record.netdev, self.ctx.args.ifname
+        assert snap is not None
+        temp = vf_netdev.temp_name(self.vf.address)
+        self.step("move")
+        nl.set_down(snap.name)
+        if snap.up:
+            self.undo.callback(_quietly("set VF netdev up", lambda: nl.set_up(snap.name)))
+        nl.move_to_netns(snap.name, None, netns, new_name=temp)
+        self.undo.callback(_quietly("move VF netdev back", lambda: nl.move_to_netns(
+            temp, netns, None, new_name=snap.name)))
+        dropped = vf_netdev.drop_altnames(nl, temp, netns)
+        self.undo.callback(_quietly("re-add altnames", lambda: [nl.add_altname(temp, a, netns)
+                                                                for a in dropped]))
+        self.step("rename")
+        nl.rename(temp, ifname, netns)
+        self.undo.callback(_quietly("rename back", lambda: vf_netdev.rename(nl, ifname, temp, netns)))
+        self.step("mac-mtu")
+        mac = self.ctx.conf.mac
+        if mac:
+            nl.set_mac(ifname, mac, netns)
+            self.undo.callback(_quietly("restore MAC", lambda: nl.set_mac(ifname, snap.mac, netns)))
+        if self.ctx.conf.mtu:
+            nl.set_mtu(ifname, self.ctx.conf.mtu, netns)
+            self.undo.callback(_quietly("restore MTU", lambda: nl.set_mtu(ifname, snap.mtu, netns)))
+        vf_netdev.set_sysctls(nl, netns, ifname)
+        self.step("up")
+        nl.set_up(ifname, netns)
+        self.undo.callback(_quietly("set down", lambda: nl.set_down(ifname, netns)))
+        self.ctx.host().refresh()  # the emulated host records the pod-side name/MAC/MTU
+        link = nl.link(ifname, netns)
+        return Interface(name=ifname, mac=link.mac or "", mtu=link.mtu, sandbox=netns,
+                         pci_id=self.vf.address)
+
+    def run_ipam(self, configure: bool) -> Result:
+        self.step("ipam")
+        ctx = self.ctx
+        result = ctx.ipam.add(ctx.conf, ctx.args)
+        self.undo.callback(_quietly("IPAM DEL", lambda: ctx.ipam.delete(ctx.conf, ctx.args)))
+        if configure:
+            for ip in result.ips:
+                self.nl.add_address(ctx.args.ifname, ip.address, self.netns)
+            for route in result.routes:
+                self.nl.add_route(route.dst, route.gw or None, dev=ctx.args.ifname, netns=self.netns)
+        return result
+
+    def save_result(self, result: Result) -> None:
+        self.step("save-result")
+        args, state = self.ctx.args, self.ctx.state
+        self.record = dataclasses.replace(self.record, complete=True,
+                                          result=result.to_dict(result.cni_version or "1.1.0"))
+        state.save(args.container_id, args.ifname, self.record.to_json())
+        state.set_owner(self.vf.address, args.container_id, args.ifname, self.netns)
+        self.undo.callback(_quietly("clear VF owner", lambda: state.clear_owner(
+            self.vf.address, args.container_id, args.ifname)))
+        self.ctx.record.update(self.record.to_json())
+
+
+class VfMode:
+    """Kernel VF: PF-side settings, the netdev moved into the pod, IPAM configured on it."""
+
+    mode = "vf"
+    moves_netdev = True
+
+    def add(self, ctx: AttachmentContext) -> Result:
+        vf = _resolve(ctx, dpdk=not self.moves_netdev)
+        netns = _check_netns(ctx)
+        nl = ctx.netlink()
+        try:
+            with ctx.state.vf_lock(vf.address), contextlib.ExitStack() as undo:
+                reclaim_if_stale(ctx, vf.address)
+                vf = _resolve(ctx, dpdk=not self.moves_netdev)  # a reclaim renames the netdev
+                if self.moves_netdev:
+                    if not vf.netdev:
+                        raise DeviceNotFoundError("VF netdev", vf.address,
+                                                  "the VF has no netdev in the host netns")
+                    if nl.link(ctx.args.ifname, netns) is not None:
+                        raise CniError(CniCode.ATTACHMENT_EXISTS,
+                                       f"interface {ctx.args.ifname} already exists in {netns}",
+                                       "CNI ADD must not replace an existing interface")
+                attach = _Attach(ctx, vf, undo, netns)
+                attach.snapshot_and_save(self.mode, vf.netdev if self.moves_netdev else None)
+                attach.configure_pf()
+                iface = attach.move_into_pod() if self.moves_netdev else self._dpdk_iface(ctx, attach)
+                result = _result(ctx, iface, attach.run_ipam(configure=self.moves_netdev))
+                attach.save_result(result)
+                undo.pop_all()
+                ctx.log.info("ADD %s: VF %s (%s vf %s) attached as %s", self.mode, vf.address,
+                             vf.pf_netdev, vf.index, ctx.args.ifname)
+                return result
+        finally:
+            _forget(nl, netns)
+
+    @staticmethod
+    def _dpdk_iface(ctx: AttachmentContext, attach: _Attach) -> Interface:
+        mac = ctx.conf.mac or attach.admin.read(attach.pf, attach.vf.index).mac
+        return Interface(name=ctx.args.ifname, mac="" if mac == "00:00:00:00:00:00" else mac,
+                         sandbox=attach.netns, pci_id=attach.vf.address)
+
+    def delete(self, ctx: AttachmentContext) -> None:
+        pci = ctx.record.get("deviceID") or ctx.device_id
+        if not pci:
+            return
+        args = ctx.args
+        netns = args.netns or str(ctx.record.get("netns") or "")
+        with ctx.state.vf_lock(pci):
+            raw = ctx.state.load(args.container_id, args.ifname)
+            if raw is None:
+                ctx.log.info("DEL: attachment already removed; nothing to restore")
+                return
+            record = VfRecord.from_json(raw)
+            if record.released:
+                ctx.log.info("DEL: VF %s was reclaimed by a later attachment; leaving it", pci)
+                return
+            owner = ctx.state.owner(pci)
+            if owner and (owner.get("containerID"), owner.get("ifname")) != (args.container_id, args.ifname):
+                ctx.log.warning("DEL: VF %s is now owned by %s/%s; not touching it (sriov-cni #219)",
+                                pci, owner.get("containerID"), owner.get("ifname"))
+                return
+            try:
+                restore_vf(ctx.netlink(), ctx.host(), record, netns)
+            finally:
+                _forget(ctx.netlink(), netns)
+            ctx.state.clear_owner(pci, args.container_id, args.ifname)
+
+    def check(self, ctx: AttachmentContext) -> None:
+        record = VfRecord.from_json(ctx.record)
+        if not record.complete or record.released:
+            raise CniError(CniCode.UNKNOWN_CONTAINER, f"attachment {ctx.args.container_id}/"
+                           f"{ctx.args.ifname} is not complete on this node")
+        owner = ctx.state.owner(record.device_id)
+        if not owner or (owner.get("containerID"), owner.get("ifname")) != (
+                ctx.args.container_id, ctx.args.ifname):
+            raise CniError(CniCode.ATTACHMENT_CHANGED, f"VF {record.device_id} is no longer "
+                           "owned by this attachment")
+        host = ctx.host()
+        if self.moves_netdev:
+            nl = ctx.netlink()
+            try:
+                check_interface(nl, ctx, record)
+            finally:
+                _forget(nl, ctx.args.netns)
+        else:
+            host.refresh()
+            vf = host.sysfs.vf(record.device_id)
+            if vf.driver_kind not in (DriverKind.VFIO, DriverKind.UIO):
+                raise CniError(CniCode.ATTACHMENT_CHANGED, f"VF {vf.address} is no longer bound "
+                               f"to a DPDK driver (driver {vf.driver or 'none'})")
+        check_pf_settings(host.vf_admin, ctx.conf.vf_settings(), record)
+
+
+class DpdkMode(VfMode):
+    """vfio-pci/uio-bound VF: PF-side settings and IPAM only; no netdev to move."""
+
+    mode = "dpdk"
+    moves_netdev = False
+
+
+def _forget(nl: Any, netns: str) -> None:
+    """Drop the cached netlink socket of the pod netns (it would keep a deleted netns alive)."""
+    if netns:
+        with contextlib.suppress(Exception):
+            nl.forget_netns(netns)
+
+
+__all__ = ["ADD_STEPS", "DpdkMode", "VfMode", "IPConfig"]
