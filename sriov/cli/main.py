@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from sriov.errors import SriovError
 
-SUBCOMMANDS: tuple[str, ...] = ("nad", "labels", "list", "pools")
+SUBCOMMANDS: tuple[str, ...] = ("nad", "labels", "list", "pools", "emulate")
 
 
 def build_parser() -> argparse.ArgumentParser:
