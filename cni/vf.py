@@ -20,7 +20,7 @@ from typing import Any
 from cni import vf_netdev, vf_pf
 from cni.errors import CniCode, CniError
 from cni.plugin import AttachmentContext
-from cni.protocol import Interface, IPConfig, Result
+from cni.protocol import Interface, Result
 from cni.vf_checks import check_interface, check_pf_settings
 from cni.vf_state import VfRecord, reclaim_if_stale, restore_vf
 from sriov.errors import DeviceNotFoundError
@@ -110,6 +110,8 @@ class _Attach:
         nl, netns, snap, ifname = self.nl, self.netns, self.record.netdev, self.ctx.args.ifname
         assert snap is not None
         temp = vf_netdev.temp_name(self.vf.address)
+        host = self.ctx.host()
+        self.undo.callback(_quietly("refresh host view", host.refresh))  # runs last on rollback
         self.step("move")
         nl.set_down(snap.name)
         if snap.up:
@@ -135,7 +137,7 @@ class _Attach:
         self.step("up")
         nl.set_up(ifname, netns)
         self.undo.callback(_quietly("set down", lambda: nl.set_down(ifname, netns)))
-        self.ctx.host().refresh()  # the emulated host records the pod-side name/MAC/MTU
+        host.refresh()  # the emulated host records the pod-side name/MAC/MTU
         link = nl.link(ifname, netns)
         return Interface(name=ifname, mac=link.mac or "", mtu=link.mtu, sandbox=netns,
                          pci_id=self.vf.address)
@@ -149,7 +151,10 @@ class _Attach:
             for ip in result.ips:
                 self.nl.add_address(ctx.args.ifname, ip.address, self.netns)
             for route in result.routes:
-                self.nl.add_route(route.dst, route.gw or None, dev=ctx.args.ifname, netns=self.netns)
+                # as libcni ConfigureIface: a route without gw goes via the gateway of its family
+                gw = route.gw or next((ip.gateway for ip in result.ips
+                                       if ip.gateway and ip.family == route.family), None)
+                self.nl.add_route(route.dst, gw, dev=ctx.args.ifname, netns=self.netns)
         return result
 
     def save_result(self, result: Result) -> None:
@@ -271,4 +276,4 @@ def _forget(nl: Any, netns: str) -> None:
             nl.forget_netns(netns)
 
 
-__all__ = ["ADD_STEPS", "DpdkMode", "VfMode", "IPConfig"]
+__all__ = ["ADD_STEPS", "DpdkMode", "VfMode"]

@@ -1,0 +1,114 @@
+"""The VF/DPDK attachment record, exact restore of a VF, and reclaiming a stale owner.
+
+The record (saved under ``<stateDir>/<containerID>-<ifname>`` before anything is changed, then
+completed with the result) holds both snapshots: PF-side :class:`VfState` and the host netdev.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Any
+
+from cni import vf_netdev, vf_pf
+from cni.errors import CniCode, CniError
+from cni.plugin import AttachmentContext
+from sriov.errors import DeviceNotFoundError, SriovError, VfBusyError
+from sriov.types import VfState
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class VfRecord:
+    mode: str
+    device_id: str
+    pf: str
+    vf_index: int
+    netns: str
+    ifname: str
+    pf_state: VfState | None = None
+    netdev: vf_netdev.NetdevSnapshot | None = None
+    complete: bool = False
+    """False while ADD runs (a crash leaves an incomplete record that DEL still restores)."""
+    released: bool = False
+    """The VF was reclaimed by a later attachment (netns gone): DEL must not touch it."""
+    result: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mode": self.mode, "deviceID": self.device_id, "pf": self.pf,
+                "vfIndex": self.vf_index, "netns": self.netns, "podIfname": self.ifname,
+                "pfState": vf_pf.state_to_json(self.pf_state) if self.pf_state else None,
+                "hostNetdev": self.netdev.to_json() if self.netdev else None,
+                "complete": self.complete, "released": self.released, "vfResult": self.result}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> VfRecord:
+        try:
+            return cls(mode=str(raw["mode"]), device_id=str(raw["deviceID"]), pf=str(raw["pf"]),
+                       vf_index=int(raw["vfIndex"]), netns=str(raw.get("netns") or ""),
+                       ifname=str(raw.get("podIfname") or raw.get("ifname") or ""),
+                       pf_state=vf_pf.state_from_json(raw["pfState"]) if raw.get("pfState") else None,
+                       netdev=vf_netdev.NetdevSnapshot.from_json(raw["hostNetdev"])
+                       if raw.get("hostNetdev") else None,
+                       complete=bool(raw.get("complete")), released=bool(raw.get("released")),
+                       result=raw.get("vfResult"))
+        except (KeyError, TypeError, ValueError) as e:
+            raise CniError(CniCode.STATE, "corrupt VF attachment record", str(e)) from None
+
+
+def restore_vf(nl: Any, host: Any, record: VfRecord, netns: str) -> None:
+    """Put the VF back exactly as snapshotted. Every step tolerates "already done".
+
+    PF-side first (some drivers refuse a netdev MAC change while trust is off), then the netdev:
+    moved back from ``netns`` if it is still there, else found in the host by PCI address (the
+    kernel returns a VF to the host, under the pod's name/MAC/MTU, when its netns is destroyed).
+    """
+    if record.pf_state is not None:
+        try:
+            vf_pf.restore(host.vf_admin, record.pf, record.vf_index, record.pf_state)
+        except DeviceNotFoundError as e:
+            log.warning("VF %s: PF-side settings not restored: %s", record.device_id, e)
+    snap = record.netdev
+    if snap is None:
+        return  # DPDK mode: nothing on the netdev side
+    temp = vf_netdev.temp_name(record.device_id)
+    current = None
+    if netns and os.path.exists(netns):
+        in_pod = vf_netdev.find(nl, netns, record.ifname, temp)
+        if in_pod is not None:
+            current = vf_netdev.move_to_host(nl, in_pod, netns, temp)
+    if current is None:
+        host.refresh()
+        current = host.sysfs.vf_netdev(record.device_id)
+    if current is None:
+        log.warning("VF %s has no netdev in the host netns; netdev side left as is", record.device_id)
+        return
+    vf_netdev.restore_in_host(nl, current, snap)
+    host.refresh()
+
+
+def reclaim_if_stale(ctx: AttachmentContext, pci: str) -> None:
+    """Refuse a VF a live attachment owns; restore and take over one whose netns is gone.
+
+    Call with the VF lock held. The stale attachment's record stays (its late DEL releases its
+    IPAM) but is marked ``released`` so that DEL never touches the VF again (sriov-cni #219).
+    """
+    owner = ctx.state.owner(pci)
+    args = ctx.args
+    if owner is None or (owner.get("containerID"), owner.get("ifname")) == (args.container_id, args.ifname):
+        return
+    cid, ifname, netns = str(owner.get("containerID")), str(owner.get("ifname")), str(owner.get("netns") or "")
+    if netns and os.path.exists(netns):
+        raise VfBusyError(pci, f"in use by container {cid} interface {ifname} (netns {netns})")
+    ctx.log.info("VF %s: owner %s/%s is stale (netns %s gone); restoring and reclaiming it",
+                 pci, cid, ifname, netns or "-")
+    try:
+        raw = ctx.state.load(cid, ifname)
+    except SriovError:
+        raw = None
+    if raw is not None and raw.get("deviceID") == pci and not raw.get("released"):
+        restore_vf(ctx.netlink(), ctx.host(), VfRecord.from_json(raw), netns)
+        ctx.state.save(cid, ifname, {**raw, "released": True})
+    ctx.state.clear_owner(pci, cid, ifname)
