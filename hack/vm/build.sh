@@ -33,8 +33,14 @@ APT_UPDATED=0
 apt_update_once() {
   if [ "$APT_UPDATED" != "done" ]; then
     log "apt-get update"
-    $SUDO apt-get update -q >&2
+    apt_quiet $SUDO apt-get update -q
     APT_UPDATED=done
+  fi
+}
+apt_quiet() {  # run an apt command, showing its output only when it fails
+  if ! "$@" >"$CACHE/apt.log" 2>&1; then
+    tail -n 30 "$CACHE/apt.log" >&2
+    die "failed: $*"
   fi
 }
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
@@ -43,15 +49,15 @@ ensure_backports_source
 if ! qemu_is_new_enough; then
   apt_update_once
   log "installing qemu-system-x86 from bookworm-backports"
-  $SUDO apt-get install -y -q --no-install-recommends -t bookworm-backports \
-    qemu-system-x86 >&2
+  apt_quiet $SUDO apt-get install -y -q --no-install-recommends -t bookworm-backports \
+    qemu-system-x86
 fi
 missing=()
 for p in busybox-static cpio kmod; do installed "$p" || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
   apt_update_once
   log "installing ${missing[*]}"
-  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+  apt_quiet $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 qemu_is_new_enough || die "qemu-system-x86_64 >= 8.0 is needed for the igb NIC (got: $(qemu_version))"
 t_apt=$(now_ms)
@@ -74,8 +80,10 @@ if [ ! -f "$kroot/.complete" ]; then
   log "downloading and extracting $kernel_pkg"
   rm -rf "$kroot" "$CACHE/deb"
   mkdir -p "$CACHE/deb" "$kroot"
-  (cd "$CACHE/deb" && apt-get download -q "$kernel_pkg" >&2) \
-    || { apt_update_once; (cd "$CACHE/deb" && apt-get download -q "$kernel_pkg" >&2); }
+  if ! (cd "$CACHE/deb" && apt-get download -q "$kernel_pkg" >"$CACHE/apt.log" 2>&1); then
+    apt_update_once
+    (cd "$CACHE/deb" && apt_quiet apt-get download -q "$kernel_pkg")
+  fi
   dpkg-deb -x "$CACHE"/deb/"$kernel_pkg"_*.deb "$kroot"
   depmod -b "$kroot" "$kver"
   rm -rf "$CACHE/deb"
