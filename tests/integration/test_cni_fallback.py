@@ -155,7 +155,7 @@ def test_reference_host_local_by_exec_shares_the_store(cni: Cni, netns: str) -> 
     exec_ipam = {"SRIOV_CNI_EXEC_IPAM": "1"}  # always exec /usr/lib/cni/host-local
     cni.ok("ADD", conf, ns_path(netns), extra=exec_ipam)
     [lease] = cni.leases()
-    owner = (cni.ipam_dir / "st-fbnet" / lease).read_text()
+    owner = (cni.ipam_dir / "st-fbnet" / lease).read_bytes().decode()
     assert owner == "st-c1\r\nnet1"  # written by the Go binary
     cni.ok("DEL", conf, ns_path(netns))  # released by the in-process allocator
     assert cni.leases() == []
