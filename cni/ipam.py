@@ -123,12 +123,15 @@ class ExecIpam:
         self._tolerate_old(Command.STATUS, conf)
 
     def _tolerate_old(self, command: Command, conf: NetConf) -> None:
-        # A delegate older than CNI 1.1.0 (e.g. Debian's host-local 1.1.1) answers code 1 to a
-        # 1.1.0 config; it cannot implement GC/STATUS, so that is not a failure.
+        # A delegate older than CNI 1.1.0 (e.g. Debian's host-local 1.1.1) answers code 1
+        # (config version too new) or code 4 "unknown CNI_COMMAND: GC"; it cannot implement
+        # GC/STATUS, so that is not a failure.
         try:
             self._exec(command, conf)
         except CniError as e:
-            if e.code != CniCode.INCOMPATIBLE_VERSION:
+            too_old = e.code == CniCode.INCOMPATIBLE_VERSION or (
+                e.code == CniCode.INVALID_ENV and "unknown CNI_COMMAND" in e.msg)
+            if not too_old:
                 raise
             log.info("IPAM %s does not support %s (%s); skipping", conf.ipam_type, command, e.msg)
 
