@@ -82,7 +82,8 @@ def register(subparsers: Subparsers) -> None:  # type: ignore[type-arg]
     carrier.set_defaults(func=run_carrier)
 
 
-def run_up(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run_up(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     spec = EmulationSpec(pfs=args.pfs, vfs=args.vfs, profile=Profile(args.profile),
                          vfio=args.vfio, numa_nodes=args.numa_nodes, mtu=args.mtu,
                          netdevs=not args.no_netdevs, pf_prefix=args.pf_prefix,
@@ -98,14 +99,16 @@ def run_up(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     return 0
 
 
-def run_down(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run_down(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     with Netlink() as nl:
         host.down(args.root, nl)
     out.write(f"emulated host at {args.root} removed\n")
     return 0
 
 
-def run_status(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run_status(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     state = load_state(args.root)
     if state.spec.netdevs:
         with Netlink() as nl:
@@ -117,21 +120,24 @@ def run_status(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     return 0
 
 
-def run_bind(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run_bind(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     with Netlink() as nl:
         vf = changes.rebind(args.root, args.vf, args.driver, nl)
     out.write(f"{vf.address}: driver {vf.driver or 'none'}, netdev {_where(vf)}\n")
     return 0
 
 
-def run_numvfs(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run_numvfs(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     with Netlink() as nl:
         vfs = changes.set_num_vfs(args.root, args.pf, args.count, nl)
     out.write(f"{args.pf}: {len(vfs)} VFs\n")
     return 0
 
 
-def run_carrier(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run_carrier(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     with Netlink() as nl:
         changes.set_pf_carrier(args.root, args.pf, args.state == "up", nl)
     out.write(f"{args.pf}: carrier {args.state}\n")
