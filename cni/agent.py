@@ -16,9 +16,9 @@ import os
 import signal
 import socket
 import socketserver
-import struct
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
@@ -30,11 +30,29 @@ from cni.state import DEFAULT_STATE_DIR
 
 log = logging.getLogger(__name__)
 HandlersFactory = Callable[[Mapping[str, str], TextIO], skel.Handlers]
+WORKERS = 8
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: a burst of pod attaches made the shim's (timeout,
+    # hence non-blocking) connect() fail with EAGAIN. The kernel caps this at somaxconn.
+    request_queue_size = 512
     agent: CniAgent
+    # A fixed pool instead of a thread per connection: pyroute2 0.9 keeps per-thread sockets and
+    # event loops inside an IPRoute until it is closed, so fresh threads leaked one socket per
+    # request; each worker keeps its own warm Netlink (cni.main.Runtime.netlink is per thread).
+    workers: ThreadPoolExecutor | None = None
+
+    def process_request(self, request, client_address):  # type: ignore[no-untyped-def]
+        if self.workers is None:
+            self.workers = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="cni-worker")
+        self.workers.submit(self.process_request_thread, request, client_address)
+
+    def server_close(self) -> None:
+        super().server_close()
+        if self.workers is not None:
+            self.workers.shutdown(wait=False)
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -44,12 +62,12 @@ class _Handler(socketserver.BaseRequestHandler):
         try:
             env = decode_env(recv_frame(sock))
             stdin = recv_frame(sock)
-        except (OSError, ConnectionError, struct.error) as e:
+        except (OSError, ConnectionError) as e:
             log.warning("dropping malformed request: %s", e)
             return
         status, out, err = agent.handle(env, stdin)
         try:
-            sock.sendall(struct.pack(">i", status) + frame(err) + frame(out))
+            sock.sendall(status.to_bytes(4, "big", signed=True) + frame(err) + frame(out))
         except OSError as e:
             log.warning("cannot send reply for %s %s: %s", env.get("CNI_COMMAND"),
                         env.get("CNI_CONTAINERID"), e)

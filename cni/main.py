@@ -44,6 +44,19 @@ def _memo(factory: Callable[[], Any]) -> Callable[[], Any]:
     return get
 
 
+def _per_thread(factory: Callable[[], Any]) -> Callable[[], Any]:
+    """Like :func:`_memo` but one instance per calling thread (the agent's fixed workers)."""
+    local = threading.local()
+
+    def get() -> Any:
+        value = getattr(local, "value", None)
+        if value is None:
+            value = local.value = factory()
+        return value
+
+    return get
+
+
 class Runtime:
     """Warm resources shared by the invocations of one process."""
 
@@ -53,7 +66,7 @@ class Runtime:
         self.state_dir = state_dir
         self.prefer_in_process_ipam = prefer_in_process_ipam
         self.host_local = HostLocal()
-        self.netlink = _memo(self._open_netlink)
+        self.netlink = _per_thread(self._open_netlink)  # pyroute2 objects are per-thread
         self._opened: list[Any] = []
 
     def _open_netlink(self) -> Any:

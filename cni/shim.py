@@ -6,7 +6,8 @@ trip instead of importing pyroute2. When no agent listens (socket missing or ref
 the plugin in this process (``cni.main.run``). If the agent accepted the request but the
 connection broke, it answers code 11 "try again" and never runs the request a second time.
 
-Imports only ``os``, ``sys``, ``socket`` and ``struct`` at module level (tested).
+Imports only ``os``, ``sys`` and the C module ``_socket`` at module level (tested): the
+``socket`` wrapper module alone pulls in ``selectors``/``enum``/``collections`` (~8 ms).
 
 Wire format (both directions, big-endian lengths):
   request:  u32 len + env as ``KEY=VALUE\\0`` pairs, u32 len + stdin bytes
@@ -15,14 +16,14 @@ Wire format (both directions, big-endian lengths):
 
 from __future__ import annotations
 
+import _socket
 import os
-import socket
-import struct
 import sys
 TYPE_CHECKING = False  # avoids importing typing (start-up cost); mypy treats it as True
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+    from socket import socket as Socket
 
 DEFAULT_SOCKET = "/run/sriov-k8s/cni-agent.sock"
 SOCKET_ENV = "SRIOV_CNI_AGENT_SOCKET"
@@ -46,10 +47,10 @@ def decode_env(data: bytes) -> dict[str, str]:
 
 
 def frame(data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + data
+    return len(data).to_bytes(4, "big") + data
 
 
-def recv_exact(sock: socket.socket, size: int) -> bytes:
+def recv_exact(sock: Socket, size: int) -> bytes:
     chunks: list[bytes] = []
     while size:
         chunk = sock.recv(min(size, 1 << 20))
@@ -60,8 +61,8 @@ def recv_exact(sock: socket.socket, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def recv_frame(sock: socket.socket, limit: int = 64 << 20) -> bytes:
-    (size,) = struct.unpack(">I", recv_exact(sock, 4))
+def recv_frame(sock: Socket, limit: int = 64 << 20) -> bytes:
+    size = int.from_bytes(recv_exact(sock, 4), "big")
     if size > limit:
         raise ConnectionError(f"frame of {size} bytes exceeds the limit")
     return recv_exact(sock, size)
@@ -74,7 +75,7 @@ class AgentUnavailable(Exception):
 def call_agent(path: str, env: Mapping[str, str], stdin: bytes,
                timeout: float = REPLY_TIMEOUT) -> tuple[int, bytes, bytes]:
     """Forward one invocation; returns (exit status, stdout bytes, stderr bytes)."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
         try:
@@ -84,8 +85,8 @@ def call_agent(path: str, env: Mapping[str, str], stdin: bytes,
                 raise AgentUnavailable(str(e)) from None
             raise
         sock.sendall(frame(encode_env(env)) + frame(stdin))
-        sock.shutdown(socket.SHUT_WR)
-        (status,) = struct.unpack(">i", recv_exact(sock, 4))
+        sock.shutdown(_socket.SHUT_WR)
+        status = int.from_bytes(recv_exact(sock, 4), "big", signed=True)
         err = recv_frame(sock)
         out = recv_frame(sock)
         return status, out, err
@@ -121,7 +122,7 @@ def main(site_dirs: Sequence[str] = ()) -> int:
             status, out, err = call_agent(path, env, stdin)
         except AgentUnavailable:
             pass
-        except (OSError, ConnectionError, struct.error) as e:
+        except (OSError, ConnectionError) as e:
             sys.stdout.write(_try_again(stdin, f"{path}: {e}"))
             return 1
         else:

@@ -101,6 +101,12 @@ class _Attach:
         self.step("pf-config")
         snap = self.record.pf_state
         assert snap is not None
+        host_netdev = self.record.netdev
+        if host_netdev is not None:
+            # an admin MAC also changes the VF netdev's MAC while it is in the host (igbvf and the
+            # emulation both); undone after the PF-side restore below (ExitStack is LIFO)
+            self.undo.callback(_quietly("restore host netdev MAC", lambda: vf_netdev.restore_mac(
+                self.nl, host_netdev)))
         applied = vf_pf.apply(self.admin, self.pf, self.vf.index, self.ctx.conf.vf_settings(), snap)
         self.undo.callback(_quietly("restore PF-side VF settings",
                                     lambda: vf_pf.restore(self.admin, self.pf, self.vf.index, snap, applied)))

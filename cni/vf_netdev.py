@@ -117,6 +117,13 @@ def restore_in_host(nl: Any, current: str, snap: NetdevSnapshot) -> None:
     log.info("VF netdev restored in the host as %s (mac %s, mtu %s)", snap.name, snap.mac, snap.mtu)
 
 
+def restore_mac(nl: Any, snap: NetdevSnapshot) -> None:
+    """Put the snapshotted MAC back on the VF netdev if it is (still) in the host netns."""
+    link = nl.link(snap.name)
+    if link is not None and snap.mac and link.mac != snap.mac:
+        nl.set_mac(snap.name, snap.mac)
+
+
 def move_to_host(nl: Any, name: str, netns: str, temp: str) -> str:
     """Move ``name`` out of ``netns`` into the host under ``temp``; returns the host name."""
     nl.set_down(name, netns)
