@@ -39,6 +39,13 @@ def _pf(state: EmulationState, name: str) -> PfRecord:
 
 def rebind(root: Path, vf_address: str, driver: str, netlink: Netlink) -> VfRecord:
     """Bind VF ``vf_address`` to ``driver``; ``none`` unbinds it. Returns its new record."""
+    load_state(root)
+    with host.locked(root):
+        return _rebind(root, vf_address, driver, netlink)
+
+
+def _rebind(root: Path, vf_address: str, driver: str, netlink: Netlink) -> VfRecord:
+    """Bind VF ``vf_address`` to ``driver``; ``none`` unbinds it. Returns its new record."""
     state = load_state(root)
     vf = state.vf_by_address(pci_address(vf_address))
     if vf is None:
@@ -87,6 +94,13 @@ def rebind(root: Path, vf_address: str, driver: str, netlink: Netlink) -> VfReco
 
 def set_num_vfs(root: Path, pf_name: str, count: int, netlink: Netlink) -> tuple[VfRecord, ...]:
     """Write ``sriov_numvfs``; like the kernel, a non-zero count changes only from 0."""
+    load_state(root)
+    with host.locked(root):
+        return _set_num_vfs(root, pf_name, count, netlink)
+
+
+def _set_num_vfs(root: Path, pf_name: str, count: int, netlink: Netlink) -> tuple[VfRecord, ...]:
+    """Write ``sriov_numvfs``; like the kernel, a non-zero count changes only from 0."""
     state = load_state(root)
     pf = _pf(state, pf_name)
     current = state.vfs_of(pf.index)
@@ -131,6 +145,13 @@ def set_num_vfs(root: Path, pf_name: str, count: int, netlink: Netlink) -> tuple
 
 def set_pf_carrier(root: Path, pf_name: str, up: bool, netlink: Netlink) -> None:
     """Plug (``up``) or pull the PF's cable: the PF and its ``auto`` VFs follow."""
+    load_state(root)
+    with host.locked(root):
+        _set_pf_carrier(root, pf_name, up, netlink)
+
+
+def _set_pf_carrier(root: Path, pf_name: str, up: bool, netlink: Netlink) -> None:
+    """Plug (``up``) or pull the PF's cable: the PF and its ``auto`` VFs follow."""
     state = load_state(root)
     pf = _pf(state, pf_name)
     state = state.with_pf(dataclasses.replace(pf, carrier=up))
@@ -149,5 +170,5 @@ def set_pf_carrier(root: Path, pf_name: str, up: bool, netlink: Netlink) -> None
             link_state = admin.read(pf.netdev, vf.index).link_state
             if link_state in (LinkState.AUTO, None):
                 links.set_port_up(vf.wire, up)
-    host.refresh(root, netlink)
+    host.refresh_holding_lock(root, netlink, wiring.CLASS_NET)
     log.info("PF %s carrier %s", pf.address, "up" if up else "down")

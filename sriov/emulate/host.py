@@ -17,10 +17,14 @@ VF's pair has vanished it recreates it in the host netns exactly as recorded.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import logging
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from sriov.emulate import spec as names
@@ -78,6 +82,20 @@ def _vf_record(state: EmulationState, pf: PfRecord, index: int, address: PciAddr
                     driver="vfio-pci" if vfio else profile.vf_driver, location=location,
                     netdev=names.vf_netdev(spec, pf.index, index),
                     mac=names.vf_mac(spec, pf.index, index), mtu=spec.mtu)
+
+
+LOCK_FILE = ".sriov-emu.lock"
+
+
+@contextlib.contextmanager
+def locked(root: Path) -> Iterator[None]:
+    """Serialise changes to one emulated host (CNI, device plugin and sriovctl may race)."""
+    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def save_state(root: Path, state: EmulationState) -> None:
@@ -161,6 +179,7 @@ def down(root: Path, netlink: Netlink) -> None:
     SysfsTreeBuilder(root).remove_tree()
     shutil.rmtree(root / SETTINGS_DIR, ignore_errors=True)
     (root / STATE_FILE).unlink(missing_ok=True)
+    (root / LOCK_FILE).unlink(missing_ok=True)
     log.info("emulated host at %s is down", root)
 
 
@@ -176,6 +195,13 @@ def refresh(root: Path, netlink: Netlink, class_net: Path = wiring.CLASS_NET) ->
     Host-netns links are read from the live ``class_net`` (cheap); netlink is used
     only for VF netdevs sitting in another netns and for recreating vanished pairs.
     """
+    load_state(root)  # a clear error before creating a lock file in a wrong directory
+    with locked(root):
+        return refresh_holding_lock(root, netlink, class_net)
+
+
+def refresh_holding_lock(root: Path, netlink: Netlink, class_net: Path) -> EmulationState:
+    """:func:`refresh` for callers that already hold :func:`locked`."""
     state = load_state(root)
     if not state.spec.netdevs:
         return state
