@@ -42,6 +42,8 @@ DEFAULT_SYSFS_ROOT = Path("/")
 NETWORK_CLASS = 0x02
 INFINIBAND_SUBCLASS = 0x0207
 _HEX_ID = re.compile(r"^0x([0-9a-fA-F]{4})$")
+_VfMap = dict[int, tuple[PciAddress, str]]
+"""VF index -> (VF address, VF device directory), from the PF's ``virtfnN`` links."""
 
 
 class _NotNetwork(Exception):
@@ -176,10 +178,10 @@ class SysfsReader:
             for path, reason in bad_links:
                 skip(path, reason)
             pfs.append(pf)
-            for index, vf_addr in vf_map.items():
+            for index, (vf_addr, vf_dir) in vf_map.items():
                 claimed.add(vf_addr)
                 try:
-                    vfs.append(self._load_vf(vf_addr, index, pf))
+                    vfs.append(self._load_vf(vf_addr, vf_dir, index, pf))
                 except SysfsError as e:
                     skip(e.path, e.reason)
         for name in others:
@@ -206,10 +208,10 @@ class SysfsReader:
         if not os.path.exists(os.path.join(dev, "physfn")):
             raise DeviceNotFoundError("VF", addr, f"its physfn link to {pf_addr} is dangling")
         pf, vf_map = self._pf_with_map(pf_addr)
-        index = next((i for i, a in vf_map.items() if a == addr), None)
+        index = next((i for i, (a, _) in vf_map.items() if a == addr), None)
         if index is None:
             raise DeviceNotFoundError("VF", addr, f"PF {pf_addr} has no virtfnN link to it")
-        return self._load_vf(addr, index, pf)
+        return self._load_vf(addr, vf_map[index][1], index, pf)
 
     def vf_of(self, pf_address: str, index: int) -> VirtualFunction:
         """VF number ``index`` of a PF (``virtfn<index>``)."""
@@ -218,7 +220,7 @@ class SysfsReader:
             raise DeviceNotFoundError(
                 "VF", f"{pf.address} #{index}",
                 f"PF has {len(vf_map)} VFs (sriov_numvfs={pf.num_vfs})")
-        return self._load_vf(vf_map[index], index, pf)
+        return self._load_vf(*vf_map[index], index=index, pf=pf)
 
     def vf_netdev(self, address: str) -> IfName | None:
         """The VF's netdev in the host netns, ``None`` when bound to vfio/uio or moved away."""
@@ -233,7 +235,7 @@ class SysfsReader:
             raise DeviceNotFoundError(what, addr, f"no such PCI device in {self.devices_dir}")
         return dev
 
-    def _pf_with_map(self, address: str) -> tuple[PhysicalFunction, dict[int, PciAddress]]:
+    def _pf_with_map(self, address: str) -> tuple[PhysicalFunction, _VfMap]:
         addr = validate.pci_address(address)
         dev = self._existing(addr, "SR-IOV PF")
         try:
@@ -252,7 +254,7 @@ class SysfsReader:
         return pf, vf_map
 
     def _load_pf(self, addr: PciAddress, dev: str, total_raw: str
-                 ) -> tuple[PhysicalFunction, dict[int, PciAddress], list[tuple[str, str]]]:
+                 ) -> tuple[PhysicalFunction, _VfMap, list[tuple[str, str]]]:
         pci_class = _int_attr(dev, "class")
         if pci_class >> 16 != NETWORK_CLASS:
             raise _NotNetwork(f"not a network device (class {pci_class:#08x})")
@@ -264,19 +266,26 @@ class SysfsReader:
                           else (LinkType.UNKNOWN, None))
         if not netdevs and pci_class >> 8 == INFINIBAND_SUBCLASS:
             link_type = LinkType.INFINIBAND
-        vf_map: dict[int, PciAddress] = {}
+        vf_map: _VfMap = {}
         bad: list[tuple[str, str]] = []
         try:
             entries = [e.name for e in os.scandir(dev) if e.name.startswith("virtfn")]
         except OSError as e:
             raise SysfsError(dev, f"cannot list device directory: {e.strerror}") from e
+        real_dir = os.path.realpath(dev)
         for name in entries:
             link = os.path.join(dev, name)
-            target = _link_basename(link)
-            if not name[6:].isdigit() or target is None or not validate.is_pci_address(target):
+            try:
+                target = os.readlink(link)
+            except OSError:
+                target = ""
+            vf_addr = os.path.basename(target)
+            if not name[6:].isdigit() or not validate.is_pci_address(vf_addr):
                 bad.append((link, f"{name} of PF {addr} is not a link to a PCI address"))
                 continue
-            vf_map[int(name[6:])] = PciAddress(target)
+            # the link's own target (``../<bdf>``) from the resolved PF dir: no symlink walks
+            vf_dir = os.path.normpath(os.path.join(real_dir, target))
+            vf_map[int(name[6:])] = (PciAddress(vf_addr), vf_dir)
         vf_map = dict(sorted(vf_map.items()))
         if len(vf_map) != num:
             log.debug("%s: sriov_numvfs=%s but %s virtfn links", addr, num, len(vf_map))
@@ -284,15 +293,15 @@ class SysfsReader:
             address=addr, vendor_id=vendor, device_id=device,
             driver=_link_basename(os.path.join(dev, "driver")), netdevs=netdevs,
             total_vfs=total, num_vfs=num, numa_node=_numa(dev), link_type=link_type,
-            mtu=mtu, vf_addresses=tuple(vf_map.values()))
+            mtu=mtu, vf_addresses=tuple(a for a, _ in vf_map.values()))
         return pf, vf_map, bad
 
-    def _load_vf(self, addr: PciAddress, index: int, pf: PhysicalFunction) -> VirtualFunction:
-        # Follow the PF's own virtfnN link: the VF is what the PF says it is.
-        dev = os.path.join(self.devices_dir, pf.address, f"virtfn{index}")
-        if not os.path.isdir(dev):
-            raise SysfsError(dev, f"virtfn{index} of PF {pf.address} points to a missing device")
+    def _load_vf(self, addr: PciAddress, dev: str, index: int,
+                 pf: PhysicalFunction) -> VirtualFunction:
+        """The VF at ``dev``, the target of the PF's ``virtfn<index>``: what the PF says it is."""
         physfn = _link_basename(os.path.join(dev, "physfn"))
+        if physfn is None and not os.path.isdir(dev):
+            raise SysfsError(dev, f"virtfn{index} of PF {pf.address} points to a missing device")
         if physfn != pf.address:
             raise SysfsError(dev, f"VF {addr} has no physfn link back to PF {pf.address}"
                              if physfn is None else f"VF {addr} physfn points to {physfn}, "

@@ -338,6 +338,9 @@ class SysfsTreeBuilder:
         pci_class = _read(pf_dir / "class")
         numa = int(_read(pf_dir / "numa_node"))
         default_driver = profile.vf_driver if profile else None
+        pf_net = _pf_netdev_dir(pf_dir, own=True)
+        link_type = _link_type_of(pf_net) if pf_net else LinkType.ETHER
+        pf_mtu = int(_read(pf_net / "mtu")) if pf_net else DEFAULT_MTU
         group = self._next_number(self.sys / "kernel/iommu_groups")
         ifindex = self._next_ifindex()
         created: list[PciAddress] = []
@@ -351,16 +354,22 @@ class SysfsTreeBuilder:
                 addr = _address(domain, rid)
             vf_dir = pf_dir.parent / addr
             driver = drivers.get(index, default_driver)
-            self._add_device(vf_dir, addr, vendor, vf_device, pci_class, numa, None, group)
+            kind = DriverKind.of(driver)
+            self._add_device(vf_dir, addr, vendor, vf_device, pci_class, numa, driver, group)
             _symlink(vf_dir / "physfn", pf_dir)
             _symlink(pf_dir / f"virtfn{index}", vf_dir)
             if profile is not None and profile.rdma:
                 self._add_rdma(vf_dir, profile.rdma_prefix)
-            name = ifnames[index - indices.start] if ifnames is not None else None
-            if driver is not None:
-                self.bind_vf_driver(addr, driver)
-                if name is not None and DriverKind.of(driver) is DriverKind.KERNEL:
-                    self.set_netdev(addr, name, ifindex=ifindex)
+            if kind is DriverKind.VFIO:
+                (self.root / "dev/vfio").mkdir(parents=True, exist_ok=True)
+                (self.root / "dev/vfio" / str(group)).touch(mode=0o600)
+            elif kind is DriverKind.KERNEL:
+                (vf_dir / "net").mkdir()
+                name = ifnames[index - indices.start] if ifnames is not None else None
+                if name is not None:
+                    if (self.sys / "class/net" / name).is_symlink():
+                        raise EmulationError(f"netdev name {name} is already used")
+                    self._add_netdev(vf_dir, name, mac_for(addr, 1), pf_mtu, link_type, ifindex)
                     ifindex += 1
             group += 1
             created.append(addr)
@@ -434,10 +443,10 @@ class SysfsTreeBuilder:
         return max(nums, default=-1) + 1
 
 
-def _pf_netdev_dir(dev_dir: Path) -> Path | None:
-    """The PF netdev directory for a VF (via ``physfn``), or the device's own for a PF."""
-    base = dev_dir / "physfn" if (dev_dir / "physfn").is_symlink() else None
-    if base is None:
+def _pf_netdev_dir(dev_dir: Path, own: bool = False) -> Path | None:
+    """The first PF netdev directory of a VF (via ``physfn``), or of ``dev_dir`` if ``own``."""
+    base = dev_dir if own else dev_dir / "physfn"
+    if not own and not base.is_symlink():
         return None
     names = sorted(os.listdir(base / "net")) if (base / "net").is_dir() else []
     return base / "net" / names[0] if names else None
