@@ -29,8 +29,6 @@ CLASS_NET = Path("/sys/class/net")
 """The live kernel's view of the host netns (real default; a parameter of refresh)."""
 WIRE_MTU = MAX_MTU
 """Wire ends and the bridge take the largest MTU, so a pod may raise its VF's MTU."""
-_RTM_GETLINK = 18
-_NLM_F_REQUEST = 1
 
 
 class Wiring:
@@ -106,23 +104,15 @@ class Wiring:
 def peer_in_other_netns(netlink: Netlink, wire: LinkInfo) -> LinkInfo | None:
     """The wire's veth peer in the netns the host knows as ``wire.netns_id``, unentered.
 
-    RTM_GETLINK with IFLA_TARGET_NETNSID (kernel >= 4.20; pyroute2 calls it
-    IFLA_IF_NETNSID). TODO(netlink owner): replace with a public
-    ``Netlink.link_by_index(index, target_nsid=...)`` once it exists.
+    RTM_GETLINK with IFLA_TARGET_NETNSID (kernel >= 4.20), so refresh never enters a pod netns.
     """
     if wire.link_index is None or wire.netns_id is None:
         return None
-    from sriov import netlink_msg  # noqa: PLC0415 - message builder lives with the netlink layer
-
-    request = netlink_msg.getlink_request(index=wire.link_index)
-    request["attrs"].append(("IFLA_IF_NETNSID", wire.netns_id))
     try:
-        reply = netlink._request(None, "get peer link", f"nsid {wire.netns_id}",  # noqa: SLF001
-                                 request, _RTM_GETLINK, _NLM_F_REQUEST)
+        return netlink.link_by_index(wire.link_index, target_nsid=wire.netns_id)
     except SriovError as e:  # the peer (or its netns) is going away
         log.debug("peer of %s not readable: %s", wire.name, e)
         return None
-    return netlink_msg.parse_link(reply[0]) if reply else None
 
 
 def sync_netdev(tree: SysfsTreeBuilder, address: str, link: LinkInfo | None) -> None:
