@@ -18,8 +18,8 @@ import socket
 import socketserver
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
 
@@ -69,8 +69,12 @@ class _Handler(socketserver.BaseRequestHandler):
         try:
             sock.sendall(status.to_bytes(4, "big", signed=True) + frame(err) + frame(out))
         except OSError as e:
-            log.warning("cannot send reply for %s %s: %s", env.get("CNI_COMMAND"),
-                        env.get("CNI_CONTAINERID"), e)
+            log.warning(
+                "cannot send reply for %s %s: %s",
+                env.get("CNI_COMMAND"),
+                env.get("CNI_CONTAINERID"),
+                e,
+            )
 
 
 class CniAgent:
@@ -136,18 +140,36 @@ class CniAgent:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sriov-cni-agent",
-                                     description="Resident agent serving the 'sriov' CNI shim.")
-    parser.add_argument("--socket", type=Path, default=Path(DEFAULT_SOCKET),
-                        help=f"unix socket to listen on (default {DEFAULT_SOCKET})")
-    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
-                        help=f"CNI state directory (default {DEFAULT_STATE_DIR})")
-    parser.add_argument("--sysfs-root", type=Path, default=Path("/"),
-                        help="root holding sys/ (default /; an emulated host's root in dev)")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser = argparse.ArgumentParser(
+        prog="sriov-cni-agent", description="Resident agent serving the 'sriov' CNI shim."
+    )
+    parser.add_argument(
+        "--socket",
+        type=Path,
+        default=Path(DEFAULT_SOCKET),
+        help=f"unix socket to listen on (default {DEFAULT_SOCKET})",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help=f"CNI state directory (default {DEFAULT_STATE_DIR})",
+    )
+    parser.add_argument(
+        "--sysfs-root",
+        type=Path,
+        default=Path("/"),
+        help="root holding sys/ (default /; an emulated host's root in dev)",
+    )
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     runtime = Runtime(sysfs_root=args.sysfs_root, state_dir=args.state_dir)
     try:
         runtime.netlink()  # warm: pay the pyroute2 import once, not per pod

@@ -40,11 +40,16 @@ class IpRange:
     gateway: IPAddr
 
     def contains(self, ip: IPAddr) -> bool:
-        return ip.version == self.subnet.version and ip in self.subnet and self.start <= ip <= self.end
+        return (
+            ip.version == self.subnet.version and ip in self.subnet and self.start <= ip <= self.end
+        )
 
     def overlaps(self, other: IpRange) -> bool:
-        return (self.subnet.version == other.subnet.version
-                and self.start <= other.end and other.start <= self.end)
+        return (
+            self.subnet.version == other.subnet.version
+            and self.start <= other.end
+            and other.start <= self.end
+        )
 
 
 RangeSet = tuple[IpRange, ...]
@@ -94,26 +99,42 @@ class HostLocalConfig:
         ipam = dict(conf.ipam or {})
         raw_sets: list[Any] = []
         if ipam.get("subnet"):  # legacy single-range keys become the first range set
-            raw_sets.append([{k: ipam.get(k) for k in ("subnet", "rangeStart", "rangeEnd", "gateway")}])
-        raw_sets = list(conf.runtime_config.get("ipRanges") or []) + raw_sets + list(ipam.get("ranges") or [])
+            raw_sets.append(
+                [{k: ipam.get(k) for k in ("subnet", "rangeStart", "rangeEnd", "gateway")}]
+            )
+        raw_sets = (
+            list(conf.runtime_config.get("ipRanges") or [])
+            + raw_sets
+            + list(ipam.get("ranges") or [])
+        )
         if not raw_sets:
             raise config_error("ipam.ranges", [], "no IP ranges specified")
         sets: list[RangeSet] = []
         for i, raw_set in enumerate(raw_sets):
             if not isinstance(raw_set, list) or not raw_set:
-                raise config_error(f"ipam.ranges[{i}]", raw_set, "must be a non-empty list of ranges")
+                raise config_error(
+                    f"ipam.ranges[{i}]", raw_set, "must be a non-empty list of ranges"
+                )
             rs = tuple(parse_range(r, f"ipam.ranges[{i}][{j}]") for j, r in enumerate(raw_set))
             if len({r.subnet.version for r in rs}) != 1:
                 raise config_error(f"ipam.ranges[{i}]", raw_set, "mixes IPv4 and IPv6")
             sets.append(rs)
         flat = [(i, r) for i, rs in enumerate(sets) for r in rs]
         for a, (i, r1) in enumerate(flat):
-            for j, r2 in flat[a + 1:]:
+            for j, r2 in flat[a + 1 :]:
                 if r1.overlaps(r2):
-                    raise config_error(f"ipam.ranges[{j}]", str(r2.subnet), f"overlaps range set {i}")
+                    raise config_error(
+                        f"ipam.ranges[{j}]", str(r2.subnet), f"overlaps range set {i}"
+                    )
         families = [rs[0].subnet.version for rs in sets]
-        if max(families.count(4), families.count(6)) > 1 and version_tuple(conf.cni_version) < (0, 3, 0):
-            raise config_error("cniVersion", conf.cni_version, "does not support more than 1 address per family")
+        if max(families.count(4), families.count(6)) > 1 and version_tuple(conf.cni_version) < (
+            0,
+            3,
+            0,
+        ):
+            raise config_error(
+                "cniVersion", conf.cni_version, "does not support more than 1 address per family"
+            )
         routes = []
         for k, r in enumerate(ipam.get("routes") or []):
             if not isinstance(r, dict) or not isinstance(r.get("dst"), str):
@@ -122,9 +143,14 @@ class HostLocalConfig:
         data_dir = ipam.get("dataDir") or default_data_dir
         if not isinstance(data_dir, str | Path):
             raise config_error("ipam.dataDir", data_dir, "must be a string")
-        return cls(network=conf.name, data_dir=Path(data_dir), range_sets=tuple(sets),
-                   routes=tuple(routes), resolv_conf=str(ipam.get("resolvConf") or ""),
-                   requested=_requested_ips(conf, args))
+        return cls(
+            network=conf.name,
+            data_dir=Path(data_dir),
+            range_sets=tuple(sets),
+            routes=tuple(routes),
+            resolv_conf=str(ipam.get("resolvConf") or ""),
+            requested=_requested_ips(conf, args),
+        )
 
 
 def _requested_ips(conf: NetConf, args: CmdArgs) -> tuple[IPAddr, ...]:
@@ -179,7 +205,9 @@ class Store:
 
     def last_reserved(self, range_id: int) -> IPAddr | None:
         try:
-            return ipaddress.ip_address((self.dir / f"{LAST_IP_PREFIX}{range_id}").read_text().strip())
+            return ipaddress.ip_address(
+                (self.dir / f"{LAST_IP_PREFIX}{range_id}").read_text().strip()
+            )
         except (OSError, ValueError):
             return None
 
@@ -199,7 +227,10 @@ class Store:
     def unreserve(self, ip: IPAddr, container_id: str, ifname: str) -> None:
         path = self.dir / str(ip)
         with contextlib.suppress(OSError):
-            if path.read_bytes().decode(errors="replace").strip() == container_id.strip() + LINE_BREAK + ifname:
+            if (
+                path.read_bytes().decode(errors="replace").strip()
+                == container_id.strip() + LINE_BREAK + ifname
+            ):
                 path.unlink()
 
     def release(self, container_id: str, ifname: str) -> None:
@@ -286,20 +317,26 @@ class HostLocal:
                 with store.lock():
                     ips.append(self._allocate(store, rs, set_index, args, want))
             if requested:
-                raise CniError(CniCode.IPAM, "failed to allocate all requested IPs: "
-                               + ", ".join(str(ip) for ip in requested))
+                raise CniError(
+                    CniCode.IPAM,
+                    "failed to allocate all requested IPs: "
+                    + ", ".join(str(ip) for ip in requested),
+                )
         except Exception:
             # undo only what this call reserved (an earlier ADD's IPs stay)
             with store.lock():
                 for ip in ips:
-                    store.unreserve(ipaddress.ip_interface(ip.address).ip, args.container_id, args.ifname)
+                    store.unreserve(
+                        ipaddress.ip_interface(ip.address).ip, args.container_id, args.ifname
+                    )
             raise
         dns = parse_resolv_conf(cfg.resolv_conf) if cfg.resolv_conf else DNS()
         return Result(cni_version=conf.cni_version, ips=tuple(ips), routes=cfg.routes, dns=dns)
 
     @staticmethod
-    def _allocate(store: Store, rs: RangeSet, set_index: int, args: CmdArgs,
-                  want: IPAddr | None) -> IPConfig:
+    def _allocate(
+        store: Store, rs: RangeSet, set_index: int, args: CmdArgs, want: IPAddr | None
+    ) -> IPConfig:
         cid, ifname = args.container_id, args.ifname
         if want is not None:
             r = _range_for(rs, want)
@@ -307,16 +344,25 @@ class HostLocal:
             if want == r.gateway:
                 raise CniError(CniCode.IPAM, f"requested ip {want} is subnet's gateway")
             if not store.reserve(want, cid, ifname, set_index):
-                raise CniError(CniCode.IPAM, f"requested IP address {want} is not available in range set {set_index}")
+                raise CniError(
+                    CniCode.IPAM,
+                    f"requested IP address {want} is not available in range set {set_index}",
+                )
             return IPConfig(address=f"{want}/{r.subnet.prefixlen}", gateway=str(r.gateway))
         for ip in store.find(cid, ifname):
             if _range_for(rs, ip):
-                raise CniError(CniCode.IPAM, f"{ip} has been allocated to {cid}, duplicate allocation is not allowed")
+                raise CniError(
+                    CniCode.IPAM,
+                    f"{ip} has been allocated to {cid}, duplicate allocation is not allowed",
+                )
         for ip, r in candidates(rs, store.last_reserved(set_index)):
             if store.reserve(ip, cid, ifname, set_index):
                 return IPConfig(address=f"{ip}/{r.subnet.prefixlen}", gateway=str(r.gateway))
-        raise CniError(CniCode.IPAM, f"no IP addresses available in range set {set_index}: "
-                       + ",".join(f"{r.start}-{r.end}" for r in rs))
+        raise CniError(
+            CniCode.IPAM,
+            f"no IP addresses available in range set {set_index}: "
+            + ",".join(f"{r.start}-{r.end}" for r in rs),
+        )
 
     def delete(self, conf: NetConf, args: CmdArgs) -> None:
         _, store = self._open(conf, args)
@@ -326,7 +372,10 @@ class HostLocal:
     def check(self, conf: NetConf, args: CmdArgs) -> None:
         _, store = self._open(conf, args)
         if not store.find(args.container_id, args.ifname):
-            raise CniError(CniCode.IPAM, f"host-local: failed to find address added by container {args.container_id}")
+            raise CniError(
+                CniCode.IPAM,
+                f"host-local: failed to find address added by container {args.container_id}",
+            )
 
     def gc(self, conf: NetConf, args: CmdArgs) -> None:
         """Release every allocation of this network whose attachment is not in the valid list."""
@@ -346,5 +395,3 @@ class HostLocal:
 
     def status(self, conf: NetConf, args: CmdArgs) -> None:
         self._open(conf, args)  # validates config and that the store is usable
-
-

@@ -54,19 +54,31 @@ class NoIpam:
 def find_plugin(name: str, cni_path: Sequence[str]) -> Path:
     """Locate an executable ``name`` in the ``CNI_PATH`` directories (libcni ``FindInPath``)."""
     if not name or "/" in name or "\\" in name or name in (".", ".."):
-        raise CniError(CniCode.INVALID_CONFIG, f"invalid ipam.type {name!r}",
-                       "must be a plugin file name without path separators")
+        raise CniError(
+            CniCode.INVALID_CONFIG,
+            f"invalid ipam.type {name!r}",
+            "must be a plugin file name without path separators",
+        )
     for directory in cni_path:
         candidate = Path(directory) / name
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
-    raise CniError(CniCode.IPAM, f"failed to find IPAM plugin {name!r} in CNI_PATH",
-                   "searched: " + ":".join(cni_path))
+    raise CniError(
+        CniCode.IPAM,
+        f"failed to find IPAM plugin {name!r} in CNI_PATH",
+        "searched: " + ":".join(cni_path),
+    )
 
 
 class ExecIpam:
-    def __init__(self, cni_path: Sequence[str], env: Mapping[str, str], *,
-                 stderr: TextIO | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        cni_path: Sequence[str],
+        env: Mapping[str, str],
+        *,
+        stderr: TextIO | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
         self.cni_path = tuple(cni_path)
         self.env = dict(env)
         self.stderr = stderr
@@ -77,13 +89,24 @@ class ExecIpam:
         env = {**self.env, "CNI_COMMAND": str(command)}
         log.debug("exec IPAM %s %s", plugin, command)
         try:
-            proc = subprocess.run([str(plugin)], input=conf.raw, env=env, capture_output=True,
-                                  timeout=self.timeout, check=False)
+            proc = subprocess.run(
+                [str(plugin)],
+                input=conf.raw,
+                env=env,
+                capture_output=True,
+                timeout=self.timeout,
+                check=False,
+            )
         except subprocess.TimeoutExpired:
-            raise CniError(CniCode.TRY_AGAIN_LATER, f"IPAM plugin {conf.ipam_type} {command} timed out",
-                           f"no answer within {self.timeout:g}s") from None
+            raise CniError(
+                CniCode.TRY_AGAIN_LATER,
+                f"IPAM plugin {conf.ipam_type} {command} timed out",
+                f"no answer within {self.timeout:g}s",
+            ) from None
         except OSError as e:
-            raise CniError(CniCode.IPAM, f"cannot run IPAM plugin {conf.ipam_type}", str(e)) from None
+            raise CniError(
+                CniCode.IPAM, f"cannot run IPAM plugin {conf.ipam_type}", str(e)
+            ) from None
         if proc.stderr and self.stderr is not None:
             self.stderr.write(proc.stderr.decode(errors="replace"))
         if proc.returncode != 0:
@@ -95,7 +118,9 @@ class ExecIpam:
         try:
             obj = json.loads(stdout)
             code = int(obj["code"])
-            return CniError(code, f"IPAM {name} {command}: {obj.get('msg', '')}", str(obj.get("details") or ""))
+            return CniError(
+                code, f"IPAM {name} {command}: {obj.get('msg', '')}", str(obj.get("details") or "")
+            )
         except (ValueError, KeyError, TypeError):
             text = (stdout or stderr).decode(errors="replace").strip()[:500]
             return CniError(CniCode.IPAM, f"IPAM plugin {name} {command} failed", text)
@@ -105,7 +130,9 @@ class ExecIpam:
         try:
             obj = json.loads(out)
         except ValueError as e:
-            raise CniError(CniCode.IPAM, f"IPAM plugin {conf.ipam_type} printed invalid JSON", str(e)) from None
+            raise CniError(
+                CniCode.IPAM, f"IPAM plugin {conf.ipam_type} printed invalid JSON", str(e)
+            ) from None
         if isinstance(obj, dict) and not obj.get("cniVersion"):
             obj["cniVersion"] = conf.cni_version  # libcni fixupResultVersion
         return Result.from_json(obj)
@@ -130,14 +157,21 @@ class ExecIpam:
             self._exec(command, conf)
         except CniError as e:
             too_old = e.code == CniCode.INCOMPATIBLE_VERSION or (
-                e.code == CniCode.INVALID_ENV and "unknown CNI_COMMAND" in e.msg)
+                e.code == CniCode.INVALID_ENV and "unknown CNI_COMMAND" in e.msg
+            )
             if not too_old:
                 raise
             log.info("IPAM %s does not support %s (%s); skipping", conf.ipam_type, command, e.msg)
 
 
-def make_ipam(conf: NetConf, cni_path: Sequence[str], env: Mapping[str, str], *,
-              stderr: TextIO | None = None, prefer_in_process: bool = True) -> IpamRunner:
+def make_ipam(
+    conf: NetConf,
+    cni_path: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    stderr: TextIO | None = None,
+    prefer_in_process: bool = True,
+) -> IpamRunner:
     """The runner for ``conf``: none, in-process host-local, or exec of the delegate."""
     if not conf.ipam_type:
         return NoIpam()

@@ -16,14 +16,22 @@ import logging
 from collections.abc import Iterator
 from typing import TextIO
 
-LEVELS = {"panic": logging.CRITICAL, "error": logging.ERROR, "warning": logging.WARNING,
-          "info": logging.INFO, "debug": logging.DEBUG}
-FORMAT = ("%(asctime)s %(levelname)s [cid=%(container_id)s netns=%(netns)s if=%(ifname)s] "
-          "%(name)s: %(message)s")
+LEVELS = {
+    "panic": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+}
+FORMAT = (
+    "%(asctime)s %(levelname)s [cid=%(container_id)s netns=%(netns)s if=%(ifname)s] "
+    "%(name)s: %(message)s"
+)
 LOGGER_NAMES = ("cni", "sriov")
 
 _request: contextvars.ContextVar[tuple[int, str, str, str] | None] = contextvars.ContextVar(
-    "cni_request", default=None)
+    "cni_request", default=None
+)
 _ids = itertools.count(1)
 
 
@@ -88,8 +96,9 @@ class RequestLogging:
 
 
 @contextlib.contextmanager
-def request_logging(stderr: TextIO, container_id: str = "", netns: str = "",
-                    ifname: str = "") -> Iterator[RequestLogging]:
+def request_logging(
+    stderr: TextIO, container_id: str = "", netns: str = "", ifname: str = ""
+) -> Iterator[RequestLogging]:
     """Attach this request's handlers for the duration of the ``with`` block."""
     req = RequestLogging(stderr, container_id, netns, ifname)
     token = _request.set(req.labels)

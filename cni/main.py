@@ -60,8 +60,13 @@ def _per_thread(factory: Callable[[], Any]) -> Callable[[], Any]:
 class Runtime:
     """Warm resources shared by the invocations of one process."""
 
-    def __init__(self, *, sysfs_root: Path = Path("/"), state_dir: Path = DEFAULT_STATE_DIR,
-                 prefer_in_process_ipam: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        sysfs_root: Path = Path("/"),
+        state_dir: Path = DEFAULT_STATE_DIR,
+        prefer_in_process_ipam: bool = True,
+    ) -> None:
         self.sysfs_root = sysfs_root
         self.state_dir = state_dir
         self.prefer_in_process_ipam = prefer_in_process_ipam
@@ -83,13 +88,19 @@ class Runtime:
 
     def plugin(self, env: Mapping[str, str], stderr: TextIO) -> Plugin:
         def ipam_factory(conf: NetConf, args: CmdArgs) -> IpamRunner:
-            runner = make_ipam(conf, args.path, env, stderr=stderr,
-                               prefer_in_process=self.prefer_in_process_ipam)
+            runner = make_ipam(
+                conf, args.path, env, stderr=stderr, prefer_in_process=self.prefer_in_process_ipam
+            )
             return self.host_local if isinstance(runner, HostLocal) else runner
 
-        return Plugin(netlink_factory=self.netlink, host_factory=_memo(self._open_host),
-                      ipam_factory=ipam_factory, state=StateStore(self.state_dir),
-                      device_lookup=PodResourcesLookup(self.sysfs_root), sysfs_root=self.sysfs_root)
+        return Plugin(
+            netlink_factory=self.netlink,
+            host_factory=_memo(self._open_host),
+            ipam_factory=ipam_factory,
+            state=StateStore(self.state_dir),
+            device_lookup=PodResourcesLookup(self.sysfs_root),
+            sysfs_root=self.sysfs_root,
+        )
 
     def close(self) -> None:
         for nl in self._opened:
@@ -100,9 +111,11 @@ class Runtime:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Runtime:
-        return cls(sysfs_root=Path(env.get("SRIOV_SYSFS_ROOT") or "/"),
-                   state_dir=Path(env.get("SRIOV_CNI_STATE_DIR") or DEFAULT_STATE_DIR),
-                   prefer_in_process_ipam=env.get("SRIOV_CNI_EXEC_IPAM", "") not in ("1", "true"))
+        return cls(
+            sysfs_root=Path(env.get("SRIOV_SYSFS_ROOT") or "/"),
+            state_dir=Path(env.get("SRIOV_CNI_STATE_DIR") or DEFAULT_STATE_DIR),
+            prefer_in_process_ipam=env.get("SRIOV_CNI_EXEC_IPAM", "") not in ("1", "true"),
+        )
 
 
 def _timeout(env: Mapping[str, str]) -> float:
@@ -112,8 +125,15 @@ def _timeout(env: Mapping[str, str]) -> float:
         return skel.DEFAULT_TIMEOUT
 
 
-def run(env: Mapping[str, str], stdin: bytes | BinaryIO, stdout: TextIO, stderr: TextIO, *,
-        runtime: Runtime | None = None, timeout: float | None = None) -> int:
+def run(
+    env: Mapping[str, str],
+    stdin: bytes | BinaryIO,
+    stdout: TextIO,
+    stderr: TextIO,
+    *,
+    runtime: Runtime | None = None,
+    timeout: float | None = None,
+) -> int:
     """One CNI invocation in this process; returns the exit status."""
     if isinstance(stdin, bytes | bytearray):
         data = bytes(stdin)
@@ -121,13 +141,20 @@ def run(env: Mapping[str, str], stdin: bytes | BinaryIO, stdout: TextIO, stderr:
         try:
             data = stdin.read()
         except OSError as e:
-            return skel.write_error(stdout, CniError(CniCode.IO_FAILURE, "error reading from stdin", str(e)),
-                                    "1.1.0")
+            return skel.write_error(
+                stdout, CniError(CniCode.IO_FAILURE, "error reading from stdin", str(e)), "1.1.0"
+            )
     owned = runtime is None
     rt = runtime or Runtime.from_env(env)
     try:
-        return skel.dispatch(env, data, stdout, stderr, rt.plugin(env, stderr),
-                             timeout=_timeout(env) if timeout is None else timeout)
+        return skel.dispatch(
+            env,
+            data,
+            stdout,
+            stderr,
+            rt.plugin(env, stderr),
+            timeout=_timeout(env) if timeout is None else timeout,
+        )
     finally:
         if owned:
             rt.close()
@@ -136,7 +163,9 @@ def run(env: Mapping[str, str], stdin: bytes | BinaryIO, stdout: TextIO, stderr:
 def main() -> int:
     env = dict(os.environ)
     if not env.get("CNI_COMMAND"):
-        sys.stderr.write(f"{ABOUT}\nCNI protocol versions supported: {', '.join(SUPPORTED_VERSIONS)}\n")
+        sys.stderr.write(
+            f"{ABOUT}\nCNI protocol versions supported: {', '.join(SUPPORTED_VERSIONS)}\n"
+        )
         return 0
     return run(env, sys.stdin.buffer, sys.stdout, sys.stderr)
 

@@ -14,19 +14,46 @@ from collections.abc import Mapping
 from typing import Any
 
 from cni.errors import CniCode, CniError, config_error, env_error
-from cni.protocol import CONTAINER_ID_RE, DNS, CmdArgs, Result, require_supported
+from cni.protocol import CONTAINER_ID_RE, DNS, EMPTY_DNS, CmdArgs, Result, require_supported
 from sriov import validate
 from sriov.errors import InvalidInputError
 from sriov.types import IfName, LinkState, MacAddress, PciAddress, VfSettings, VlanProto
 
 LOG_LEVELS = ("panic", "error", "warning", "info", "debug")
-KNOWN_KEYS = frozenset({
-    "cniVersion", "cniVersions", "name", "type", "deviceID", "pciBusID", "vlan", "vlanQoS",
-    "vlanProto", "mac", "spoofchk", "trust", "link_state", "min_tx_rate", "max_tx_rate",
-    "logLevel", "logFile", "ipam", "dns", "capabilities", "runtimeConfig", "args", "prevResult",
-    "mtu", "fallback", "podResourcesSocket", "resourceName", "stateDir",
-    "cni.dev/valid-attachments", "cni.dev/attachments",
-})
+KNOWN_KEYS = frozenset(
+    {
+        "cniVersion",
+        "cniVersions",
+        "name",
+        "type",
+        "deviceID",
+        "pciBusID",
+        "vlan",
+        "vlanQoS",
+        "vlanProto",
+        "mac",
+        "spoofchk",
+        "trust",
+        "link_state",
+        "min_tx_rate",
+        "max_tx_rate",
+        "logLevel",
+        "logFile",
+        "ipam",
+        "dns",
+        "capabilities",
+        "runtimeConfig",
+        "args",
+        "prevResult",
+        "mtu",
+        "fallback",
+        "podResourcesSocket",
+        "resourceName",
+        "stateDir",
+        "cni.dev/valid-attachments",
+        "cni.dev/attachments",
+    }
+)
 
 
 class FallbackType(enum.StrEnum):
@@ -78,7 +105,7 @@ class NetConf:
     log_level: str = "info"
     log_file: str = ""
     ipam: Mapping[str, Any] | None = None
-    dns: DNS = DNS()
+    dns: DNS = EMPTY_DNS
     capabilities: Mapping[str, bool] = dataclasses.field(default_factory=dict)
     runtime_config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -97,22 +124,34 @@ class NetConf:
 
     def vf_settings(self) -> VfSettings:
         """The PF-side VF settings this config asks for (``None`` = leave untouched)."""
-        return VfSettings(mac=self.mac, vlan=self.vlan, qos=self.vlan_qos, vlan_proto=self.vlan_proto,
-                          spoofchk=self.spoofchk, trust=self.trust, link_state=self.link_state,
-                          min_tx_rate=self.min_tx_rate, max_tx_rate=self.max_tx_rate)
+        return VfSettings(
+            mac=self.mac,
+            vlan=self.vlan,
+            qos=self.vlan_qos,
+            vlan_proto=self.vlan_proto,
+            spoofchk=self.spoofchk,
+            trust=self.trust,
+            link_state=self.link_state,
+            min_tx_rate=self.min_tx_rate,
+            max_tx_rate=self.max_tx_rate,
+        )
 
     @classmethod
     def parse(cls, raw: bytes, cmd_args: CmdArgs | None = None) -> NetConf:
         try:
             obj = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as e:
-            raise CniError(CniCode.DECODING_FAILURE, "cannot decode network config JSON", str(e)) from None
+            raise CniError(
+                CniCode.DECODING_FAILURE, "cannot decode network config JSON", str(e)
+            ) from None
         if not isinstance(obj, dict):
             raise CniError(CniCode.DECODING_FAILURE, "network config must be a JSON object")
         return _Parser(obj, raw, cmd_args).build()
 
 
-def _int(obj: Mapping[str, Any], key: str, lo: int, hi: int, label: str | None = None) -> int | None:
+def _int(
+    obj: Mapping[str, Any], key: str, lo: int, hi: int, label: str | None = None
+) -> int | None:
     if key not in obj or obj[key] is None:
         return None
     value = obj[key]
@@ -190,7 +229,9 @@ class _Parser:
         if ipam is not None:
             ipam_type = ipam.get("type", "")
             if not isinstance(ipam_type, str) or "/" in ipam_type or "\\" in ipam_type:
-                raise config_error("ipam.type", ipam_type, "must be a plugin name without path separators")
+                raise config_error(
+                    "ipam.type", ipam_type, "must be a plugin name without path separators"
+                )
         capabilities = _obj(o, "capabilities") or {}
         if not all(isinstance(v, bool) for v in capabilities.values()):
             raise config_error("capabilities", capabilities, "values must be booleans")
@@ -199,16 +240,33 @@ class _Parser:
         except CniError as e:
             raise config_error("dns", o.get("dns"), e.msg) from None
         return NetConf(
-            raw=self.raw, cni_version=version, name=name, type=_str(o, "type") or "",
-            device_id=self._device_id(runtime), vlan=vlan, vlan_qos=qos, vlan_proto=proto,
-            mac=self._mac(runtime), spoofchk=_on_off(o, "spoofchk"), trust=_on_off(o, "trust"),
+            raw=self.raw,
+            cni_version=version,
+            name=name,
+            type=_str(o, "type") or "",
+            device_id=self._device_id(runtime),
+            vlan=vlan,
+            vlan_qos=qos,
+            vlan_proto=proto,
+            mac=self._mac(runtime),
+            spoofchk=_on_off(o, "spoofchk"),
+            trust=_on_off(o, "trust"),
             link_state=LinkState(link_state.lower()) if link_state else None,
-            min_tx_rate=min_rate, max_tx_rate=max_rate, log_level=log_level,
-            log_file=_str(o, "logFile") or "", ipam=ipam, dns=dns, capabilities=capabilities,
-            runtime_config=runtime, args=_obj(o, "args") or {}, prev_result=self._prev_result(),
-            mtu=_int(o, "mtu", 68, 65535), fallback=self._fallback(),
+            min_tx_rate=min_rate,
+            max_tx_rate=max_rate,
+            log_level=log_level,
+            log_file=_str(o, "logFile") or "",
+            ipam=ipam,
+            dns=dns,
+            capabilities=capabilities,
+            runtime_config=runtime,
+            args=_obj(o, "args") or {},
+            prev_result=self._prev_result(),
+            mtu=_int(o, "mtu", 68, 65535),
+            fallback=self._fallback(),
             pod_resources_socket=self._abs_path("podResourcesSocket"),
-            resource_name=_str(o, "resourceName"), state_dir=self._abs_path("stateDir"),
+            resource_name=_str(o, "resourceName"),
+            state_dir=self._abs_path("stateDir"),
             valid_attachments=self._attachments(),
             extra={k: v for k, v in o.items() if k not in KNOWN_KEYS},
         )
@@ -292,14 +350,20 @@ class _Parser:
         modes = FALLBACK_MODES[kind]
         mode = _str(fb, "mode", "fallback.mode") or modes[0]
         if mode not in modes:
-            raise config_error("fallback.mode", mode, f"{kind} mode must be one of " + ", ".join(modes))
+            raise config_error(
+                "fallback.mode", mode, f"{kind} mode must be one of " + ", ".join(modes)
+            )
         mac = _str(fb, "mac", "fallback.mac")
         if mac is not None and kind is FallbackType.IPVLAN:
             raise config_error("fallback.mac", mac, "ipvlan shares the master's MAC")
-        return FallbackConf(type=kind, master=master_if, mode=mode,
-                            vlan=_int(fb, "vlan", 1, 4094, "fallback.vlan"),
-                            mtu=_int(fb, "mtu", 68, 65535, "fallback.mtu"),
-                            mac=_mac(mac, "fallback.mac") if mac else None)
+        return FallbackConf(
+            type=kind,
+            master=master_if,
+            mode=mode,
+            vlan=_int(fb, "vlan", 1, 4094, "fallback.vlan"),
+            mtu=_int(fb, "mtu", 68, 65535, "fallback.mtu"),
+            mac=_mac(mac, "fallback.mac") if mac else None,
+        )
 
     def _attachments(self) -> tuple[Attachment, ...] | None:
         found: list[Attachment] = []
@@ -312,8 +376,11 @@ class _Parser:
             if not isinstance(items, list):
                 raise config_error(key, items, "must be a list")
             for item in items:
-                if (not isinstance(item, dict) or not isinstance(item.get("containerID"), str)
-                        or not isinstance(item.get("ifname"), str)):
+                if (
+                    not isinstance(item, dict)
+                    or not isinstance(item.get("containerID"), str)
+                    or not isinstance(item.get("ifname"), str)
+                ):
                     raise config_error(key, item, "entries need string containerID and ifname")
                 att = Attachment(container_id=item["containerID"], ifname=item["ifname"])
                 if att not in found:

@@ -39,7 +39,7 @@ class AttachmentContext:
     """Returns the ``sriov.host.Host`` (sysfs reader + VF admin) for this node."""
     log: logging.LoggerAdapter[logging.Logger]
     device_id: PciAddress | None = None
-    """The VF this attachment uses (resolved from the netconf or pod-resources); None for fallback."""
+    """The VF of this attachment (from the netconf or pod-resources); None for fallback."""
     record: dict[str, Any] = dataclasses.field(default_factory=dict)
     """ADD: the mode fills it with what DEL needs (snapshot...); DEL/CHECK/GC: the stored record."""
     faults: Callable[[str], None] = lambda step: None
@@ -51,7 +51,8 @@ class Mode(Protocol):
         """Create the attachment (mode runs ``ctx.ipam.add`` itself and rolls back on failure)."""
 
     def delete(self, ctx: AttachmentContext) -> None:
-        """Undo ADD best-effort; must succeed when things are already gone (netns may be gone/empty).
+        """Undo ADD best-effort; succeed when things are already gone (netns gone/empty).
+
         IPAM DEL is done by the plugin before this is called."""
 
     def check(self, ctx: AttachmentContext) -> None:
@@ -85,7 +86,9 @@ def load_mode(name: str) -> Mode:
         try:
             _mode_cache[name] = getattr(importlib.import_module(module), attr)()
         except (ImportError, AttributeError) as e:
-            raise CniError(CniCode.INTERNAL, f"attachment mode {name!r} is not available", str(e)) from e
+            raise CniError(
+                CniCode.INTERNAL, f"attachment mode {name!r} is not available", str(e)
+            ) from e
     return _mode_cache[name]
 
 
@@ -96,11 +99,17 @@ ModeOfDevice = Callable[[PciAddress], str]
 
 
 class Plugin:
-    def __init__(self, *, netlink_factory: Callable[[], Any], host_factory: Callable[[], Any],
-                 ipam_factory: Callable[[NetConf, CmdArgs], IpamRunner],
-                 state: StateStore | None = None, device_lookup: DeviceLookup | None = None,
-                 mode_of_device: ModeOfDevice | None = None,
-                 sysfs_root: Path = Path("/")) -> None:
+    def __init__(
+        self,
+        *,
+        netlink_factory: Callable[[], Any],
+        host_factory: Callable[[], Any],
+        ipam_factory: Callable[[NetConf, CmdArgs], IpamRunner],
+        state: StateStore | None = None,
+        device_lookup: DeviceLookup | None = None,
+        mode_of_device: ModeOfDevice | None = None,
+        sysfs_root: Path = Path("/"),
+    ) -> None:
         self.netlink_factory = netlink_factory
         self.host_factory = host_factory
         self.ipam_factory = ipam_factory
@@ -117,9 +126,17 @@ class Plugin:
 
     def _ctx(self, args: CmdArgs, conf: NetConf, **kw: Any) -> AttachmentContext:
         adapter = logging.LoggerAdapter(log, {"container_id": args.container_id})
-        return AttachmentContext(args=args, conf=conf, state=self._store(conf),
-                                 ipam=self.ipam_factory(conf, args), netlink=self.netlink_factory,
-                                 host=self.host_factory, log=adapter, faults=self.faults, **kw)
+        return AttachmentContext(
+            args=args,
+            conf=conf,
+            state=self._store(conf),
+            ipam=self.ipam_factory(conf, args),
+            netlink=self.netlink_factory,
+            host=self.host_factory,
+            log=adapter,
+            faults=self.faults,
+            **kw,
+        )
 
     def _mode_from_sysfs(self, device: PciAddress) -> str:
         from sriov.errors import DeviceNotFoundError
@@ -132,9 +149,13 @@ class Plugin:
             return "dpdk"
         if vf.netdev or vf.driver_kind is DriverKind.KERNEL:
             return "vf"  # no netdev in the host: maybe in a pod; the VF mode tells busy/stale
-        raise DeviceNotFoundError("VF netdev", device, "VF has neither a netdev nor a DPDK driver bound")
+        raise DeviceNotFoundError(
+            "VF netdev", device, "VF has neither a netdev nor a DPDK driver bound"
+        )
 
-    def select_mode(self, args: CmdArgs, conf: NetConf, state: StateStore) -> tuple[str, PciAddress | None]:
+    def select_mode(
+        self, args: CmdArgs, conf: NetConf, state: StateStore
+    ) -> tuple[str, PciAddress | None]:
         device = conf.device_id
         if device is None and self.device_lookup is not None:
             device = self.device_lookup(args, conf, state)
@@ -142,25 +163,36 @@ class Plugin:
             return self.mode_of_device(device), device
         if conf.fallback is not None:
             return "fallback", None
-        raise CniError(CniCode.INVALID_CONFIG, "deviceID is required",
-                       "no deviceID/pciBusID in the config, no VF allocated to the pod "
-                       "(pod-resources) and no 'fallback' configured")
+        raise CniError(
+            CniCode.INVALID_CONFIG,
+            "deviceID is required",
+            "no deviceID/pciBusID in the config, no VF allocated to the pod "
+            "(pod-resources) and no 'fallback' configured",
+        )
 
     # ---------------------------------------------------------------- verbs
     def add(self, args: CmdArgs, conf: NetConf) -> Result:
         state = self._store(conf)
         if state.load(args.container_id, args.ifname) is not None:
-            raise CniError(CniCode.ATTACHMENT_EXISTS,
-                           f"attachment {args.container_id}/{args.ifname} already exists",
-                           "the runtime must DEL it before adding it again")
+            raise CniError(
+                CniCode.ATTACHMENT_EXISTS,
+                f"attachment {args.container_id}/{args.ifname} already exists",
+                "the runtime must DEL it before adding it again",
+            )
         mode_name, device = self.select_mode(args, conf, state)
         ctx = self._ctx(args, conf, device_id=device)
         mode = load_mode(mode_name)
         log.info("ADD mode=%s device=%s", mode_name, device or "-")
         result = mode.add(ctx)
-        record = {**ctx.record, "mode": mode_name, "network": conf.name, "netns": args.netns,
-                  "deviceID": device, "netconf": conf.raw.decode(errors="replace"),
-                  "result": result.to_dict(CURRENT_VERSION)}
+        record = {
+            **ctx.record,
+            "mode": mode_name,
+            "network": conf.name,
+            "netns": args.netns,
+            "deviceID": device,
+            "netconf": conf.raw.decode(errors="replace"),
+            "result": result.to_dict(CURRENT_VERSION),
+        }
         try:
             state.save(args.container_id, args.ifname, record)
         except OSError as e:
@@ -180,15 +212,16 @@ class Plugin:
     def delete(self, args: CmdArgs, conf: NetConf) -> None:
         state = self._store(conf)
         record = state.load(args.container_id, args.ifname)
-        ctx = self._ctx(args, conf, record=record or {},
-                        device_id=(record or {}).get("deviceID"))
+        ctx = self._ctx(args, conf, record=record or {}, device_id=(record or {}).get("deviceID"))
         if record is None:
             # nothing of ours to undo (double DEL, or ADD failed and rolled back); still release
             # IPAM so a reservation can never leak, but never fail the DEL for it
             try:
                 ctx.ipam.delete(conf, args)
             except Exception as e:
-                log.warning("DEL without attachment record: IPAM release failed: %s", from_exception(e))
+                log.warning(
+                    "DEL without attachment record: IPAM release failed: %s", from_exception(e)
+                )
             return
         ctx.ipam.delete(conf, args)  # on error the record stays so the runtime's retry can finish
         load_mode(record["mode"]).delete(ctx)
@@ -200,8 +233,10 @@ class Plugin:
         state = self._store(conf)
         record = state.load(args.container_id, args.ifname)
         if record is None:
-            raise CniError(CniCode.UNKNOWN_CONTAINER,
-                           f"no attachment {args.container_id}/{args.ifname} on this node")
+            raise CniError(
+                CniCode.UNKNOWN_CONTAINER,
+                f"no attachment {args.container_id}/{args.ifname} on this node",
+            )
         ctx = self._ctx(args, conf, record=record, device_id=record.get("deviceID"))
         ctx.ipam.check(conf, args)
         load_mode(record["mode"]).check(ctx)
@@ -218,9 +253,12 @@ class Plugin:
         for cid, ifname, record in state.list_attachments():
             if record.get("network") != conf.name or (cid, ifname) in valid:
                 continue
-            log.info("GC: removing stale attachment %s/%s (mode %s)", cid, ifname, record.get("mode"))
-            stale_args = dataclasses.replace(args, container_id=cid, ifname=ifname,
-                                             netns=str(record.get("netns") or ""))
+            log.info(
+                "GC: removing stale attachment %s/%s (mode %s)", cid, ifname, record.get("mode")
+            )
+            stale_args = dataclasses.replace(
+                args, container_id=cid, ifname=ifname, netns=str(record.get("netns") or "")
+            )
             try:
                 ctx = self._ctx(stale_args, conf, record=record, device_id=record.get("deviceID"))
                 ctx.ipam.delete(conf, stale_args)
@@ -235,8 +273,11 @@ class Plugin:
         except Exception as e:
             failures.append(from_exception(e))
         if failures:
-            raise CniError(failures[0].code, f"GC: {len(failures)} cleanup step(s) failed",
-                           "; ".join(str(f) for f in failures)[:2000])
+            raise CniError(
+                failures[0].code,
+                f"GC: {len(failures)} cleanup step(s) failed",
+                "; ".join(str(f) for f in failures)[:2000],
+            )
 
     def status(self, args: CmdArgs, conf: NetConf) -> None:
         """Ready iff the expected VF / fallback master exists and the IPAM delegate is ready."""
@@ -245,17 +286,22 @@ class Plugin:
             dev = self.sysfs_root / "sys/bus/pci/devices" / conf.device_id
             if not dev.exists():
                 missing.append(f"VF {conf.device_id}")
-        if conf.fallback is not None:
-            if not (self.sysfs_root / "sys/class/net" / conf.fallback.master).exists():
-                missing.append(f"fallback master {conf.fallback.master}")
+        fallback = conf.fallback
+        if (
+            fallback is not None
+            and not (self.sysfs_root / "sys/class/net" / fallback.master).exists()
+        ):
+            missing.append(f"fallback master {conf.fallback.master}")
         if missing:
-            raise CniError(CniCode.NOT_AVAILABLE, "plugin not available",
-                           "missing: " + ", ".join(missing))
+            raise CniError(
+                CniCode.NOT_AVAILABLE, "plugin not available", "missing: " + ", ".join(missing)
+            )
         try:
             self.ipam_factory(conf, args).status(conf, args)
         except CniError as e:
-            raise CniError(CniCode.NOT_AVAILABLE, f"IPAM {conf.ipam_type} not available: {e.msg}",
-                           e.details) from e
+            raise CniError(
+                CniCode.NOT_AVAILABLE, f"IPAM {conf.ipam_type} not available: {e.msg}", e.details
+            ) from e
 
 
 def env_state_dir(env: Mapping[str, str]) -> Path:

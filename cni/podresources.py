@@ -31,6 +31,7 @@ DEFAULT_TIMEOUT = 10.0
 
 # ------------------------------------------------------------------ protobuf wire format
 
+
 def _varint(value: int) -> bytes:
     out = bytearray()
     while True:
@@ -74,11 +75,11 @@ def fields(buf: bytes) -> Iterator[tuple[int, int, int | bytes]]:
             length, pos = _read_varint(buf, pos)
             if pos + length > len(buf):
                 raise ValueError("truncated field")
-            yield number, wire, buf[pos:pos + length]
+            yield number, wire, buf[pos : pos + length]
             pos += length
         elif wire in (1, 5):
             size = 8 if wire == 1 else 4
-            yield number, wire, int.from_bytes(buf[pos:pos + size], "little")
+            yield number, wire, int.from_bytes(buf[pos : pos + size], "little")
             pos += size
         else:
             raise ValueError(f"unsupported wire type {wire}")
@@ -109,8 +110,13 @@ def encode_pod(pod: PodDevices) -> bytes:
         inner = _string_field(1, resource) + _string_field(2, device)
         devices += _varint(2 << 3 | 2) + _varint(len(inner)) + inner
     container = _string_field(1, "c") + devices
-    return (_string_field(1, pod.name) + _string_field(2, pod.namespace)
-            + _varint(3 << 3 | 2) + _varint(len(container)) + container)
+    return (
+        _string_field(1, pod.name)
+        + _string_field(2, pod.namespace)
+        + _varint(3 << 3 | 2)
+        + _varint(len(container))
+        + container
+    )
 
 
 def decode_pod(buf: bytes) -> PodDevices:
@@ -132,7 +138,10 @@ def decode_pod(buf: bytes) -> PodDevices:
 
 # ------------------------------------------------------------------ gRPC client
 
-def query(socket: Path, pod_name: str, namespace: str, timeout: float = DEFAULT_TIMEOUT) -> PodDevices | None:
+
+def query(
+    socket: Path, pod_name: str, namespace: str, timeout: float = DEFAULT_TIMEOUT
+) -> PodDevices | None:
     """``Get`` the pod's resources; fall back to ``List`` on kubelets without ``Get``."""
     import grpc  # lazy: keeps cni.main free of grpc
 
@@ -144,20 +153,33 @@ def query(socket: Path, pod_name: str, namespace: str, timeout: float = DEFAULT_
             pods = [decode_pod(p) for p in _sub(reply, 1)]
         except grpc.RpcError as e:
             if e.code() not in (grpc.StatusCode.UNIMPLEMENTED,):
-                raise CniError(CniCode.TRY_AGAIN_LATER, "pod-resources Get failed",
-                               f"{e.code()}: {e.details()}") from None
+                raise CniError(
+                    CniCode.TRY_AGAIN_LATER,
+                    "pod-resources Get failed",
+                    f"{e.code()}: {e.details()}",
+                ) from None
             log.info("pod-resources Get unimplemented; using List")
             try:
                 reply = channel.unary_unary(SERVICE + "List")(b"", timeout=timeout)
             except grpc.RpcError as e2:
-                raise CniError(CniCode.TRY_AGAIN_LATER, "pod-resources List failed",
-                               f"{e2.code()}: {e2.details()}") from None
+                raise CniError(
+                    CniCode.TRY_AGAIN_LATER,
+                    "pod-resources List failed",
+                    f"{e2.code()}: {e2.details()}",
+                ) from None
             pods = [decode_pod(p) for p in _sub(reply, 1)]
     return next((p for p in pods if (p.name, p.namespace) == (pod_name, namespace)), None)
 
 
-def pick_device(pod: PodDevices, resource_name: str | None, *, is_local_vf: Callable[[PciAddress], bool],
-                owner_of: Callable[[str], Mapping[str, str] | None], container_id: str, ifname: str) -> PciAddress | None:
+def pick_device(
+    pod: PodDevices,
+    resource_name: str | None,
+    *,
+    is_local_vf: Callable[[PciAddress], bool],
+    owner_of: Callable[[str], Mapping[str, str] | None],
+    container_id: str,
+    ifname: str,
+) -> PciAddress | None:
     """First (sorted, as Multus) device of the resource that is a VF here and not owned by
     another attachment."""
     ids = sorted({d for r, d in pod.devices if resource_name in (None, "", r)})
@@ -183,7 +205,9 @@ class PodResourcesLookup:
         self.default_socket = default_socket
 
     def __call__(self, args: CmdArgs, conf: NetConf, state: StateStore) -> PciAddress | None:
-        socket = Path(conf.pod_resources_socket) if conf.pod_resources_socket else self.default_socket
+        socket = (
+            Path(conf.pod_resources_socket) if conf.pod_resources_socket else self.default_socket
+        )
         pod_name, namespace = args.arg("K8S_POD_NAME"), args.arg("K8S_POD_NAMESPACE")
         if not pod_name or not namespace or not socket.exists():
             log.debug("no pod-resources lookup (pod=%s socket=%s)", pod_name, socket)
@@ -192,9 +216,14 @@ class PodResourcesLookup:
         if pod is None:
             return None
         devices = self.sysfs_root / "sys/bus/pci/devices"
-        return pick_device(pod, conf.resource_name,
-                           is_local_vf=lambda pci: (devices / pci / "physfn").exists(),
-                           owner_of=state.owner, container_id=args.container_id, ifname=args.ifname)
+        return pick_device(
+            pod,
+            conf.resource_name,
+            is_local_vf=lambda pci: (devices / pci / "physfn").exists(),
+            owner_of=state.owner,
+            container_id=args.container_id,
+            ifname=args.ifname,
+        )
 
 
 def device_ids_by_resource(pod: PodDevices) -> Mapping[str, list[str]]:

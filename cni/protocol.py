@@ -58,9 +58,11 @@ def require_supported(version: str) -> str:
     v = version or "0.1.0"
     version_tuple(v)
     if v not in SUPPORTED_VERSIONS:
-        raise CniError(CniCode.INCOMPATIBLE_VERSION,
-                       f"unsupported cniVersion {version!r}",
-                       "supported: " + ", ".join(SUPPORTED_VERSIONS))
+        raise CniError(
+            CniCode.INCOMPATIBLE_VERSION,
+            f"unsupported cniVersion {version!r}",
+            "supported: " + ", ".join(SUPPORTED_VERSIONS),
+        )
     return v
 
 
@@ -68,9 +70,11 @@ def require_version_for(command: Command, version: str) -> None:
     """Refuse CHECK below 0.4.0 and GC/STATUS below 1.1.0 (code 1)."""
     minimum = MIN_VERSION.get(command)
     if minimum and version_tuple(version) < version_tuple(minimum):
-        raise CniError(CniCode.INCOMPATIBLE_VERSION,
-                       f"config version {version!r} does not allow {command}",
-                       f"{command} needs cniVersion >= {minimum}")
+        raise CniError(
+            CniCode.INCOMPATIBLE_VERSION,
+            f"config version {version!r} does not allow {command}",
+            f"{command} needs cniVersion >= {minimum}",
+        )
 
 
 def parse_cni_args(raw: str) -> tuple[tuple[str, str], ...]:
@@ -114,17 +118,21 @@ class CmdArgs:
             command = Command(raw_cmd)
         except ValueError:
             raise env_error("CNI_COMMAND", f"unknown CNI_COMMAND: {raw_cmd}") from None
-        missing = [var for var, cmds in REQUIRED_ENV.items()
-                   if command in cmds and not env.get(var)]
+        missing = [
+            var for var, cmds in REQUIRED_ENV.items() if command in cmds and not env.get(var)
+        ]
         if missing:
-            raise CniError(CniCode.INVALID_ENV,
-                           "required env variables [" + ",".join(missing) + "] missing")
+            raise CniError(
+                CniCode.INVALID_ENV, "required env variables [" + ",".join(missing) + "] missing"
+            )
         if command is Command.VERSION:
             return cls(command=command)
         container_id = env.get("CNI_CONTAINERID", "")
         if container_id and not CONTAINER_ID_RE.match(container_id):
-            raise env_error("CNI_CONTAINERID",
-                            f"invalid container id {container_id!r} (must match {CONTAINER_ID_RE.pattern})")
+            raise env_error(
+                "CNI_CONTAINERID",
+                f"invalid container id {container_id!r} (must match {CONTAINER_ID_RE.pattern})",
+            )
         ifname = env.get("CNI_IFNAME", "")
         if ifname:
             try:
@@ -135,8 +143,14 @@ class CmdArgs:
         if "\0" in netns:
             raise env_error("CNI_NETNS", "contains a NUL byte")
         path = tuple(p for p in env.get("CNI_PATH", "").split(":") if p)
-        return cls(command=command, container_id=container_id, netns=netns, ifname=ifname,
-                   args=parse_cni_args(env.get("CNI_ARGS", "")), path=path)
+        return cls(
+            command=command,
+            container_id=container_id,
+            netns=netns,
+            ifname=ifname,
+            args=parse_cni_args(env.get("CNI_ARGS", "")),
+            path=path,
+        )
 
 
 # ---------------------------------------------------------------- result model
@@ -202,8 +216,15 @@ class DNS:
     def from_dict(cls, obj: Any) -> DNS:
         if not isinstance(obj, dict):
             return cls()
-        return cls(nameservers=tuple(_str_list(obj, "nameservers")), domain=str(obj.get("domain") or ""),
-                   search=tuple(_str_list(obj, "search")), options=tuple(_str_list(obj, "options")))
+        return cls(
+            nameservers=tuple(_str_list(obj, "nameservers")),
+            domain=str(obj.get("domain") or ""),
+            search=tuple(_str_list(obj, "search")),
+            options=tuple(_str_list(obj, "options")),
+        )
+
+
+EMPTY_DNS = DNS()
 
 
 def _str_list(obj: Mapping[str, Any], key: str) -> list[str]:
@@ -220,9 +241,15 @@ def _decode(reason: str) -> CniError:
 def _route_from(obj: Any) -> Route:
     if not isinstance(obj, dict) or not isinstance(obj.get("dst"), str):
         raise _decode("route needs a string 'dst'")
-    return Route(dst=obj["dst"], gw=str(obj.get("gw") or ""), mtu=int(obj.get("mtu") or 0),
-                 advmss=int(obj.get("advmss") or 0), priority=int(obj.get("priority") or 0),
-                 table=obj.get("table"), scope=obj.get("scope"))
+    return Route(
+        dst=obj["dst"],
+        gw=str(obj.get("gw") or ""),
+        mtu=int(obj.get("mtu") or 0),
+        advmss=int(obj.get("advmss") or 0),
+        priority=int(obj.get("priority") or 0),
+        table=obj.get("table"),
+        scope=obj.get("scope"),
+    )
 
 
 def _route_to(route: Route, *, rich: bool) -> dict[str, Any]:
@@ -246,7 +273,7 @@ class Result:
     interfaces: tuple[Interface, ...] = ()
     ips: tuple[IPConfig, ...] = ()
     routes: tuple[Route, ...] = ()
-    dns: DNS = DNS()
+    dns: DNS = EMPTY_DNS
 
     @classmethod
     def from_json(cls, obj: Any) -> Result:
@@ -255,24 +282,43 @@ class Result:
             raise _decode("result must be a JSON object")
         version = str(obj.get("cniVersion") or "")
         try:
-            if "ip4" in obj or "ip6" in obj or (version_tuple(version) < (0, 3, 0) and "ips" not in obj):
+            if (
+                "ip4" in obj
+                or "ip6" in obj
+                or (version_tuple(version) < (0, 3, 0) and "ips" not in obj)
+            ):
                 return cls._from_legacy(obj, version)
             interfaces = tuple(
-                Interface(name=str(i["name"]), mac=str(i.get("mac") or ""), mtu=int(i.get("mtu") or 0),
-                          sandbox=str(i.get("sandbox") or ""), socket_path=str(i.get("socketPath") or ""),
-                          pci_id=str(i.get("pciID") or ""))
-                for i in obj.get("interfaces") or [])
+                Interface(
+                    name=str(i["name"]),
+                    mac=str(i.get("mac") or ""),
+                    mtu=int(i.get("mtu") or 0),
+                    sandbox=str(i.get("sandbox") or ""),
+                    socket_path=str(i.get("socketPath") or ""),
+                    pci_id=str(i.get("pciID") or ""),
+                )
+                for i in obj.get("interfaces") or []
+            )
             ips = tuple(
-                IPConfig(address=str(ip["address"]), gateway=str(ip.get("gateway") or ""),
-                         interface=ip.get("interface"))
-                for ip in obj.get("ips") or [])
+                IPConfig(
+                    address=str(ip["address"]),
+                    gateway=str(ip.get("gateway") or ""),
+                    interface=ip.get("interface"),
+                )
+                for ip in obj.get("ips") or []
+            )
             for ip in ips:
                 ipaddress.ip_interface(ip.address)
             routes = tuple(_route_from(r) for r in obj.get("routes") or [])
         except (KeyError, TypeError, ValueError) as e:
             raise _decode(f"{type(e).__name__}: {e}") from None
-        return cls(cni_version=version, interfaces=interfaces, ips=ips, routes=routes,
-                   dns=DNS.from_dict(obj.get("dns")))
+        return cls(
+            cni_version=version,
+            interfaces=interfaces,
+            ips=ips,
+            routes=routes,
+            dns=DNS.from_dict(obj.get("dns")),
+        )
 
     @classmethod
     def _from_legacy(cls, obj: Mapping[str, Any], version: str) -> Result:
@@ -282,16 +328,22 @@ class Result:
             section = obj.get(key)
             if not section:
                 continue
-            ips.append(IPConfig(address=str(section["ip"]), gateway=str(section.get("gateway") or "")))
+            ips.append(
+                IPConfig(address=str(section["ip"]), gateway=str(section.get("gateway") or ""))
+            )
             routes.extend(_route_from(r) for r in section.get("routes") or [])
-        return cls(cni_version=version, ips=tuple(ips), routes=tuple(routes),
-                   dns=DNS.from_dict(obj.get("dns")))
+        return cls(
+            cni_version=version,
+            ips=tuple(ips),
+            routes=tuple(routes),
+            dns=DNS.from_dict(obj.get("dns")),
+        )
 
     def with_version(self, version: str) -> Result:
         return dataclasses.replace(self, cni_version=version)
 
     def to_dict(self, version: str) -> dict[str, Any]:
-        """Convert to the shape of ``version`` (A.7). Legacy form fails with no IP (code 999 as Go)."""
+        """Convert to the shape of ``version`` (A.7); the legacy form fails without an IP (999)."""
         vt = version_tuple(version)
         if vt < (0, 3, 0):
             return self._to_legacy(version)
@@ -348,8 +400,11 @@ class Result:
                 section["routes"] = routes
             out[key] = section
         if "ip4" not in out and "ip6" not in out:
-            raise CniError(CniCode.INTERNAL, f"cannot convert result to cniVersion {version}",
-                           "a 0.1.0/0.2.0 result needs at least one IP address")
+            raise CniError(
+                CniCode.INTERNAL,
+                f"cannot convert result to cniVersion {version}",
+                "a 0.1.0/0.2.0 result needs at least one IP address",
+            )
         dns = self.dns.to_dict()
         if dns:
             out["dns"] = dns
@@ -358,5 +413,7 @@ class Result:
 
 def version_answer(request_version: str | None) -> dict[str, Any]:
     """The VERSION reply: echo the request's cniVersion (spec) or our current one."""
-    return {"cniVersion": request_version or CURRENT_VERSION,
-            "supportedVersions": list(SUPPORTED_VERSIONS)}
+    return {
+        "cniVersion": request_version or CURRENT_VERSION,
+        "supportedVersions": list(SUPPORTED_VERSIONS),
+    }

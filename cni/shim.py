@@ -19,6 +19,7 @@ from __future__ import annotations
 import _socket
 import os
 import sys
+
 TYPE_CHECKING = False  # avoids importing typing (start-up cost); mypy treats it as True
 
 if TYPE_CHECKING:
@@ -72,8 +73,9 @@ class AgentUnavailable(Exception):
     """No agent listens on the socket: run in-process instead."""
 
 
-def call_agent(path: str, env: Mapping[str, str], stdin: bytes,
-               timeout: float = REPLY_TIMEOUT) -> tuple[int, bytes, bytes]:
+def call_agent(
+    path: str, env: Mapping[str, str], stdin: bytes, timeout: float = REPLY_TIMEOUT
+) -> tuple[int, bytes, bytes]:
     """Forward one invocation; returns (exit status, stdout bytes, stderr bytes)."""
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
@@ -104,17 +106,33 @@ def _try_again(stdin: bytes, reason: str) -> str:
             version = obj["cniVersion"]
     except ValueError:
         pass
-    return json.dumps({"cniVersion": version, "code": 11, "msg": "CNI agent connection failed; try again",
-                       "details": reason}) + "\n"
+    return (
+        json.dumps(
+            {
+                "cniVersion": version,
+                "code": 11,
+                "msg": "CNI agent connection failed; try again",
+                "details": reason,
+            }
+        )
+        + "\n"
+    )
 
 
 def main(site_dirs: Sequence[str] = ()) -> int:
     env = os.environ
     try:
-        stdin = b"" if env.get("CNI_COMMAND") == "VERSION" and sys.stdin.isatty() else sys.stdin.buffer.read()
+        stdin = (
+            b""
+            if env.get("CNI_COMMAND") == "VERSION" and sys.stdin.isatty()
+            else sys.stdin.buffer.read()
+        )
     except OSError as e:
-        sys.stdout.write('{"cniVersion":"1.1.0","code":5,"msg":"error reading from stdin","details":%s}\n'
-                         % repr(str(e)).replace("'", '"'))
+        details = str(e).replace("\\", "\\\\").replace('"', '\\"')
+        sys.stdout.write(
+            '{"cniVersion":"1.1.0","code":5,"msg":"error reading from stdin",'
+            f'"details":"{details}"}}\n'
+        )
         return 1
     path = env.get(SOCKET_ENV) or DEFAULT_SOCKET
     if env.get("CNI_COMMAND"):

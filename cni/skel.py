@@ -19,7 +19,14 @@ from typing import Any, Protocol, TextIO
 from cni.errors import CniCode, CniError, from_exception
 from cni.logging_setup import request_logging
 from cni.netconf import NetConf
-from cni.protocol import CURRENT_VERSION, CmdArgs, Command, Result, require_version_for, version_answer
+from cni.protocol import (
+    CURRENT_VERSION,
+    CmdArgs,
+    Command,
+    Result,
+    require_version_for,
+    version_answer,
+)
 
 log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 55.0
@@ -73,8 +80,11 @@ def alarm(timeout: float | None) -> Iterator[None]:
         return
 
     def expired(signum: int, frame: object) -> None:
-        raise CniError(CniCode.TRY_AGAIN_LATER, "plugin timed out; try again",
-                       f"whole invocation exceeded {timeout:g}s")
+        raise CniError(
+            CniCode.TRY_AGAIN_LATER,
+            "plugin timed out; try again",
+            f"whole invocation exceeded {timeout:g}s",
+        )
 
     previous = signal.signal(signal.SIGALRM, expired)
     signal.setitimer(signal.ITIMER_REAL, timeout)
@@ -85,13 +95,21 @@ def alarm(timeout: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def dispatch(env: Mapping[str, str], stdin: bytes, stdout: TextIO, stderr: TextIO,
-             handlers: Handlers, *, timeout: float | None = None,
-             own_netns: str = OWN_NETNS) -> int:
+def dispatch(
+    env: Mapping[str, str],
+    stdin: bytes,
+    stdout: TextIO,
+    stderr: TextIO,
+    handlers: Handlers,
+    *,
+    timeout: float | None = None,
+    own_netns: str = OWN_NETNS,
+) -> int:
     """Run one CNI invocation; returns the process exit status (0 or 1)."""
     version = request_version(stdin)
-    with request_logging(stderr, env.get("CNI_CONTAINERID", ""), env.get("CNI_NETNS", ""),
-                         env.get("CNI_IFNAME", "")) as logs:
+    with request_logging(
+        stderr, env.get("CNI_CONTAINERID", ""), env.get("CNI_NETNS", ""), env.get("CNI_IFNAME", "")
+    ) as logs:
         try:
             with alarm(timeout):
                 return _run(env, stdin, stdout, handlers, logs, own_netns)
@@ -104,8 +122,14 @@ def dispatch(env: Mapping[str, str], stdin: bytes, stdout: TextIO, stderr: TextI
             return write_error(stdout, err, version)
 
 
-def _run(env: Mapping[str, str], stdin: bytes, stdout: TextIO, handlers: Handlers,
-         logs: Any, own_netns: str) -> int:
+def _run(
+    env: Mapping[str, str],
+    stdin: bytes,
+    stdout: TextIO,
+    handlers: Handlers,
+    logs: Any,
+    own_netns: str,
+) -> int:
     args = CmdArgs.from_env(env)
     if args.command is Command.VERSION:
         write_json(stdout, version_answer(request_version(stdin) if stdin.strip() else None))
@@ -115,9 +139,16 @@ def _run(env: Mapping[str, str], stdin: bytes, stdout: TextIO, handlers: Handler
     log.debug("%s netconf: %s", args.command, stdin)
     require_version_for(args.command, conf.cni_version)
     override = env.get("CNI_NETNS_OVERRIDE", "").lower() in ("1", "true")
-    if args.command in (Command.ADD, Command.CHECK) and not override and _same_netns(args.netns, own_netns):
-        raise CniError(CniCode.INVALID_NETNS, "CNI_NETNS is the plugin's own network namespace",
-                       f"refusing to {args.command} in {args.netns}; set CNI_NETNS_OVERRIDE=1 to allow")
+    if (
+        args.command in (Command.ADD, Command.CHECK)
+        and not override
+        and _same_netns(args.netns, own_netns)
+    ):
+        raise CniError(
+            CniCode.INVALID_NETNS,
+            "CNI_NETNS is the plugin's own network namespace",
+            f"refusing to {args.command} in {args.netns}; set CNI_NETNS_OVERRIDE=1 to allow",
+        )
     log.info("%s start (network %s, cniVersion %s)", args.command, conf.name, conf.cni_version)
     if args.command is Command.ADD:
         result = handlers.add(args, conf)

@@ -126,7 +126,9 @@ class StateStore:
                     if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                         raise
                     if time.monotonic() >= deadline:
-                        raise VfBusyError(bdf, f"lock held by another attachment for {timeout:g}s") from e
+                        raise VfBusyError(
+                            bdf, f"lock held by another attachment for {timeout:g}s"
+                        ) from e
                     time.sleep(LOCK_POLL_INTERVAL)  # flock has no timed wait; poll to the deadline
             yield
         finally:
@@ -162,8 +164,12 @@ class StateStore:
         if current is None:
             return False
         if (current.get("containerID"), current.get("ifname")) != (container_id, ifname):
-            log.info("VF %s now owned by %s/%s; leaving its owner record", pci,
-                     current.get("containerID"), current.get("ifname"))
+            log.info(
+                "VF %s now owned by %s/%s; leaving its owner record",
+                pci,
+                current.get("containerID"),
+                current.get("ifname"),
+            )
             return False
         with contextlib.suppress(FileNotFoundError):
             self._owner_path(pci).unlink()

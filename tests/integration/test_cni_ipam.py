@@ -24,21 +24,41 @@ REFERENCE_DIR = Path("/usr/lib/cni")
 
 def require_plugin(name: str) -> None:
     if not (REFERENCE_DIR / name).is_file():
-        pytest.skip(f"reference CNI plugin {name} not installed in {REFERENCE_DIR} (apt containernetworking-plugins)")
+        pytest.skip(
+            f"reference CNI plugin {name} not installed in {REFERENCE_DIR} "
+            "(apt install containernetworking-plugins)"
+        )
 
 
-def setup(tmp_path: Path, ipam: dict[str, Any], cmd: str = "ADD", cid: str = "c1", ifname: str = "net1",
-          version: str = "1.0.0", cni_args: str = "") -> tuple[NetConf, CmdArgs, dict[str, str]]:
-    env = {"CNI_COMMAND": cmd, "CNI_CONTAINERID": cid, "CNI_NETNS": "/run/netns/st-none", "CNI_IFNAME": ifname,
-           "CNI_PATH": str(REFERENCE_DIR), "CNI_ARGS": cni_args}
+def setup(
+    tmp_path: Path,
+    ipam: dict[str, Any],
+    cmd: str = "ADD",
+    cid: str = "c1",
+    ifname: str = "net1",
+    version: str = "1.0.0",
+    cni_args: str = "",
+) -> tuple[NetConf, CmdArgs, dict[str, str]]:
+    env = {
+        "CNI_COMMAND": cmd,
+        "CNI_CONTAINERID": cid,
+        "CNI_NETNS": "/run/netns/st-none",
+        "CNI_IFNAME": ifname,
+        "CNI_PATH": str(REFERENCE_DIR),
+        "CNI_ARGS": cni_args,
+    }
     args = CmdArgs.from_env(env)
     body = {"cniVersion": version, "name": "st-net", "type": "sriov", "ipam": ipam}
     return NetConf.parse(json.dumps(body).encode(), args), args, env
 
 
 def host_local_ipam(tmp_path: Path, subnet: str = "10.44.0.0/28") -> dict[str, Any]:
-    return {"type": "host-local", "dataDir": str(tmp_path / "ipam"), "ranges": [[{"subnet": subnet}]],
-            "routes": [{"dst": "0.0.0.0/0"}]}
+    return {
+        "type": "host-local",
+        "dataDir": str(tmp_path / "ipam"),
+        "ranges": [[{"subnet": subnet}]],
+        "routes": [{"dst": "0.0.0.0/0"}],
+    }
 
 
 def exec_runner(env: dict[str, str], stderr: io.StringIO | None = None) -> ExecIpam:
@@ -50,7 +70,9 @@ def test_exec_host_local_lifecycle(tmp_path: Path) -> None:
     conf, args, env = setup(tmp_path, host_local_ipam(tmp_path))
     runner = exec_runner(env)
     result = runner.add(conf, args)
-    assert [ip.address for ip in result.ips] == ["10.44.0.2/28"] and result.ips[0].gateway == "10.44.0.1"
+    assert [ip.address for ip in result.ips] == ["10.44.0.2/28"] and result.ips[
+        0
+    ].gateway == "10.44.0.1"
     assert [r.dst for r in result.routes] == ["0.0.0.0/0"]
     runner.check(conf, args)
     with pytest.raises(CniError) as ei:  # duplicate ADD: the delegate's error, re-raised
@@ -63,12 +85,17 @@ def test_exec_host_local_lifecycle(tmp_path: Path) -> None:
 
 def test_exec_static_and_requested_ip(tmp_path: Path) -> None:
     require_plugin("static")
-    ipam = {"type": "static", "addresses": [{"address": "192.168.50.5/24", "gateway": "192.168.50.1"}],
-            "routes": [{"dst": "10.0.0.0/8"}], "dns": {"nameservers": ["192.168.50.53"]}}
+    ipam = {
+        "type": "static",
+        "addresses": [{"address": "192.168.50.5/24", "gateway": "192.168.50.1"}],
+        "routes": [{"dst": "10.0.0.0/8"}],
+        "dns": {"nameservers": ["192.168.50.53"]},
+    }
     conf, args, env = setup(tmp_path, ipam, version="0.4.0")
     result = exec_runner(env).add(conf, args)
-    assert result.to_dict("0.4.0")["ips"] == [{"version": "4", "address": "192.168.50.5/24",
-                                               "gateway": "192.168.50.1"}]
+    assert result.to_dict("0.4.0")["ips"] == [
+        {"version": "4", "address": "192.168.50.5/24", "gateway": "192.168.50.1"}
+    ]
     assert result.dns.nameservers == ("192.168.50.53",)
     exec_runner(env).delete(conf, args)
 
@@ -99,11 +126,17 @@ def test_ours_and_reference_share_one_store(tmp_path: Path) -> None:
     conf_b, args_b, env_b = setup(tmp_path, host_local_ipam(tmp_path), cid="theirs")
     a = ours.add(conf_a, args_a).ips[0].address
     b = exec_runner(env_b).add(conf_b, args_b).ips[0].address
-    assert (a, b) == ("10.44.0.2/28", "10.44.0.3/28")  # reference continued after our last_reserved_ip
+    assert (a, b) == (
+        "10.44.0.2/28",
+        "10.44.0.3/28",
+    )  # reference continued after our last_reserved_ip
     # release crosswise: reference releases ours, ours releases the reference's
     exec_runner({**env_a, "CNI_COMMAND": "DEL"}).delete(conf_a, args_a)
     ours.delete(conf_b, args_b)
-    assert sorted(p.name for p in (tmp_path / "ipam/st-net").iterdir()) == ["last_reserved_ip.0", "lock"]
+    assert sorted(p.name for p in (tmp_path / "ipam/st-net").iterdir()) == [
+        "last_reserved_ip.0",
+        "lock",
+    ]
 
 
 def test_interleaved_allocation_never_duplicates(tmp_path: Path) -> None:

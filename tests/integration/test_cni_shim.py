@@ -28,7 +28,9 @@ def wait_for(predicate, timeout: float = 30.0) -> bool:
 
 @pytest.fixture
 def launcher(tmp_path: Path) -> Path:
-    subprocess.run([str(REPO / "hack/install-cni"), str(tmp_path / "bin")], check=True, capture_output=True)
+    subprocess.run(
+        [str(REPO / "hack/install-cni"), str(tmp_path / "bin")], check=True, capture_output=True
+    )
     path = tmp_path / "bin/sriov"
     assert path.read_text().startswith(f"#!{REPO}/.venv/bin/python3 -IS\n")
     return path
@@ -39,9 +41,21 @@ def agent(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
     if not AGENT.exists():
         pytest.skip(f"{AGENT} missing: run hack/setup.sh to install the console scripts")
     sock = tmp_path / "run/cni-agent.sock"
-    proc = subprocess.Popen([str(AGENT), "--socket", str(sock), "--state-dir", str(tmp_path / "state"),
-                             "--sysfs-root", str(tmp_path / "sysroot"), "--log-level", "debug"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            str(AGENT),
+            "--socket",
+            str(sock),
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--sysfs-root",
+            str(tmp_path / "sysroot"),
+            "--log-level",
+            "debug",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert wait_for(lambda: sock.exists() or proc.poll() is not None), "agent did not start"
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
@@ -54,27 +68,54 @@ def agent(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
             proc.stderr.close()
 
 
-def invoke(launcher: Path, sock: Path, cmd: str, body: dict, cid: str = "c1",
-           state: Path | None = None) -> subprocess.CompletedProcess[bytes]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CNI_COMMAND": cmd, "CNI_CONTAINERID": cid,
-           "CNI_NETNS": "/run/netns/st-none", "CNI_IFNAME": "net1", "CNI_PATH": str(REFERENCE_DIR),
-           "SRIOV_CNI_AGENT_SOCKET": str(sock)}
+def invoke(
+    launcher: Path, sock: Path, cmd: str, body: dict, cid: str = "c1", state: Path | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "CNI_COMMAND": cmd,
+        "CNI_CONTAINERID": cid,
+        "CNI_NETNS": "/run/netns/st-none",
+        "CNI_IFNAME": "net1",
+        "CNI_PATH": str(REFERENCE_DIR),
+        "SRIOV_CNI_AGENT_SOCKET": str(sock),
+    }
     if state:
         env["SRIOV_CNI_STATE_DIR"] = str(state)
-    return subprocess.run([str(launcher)], input=json.dumps(body).encode(), env=env, capture_output=True,
-                          timeout=60, check=False)
+    return subprocess.run(
+        [str(launcher)],
+        input=json.dumps(body).encode(),
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def netconf(tmp_path: Path, version: str = "1.0.0") -> dict:
-    return {"cniVersion": version, "name": "st-net", "type": "sriov",
-            "ipam": {"type": "host-local", "dataDir": str(tmp_path / "ipam"), "ranges": [[{"subnet": "10.46.0.0/24"}]]}}
+    return {
+        "cniVersion": version,
+        "name": "st-net",
+        "type": "sriov",
+        "ipam": {
+            "type": "host-local",
+            "dataDir": str(tmp_path / "ipam"),
+            "ranges": [[{"subnet": "10.46.0.0/24"}]],
+        },
+    }
 
 
-def test_launcher_through_agent_matches_standalone(tmp_path: Path, launcher: Path,
-                                                   agent: tuple[Path, subprocess.Popen[bytes]]) -> None:
-    sock, proc = agent
+def test_launcher_through_agent_matches_standalone(
+    tmp_path: Path, launcher: Path, agent: tuple[Path, subprocess.Popen[bytes]]
+) -> None:
+    sock, _ = agent
     absent = tmp_path / "absent.sock"
-    for cmd, version in [("VERSION", "0.4.0"), ("ADD", "1.0.0"), ("STATUS", "1.1.0"), ("GC", "1.0.0")]:
+    for cmd, version in [
+        ("VERSION", "0.4.0"),
+        ("ADD", "1.0.0"),
+        ("STATUS", "1.1.0"),
+        ("GC", "1.0.0"),
+    ]:
         via = invoke(launcher, sock, cmd, netconf(tmp_path, version))
         alone = invoke(launcher, absent, cmd, netconf(tmp_path, version), state=tmp_path / "state")
         assert (via.returncode, via.stdout) == (alone.returncode, alone.stdout), cmd
@@ -83,18 +124,31 @@ def test_launcher_through_agent_matches_standalone(tmp_path: Path, launcher: Pat
         else:
             doc = json.loads(via.stdout)  # exactly one JSON document
             assert cmd != "GC" or doc["code"] == 1  # GC needs cniVersion >= 1.1.0
-    assert b"cid=c1" in invoke(launcher, sock, "ADD", netconf(tmp_path)).stderr  # agent logs reach the runtime
+    assert (
+        b"cid=c1" in invoke(launcher, sock, "ADD", netconf(tmp_path)).stderr
+    )  # agent logs reach the runtime
 
 
-def test_agent_del_releases_an_ip_the_reference_allocated(tmp_path: Path, launcher: Path,
-                                                          agent: tuple[Path, subprocess.Popen[bytes]]) -> None:
+def test_agent_del_releases_an_ip_the_reference_allocated(
+    tmp_path: Path, launcher: Path, agent: tuple[Path, subprocess.Popen[bytes]]
+) -> None:
     if not (REFERENCE_DIR / "host-local").is_file():
         pytest.skip("reference host-local not installed (apt containernetworking-plugins)")
     sock, _ = agent
-    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/run/netns/st-none", "CNI_IFNAME": "net1",
-           "CNI_PATH": str(REFERENCE_DIR)}
-    ref = subprocess.run([str(REFERENCE_DIR / "host-local")], input=json.dumps(netconf(tmp_path)).encode(),
-                         env=env, capture_output=True, check=True)
+    env = {
+        "CNI_COMMAND": "ADD",
+        "CNI_CONTAINERID": "c1",
+        "CNI_NETNS": "/run/netns/st-none",
+        "CNI_IFNAME": "net1",
+        "CNI_PATH": str(REFERENCE_DIR),
+    }
+    ref = subprocess.run(
+        [str(REFERENCE_DIR / "host-local")],
+        input=json.dumps(netconf(tmp_path)).encode(),
+        env=env,
+        capture_output=True,
+        check=True,
+    )
     assert json.loads(ref.stdout)["ips"][0]["address"] == "10.46.0.2/24"
     done = invoke(launcher, sock, "DEL", netconf(tmp_path))
     assert (done.returncode, done.stdout) == (0, b"")

@@ -15,12 +15,32 @@ from cni.netconf import NetConf
 from cni.protocol import CmdArgs
 
 
-def make(tmp_path: Path, ipam: dict[str, Any], cid: str = "c1", ifname: str = "net1", cni_args: str = "",
-         version: str = "1.0.0", **top: Any) -> tuple[NetConf, CmdArgs]:
-    args = CmdArgs.from_env({"CNI_COMMAND": "ADD", "CNI_CONTAINERID": cid, "CNI_NETNS": "/x",
-                             "CNI_IFNAME": ifname, "CNI_PATH": "/usr/lib/cni", "CNI_ARGS": cni_args})
-    body = {"cniVersion": version, "name": "st-net", "type": "sriov",
-            "ipam": {"type": "host-local", "dataDir": str(tmp_path), **ipam}, **top}
+def make(
+    tmp_path: Path,
+    ipam: dict[str, Any],
+    cid: str = "c1",
+    ifname: str = "net1",
+    cni_args: str = "",
+    version: str = "1.0.0",
+    **top: Any,
+) -> tuple[NetConf, CmdArgs]:
+    args = CmdArgs.from_env(
+        {
+            "CNI_COMMAND": "ADD",
+            "CNI_CONTAINERID": cid,
+            "CNI_NETNS": "/x",
+            "CNI_IFNAME": ifname,
+            "CNI_PATH": "/usr/lib/cni",
+            "CNI_ARGS": cni_args,
+        }
+    )
+    body = {
+        "cniVersion": version,
+        "name": "st-net",
+        "type": "sriov",
+        "ipam": {"type": "host-local", "dataDir": str(tmp_path), **ipam},
+        **top,
+    }
     return NetConf.parse(json.dumps(body).encode(), args), args
 
 
@@ -64,14 +84,23 @@ def test_duplicate_allocation_refused_and_release_is_by_id_and_ifname(tmp_path: 
     hl.delete(conf, args)  # second DEL is fine
     with pytest.raises(CniError):
         hl.check(conf, args)
-    assert sorted(p.name for p in (tmp_path / "st-net").iterdir()) == ["10.9.0.3", "last_reserved_ip.0", "lock"]
+    assert sorted(p.name for p in (tmp_path / "st-net").iterdir()) == [
+        "10.9.0.3",
+        "last_reserved_ip.0",
+        "lock",
+    ]
 
 
 def test_requested_ips_from_cni_args_args_and_runtime_config(tmp_path: Path) -> None:
     dual = {"ranges": [[{"subnet": "10.9.0.0/24"}], [{"subnet": "fd00::/64"}]]}
-    assert add(tmp_path, dual, cni_args="IgnoreUnknown=1;IP=10.9.0.77") == ["10.9.0.77/24", "fd00::2/64"]
+    assert add(tmp_path, dual, cni_args="IgnoreUnknown=1;IP=10.9.0.77") == [
+        "10.9.0.77/24",
+        "fd00::2/64",
+    ]
     assert add(tmp_path, dual, cid="c2", runtimeConfig={"ips": ["10.9.0.88/24", "fd00::88"]}) == [
-        "10.9.0.88/24", "fd00::88/64"]
+        "10.9.0.88/24",
+        "fd00::88/64",
+    ]
     assert add(tmp_path, dual, cid="c3", args={"cni": {"ips": ["10.9.0.99"]}})[0] == "10.9.0.99/24"
     with pytest.raises(CniError, match="not available"):
         add(tmp_path, dual, cid="c4", cni_args="IP=10.9.0.77")
@@ -84,25 +113,42 @@ def test_requested_ips_from_cni_args_args_and_runtime_config(tmp_path: Path) -> 
 
 def test_legacy_keys_routes_gateway_and_resolv_conf(tmp_path: Path) -> None:
     resolv = tmp_path / "resolv.conf"
-    resolv.write_text("# c\nnameserver 10.0.0.53\nsearch a.svc b.svc\noptions ndots:5\ndomain example\n")
-    conf, args = make(tmp_path, {"subnet": "10.20.0.0/24", "rangeStart": "10.20.0.50", "rangeEnd": "10.20.0.60",
-                                 "gateway": "10.20.0.254", "routes": [{"dst": "0.0.0.0/0"}],
-                                 "resolvConf": str(resolv)})
+    resolv.write_text(
+        "# c\nnameserver 10.0.0.53\nsearch a.svc b.svc\noptions ndots:5\ndomain example\n"
+    )
+    conf, args = make(
+        tmp_path,
+        {
+            "subnet": "10.20.0.0/24",
+            "rangeStart": "10.20.0.50",
+            "rangeEnd": "10.20.0.60",
+            "gateway": "10.20.0.254",
+            "routes": [{"dst": "0.0.0.0/0"}],
+            "resolvConf": str(resolv),
+        },
+    )
     out = HostLocal().add(conf, args).to_dict("1.0.0")
     assert out["ips"] == [{"address": "10.20.0.50/24", "gateway": "10.20.0.254"}]
     assert out["routes"] == [{"dst": "0.0.0.0/0"}]
-    assert out["dns"] == {"nameservers": ["10.0.0.53"], "domain": "example", "search": ["a.svc", "b.svc"],
-                          "options": ["ndots:5"]}
+    assert out["dns"] == {
+        "nameservers": ["10.0.0.53"],
+        "domain": "example",
+        "search": ["a.svc", "b.svc"],
+        "options": ["ndots:5"],
+    }
 
 
-@pytest.mark.parametrize(("ipam", "key"), [
-    ({}, "ipam.ranges"),
-    ({"ranges": [[{"subnet": "10.0.0.1/24"}]]}, "subnet"),
-    ({"ranges": [[{"subnet": "10.0.0.0/31"}]]}, "subnet"),
-    ({"ranges": [[{"subnet": "10.0.0.0/24", "rangeStart": "10.1.0.5"}]]}, "rangeStart"),
-    ({"ranges": [[{"subnet": "10.0.0.0/24"}], [{"subnet": "10.0.0.0/25"}]]}, "overlaps"),
-    ({"ranges": [[{"subnet": "10.0.0.0/24"}, {"subnet": "fd00::/64"}]]}, "mixes"),
-])
+@pytest.mark.parametrize(
+    ("ipam", "key"),
+    [
+        ({}, "ipam.ranges"),
+        ({"ranges": [[{"subnet": "10.0.0.1/24"}]]}, "subnet"),
+        ({"ranges": [[{"subnet": "10.0.0.0/31"}]]}, "subnet"),
+        ({"ranges": [[{"subnet": "10.0.0.0/24", "rangeStart": "10.1.0.5"}]]}, "rangeStart"),
+        ({"ranges": [[{"subnet": "10.0.0.0/24"}], [{"subnet": "10.0.0.0/25"}]]}, "overlaps"),
+        ({"ranges": [[{"subnet": "10.0.0.0/24"}, {"subnet": "fd00::/64"}]]}, "mixes"),
+    ],
+)
 def test_invalid_ranges_are_config_errors(tmp_path: Path, ipam: dict[str, Any], key: str) -> None:
     with pytest.raises(CniError) as ei:
         add(tmp_path, ipam)
@@ -112,8 +158,12 @@ def test_invalid_ranges_are_config_errors(tmp_path: Path, ipam: dict[str, Any], 
 def test_gc_releases_only_invalid_attachments(tmp_path: Path) -> None:
     for cid in ("keep", "drop"):
         add(tmp_path, SMALL, cid=cid)
-    conf, args = make(tmp_path, SMALL, version="1.1.0",
-                      **{"cni.dev/valid-attachments": [{"containerID": "keep", "ifname": "net1"}]})
+    conf, args = make(
+        tmp_path,
+        SMALL,
+        version="1.1.0",
+        **{"cni.dev/valid-attachments": [{"containerID": "keep", "ifname": "net1"}]},
+    )
     HostLocal().gc(conf, args)
     held = {p.read_bytes() for p in (tmp_path / "st-net").iterdir() if p.name.startswith("10.")}
     assert held == {b"keep\r\nnet1"}

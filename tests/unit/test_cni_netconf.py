@@ -18,8 +18,16 @@ def conf(**keys: Any) -> dict[str, Any]:
 
 
 def parse(obj: dict[str, Any], cni_args: str = "") -> NetConf:
-    args = CmdArgs.from_env({"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/x",
-                             "CNI_IFNAME": "net1", "CNI_PATH": "/opt/cni/bin", "CNI_ARGS": cni_args})
+    args = CmdArgs.from_env(
+        {
+            "CNI_COMMAND": "ADD",
+            "CNI_CONTAINERID": "c1",
+            "CNI_NETNS": "/x",
+            "CNI_IFNAME": "net1",
+            "CNI_PATH": "/opt/cni/bin",
+            "CNI_ARGS": cni_args,
+        }
+    )
     return NetConf.parse(json.dumps(obj).encode(), args)
 
 
@@ -30,8 +38,10 @@ def error(obj: dict[str, Any], cni_args: str = "") -> CniError:
 
 
 VALID = [
-    ({"vlan": 100, "vlanQoS": 3, "vlanProto": "802.1AD"},
-     {"vlan": 100, "vlan_qos": 3, "vlan_proto": VlanProto.DOT1AD}),
+    (
+        {"vlan": 100, "vlanQoS": 3, "vlanProto": "802.1AD"},
+        {"vlan": 100, "vlan_qos": 3, "vlan_proto": VlanProto.DOT1AD},
+    ),
     ({"vlan": 0}, {"vlan": 0, "vlan_qos": None}),
     ({}, {"vlan": None, "spoofchk": None, "trust": None, "link_state": None}),
     ({"spoofchk": "off", "trust": "ON"}, {"spoofchk": False, "trust": True}),
@@ -39,12 +49,20 @@ VALID = [
     ({"min_tx_rate": 100, "max_tx_rate": 1000}, {"min_tx_rate": 100, "max_tx_rate": 1000}),
     ({"min_tx_rate": 100, "max_tx_rate": 0}, {"min_tx_rate": 100}),
     ({"mac": "02:AA:bb:cc:dd:ee"}, {"mac": "02:aa:bb:cc:dd:ee"}),
-    ({"logLevel": "debug", "logFile": "/tmp/x.log"}, {"log_level": "debug", "log_file": "/tmp/x.log"}),
+    (
+        {"logLevel": "debug", "logFile": "/tmp/x.log"},
+        {"log_level": "debug", "log_file": "/tmp/x.log"},
+    ),
     ({"mtu": 9000}, {"mtu": 9000}),
     ({"deviceID": "0000:3b:02.1"}, {"device_id": "0000:3b:02.1"}),
     ({"ipam": {"type": "host-local", "subnet": "10.0.0.0/24"}}, {"ipam_type": "host-local"}),
-    ({"podResourcesSocket": "/var/lib/kubelet/pod-resources/kubelet.sock", "resourceName": "intel.com/sriov"},
-     {"resource_name": "intel.com/sriov"}),
+    (
+        {
+            "podResourcesSocket": "/var/lib/kubelet/pod-resources/kubelet.sock",
+            "resourceName": "intel.com/sriov",
+        },
+        {"resource_name": "intel.com/sriov"},
+    ),
     ({"somePluginKey": {"x": 1}}, {"extra": {"somePluginKey": {"x": 1}}}),
 ]
 
@@ -57,13 +75,34 @@ def test_valid_keys(keys: dict[str, Any], expect: dict[str, Any]) -> None:
 
 
 INVALID = [
-    ("vlan", 4095), ("vlan", -1), ("vlan", "100"), ("vlan", True), ("vlan", 1.5),
-    ("vlanQoS", 8), ("vlanProto", "802.1x"), ("spoofchk", "yes"), ("trust", True),
-    ("link_state", "up"), ("min_tx_rate", -5), ("max_tx_rate", "fast"), ("mac", "01:00:00:00:00:01"),
-    ("mac", "zz"), ("logLevel", "loud"), ("mtu", 67), ("mtu", 70000), ("deviceID", "../../etc/passwd"),
-    ("deviceID", "0000:3b:02.1/../x"), ("pciBusID", "nope"), ("name", "../evil"), ("ipam", "host-local"),
-    ("ipam", {"type": "../../bin/sh"}), ("podResourcesSocket", "relative.sock"), ("stateDir", "rel"),
-    ("capabilities", {"mac": "yes"}), ("runtimeConfig", []), ("dns", {"nameservers": "1.1.1.1"}),
+    ("vlan", 4095),
+    ("vlan", -1),
+    ("vlan", "100"),
+    ("vlan", True),
+    ("vlan", 1.5),
+    ("vlanQoS", 8),
+    ("vlanProto", "802.1x"),
+    ("spoofchk", "yes"),
+    ("trust", True),
+    ("link_state", "up"),
+    ("min_tx_rate", -5),
+    ("max_tx_rate", "fast"),
+    ("mac", "01:00:00:00:00:01"),
+    ("mac", "zz"),
+    ("logLevel", "loud"),
+    ("mtu", 67),
+    ("mtu", 70000),
+    ("deviceID", "../../etc/passwd"),
+    ("deviceID", "0000:3b:02.1/../x"),
+    ("pciBusID", "nope"),
+    ("name", "../evil"),
+    ("ipam", "host-local"),
+    ("ipam", {"type": "../../bin/sh"}),
+    ("podResourcesSocket", "relative.sock"),
+    ("stateDir", "rel"),
+    ("capabilities", {"mac": "yes"}),
+    ("runtimeConfig", []),
+    ("dns", {"nameservers": "1.1.1.1"}),
 ]
 
 
@@ -74,13 +113,18 @@ def test_invalid_known_key_is_code_7_naming_key(key: str, value: Any) -> None:
     assert key in err.msg
 
 
-@pytest.mark.parametrize(("keys", "named"), [
-    ({"vlanQoS": 3}, "vlanQoS"), ({"vlan": 0, "vlanQoS": 3}, "vlanQoS"),
-    ({"vlanProto": "802.1q"}, "vlanProto"), ({"vlan": 0, "vlanProto": "802.1ad"}, "vlanProto"),
-    ({"min_tx_rate": 500, "max_tx_rate": 100}, "min_tx_rate"),
-    ({"runtimeConfig": {"deviceID": "zz"}}, "runtimeConfig.deviceID"),
-    ({"runtimeConfig": {"mac": "zz"}}, "runtimeConfig.mac"),
-])
+@pytest.mark.parametrize(
+    ("keys", "named"),
+    [
+        ({"vlanQoS": 3}, "vlanQoS"),
+        ({"vlan": 0, "vlanQoS": 3}, "vlanQoS"),
+        ({"vlanProto": "802.1q"}, "vlanProto"),
+        ({"vlan": 0, "vlanProto": "802.1ad"}, "vlanProto"),
+        ({"min_tx_rate": 500, "max_tx_rate": 100}, "min_tx_rate"),
+        ({"runtimeConfig": {"deviceID": "zz"}}, "runtimeConfig.deviceID"),
+        ({"runtimeConfig": {"mac": "zz"}}, "runtimeConfig.mac"),
+    ],
+)
 def test_cross_field_rules(keys: dict[str, Any], named: str) -> None:
     err = error(conf(**keys))
     assert err.code == CniCode.INVALID_CONFIG and named in err.msg
@@ -105,7 +149,9 @@ def test_decode_failures_are_code_6() -> None:
 def test_device_id_precedence_runtime_over_top_level_over_pcibusid() -> None:
     assert parse(conf(pciBusID="0000:01:00.2")).device_id == "0000:01:00.2"
     assert parse(conf(pciBusID="0000:01:00.2", deviceID="0000:01:00.3")).device_id == "0000:01:00.3"
-    both = conf(pciBusID="0000:01:00.2", deviceID="0000:01:00.3", runtimeConfig={"deviceID": "01:00.4"})
+    both = conf(
+        pciBusID="0000:01:00.2", deviceID="0000:01:00.3", runtimeConfig={"deviceID": "01:00.4"}
+    )
     assert parse(both).device_id == "0000:01:00.4"
 
 
@@ -119,27 +165,48 @@ def test_mac_precedence_key_then_cni_args_then_runtime_config() -> None:
 
 
 def test_fallback_block() -> None:
-    fb = parse(conf(fallback={"type": "macvlan", "master": "eth0", "mode": "vepa", "vlan": 20})).fallback
-    assert fb is not None and fb.type is FallbackType.MACVLAN and fb.master == "eth0" and fb.vlan == 20
+    fb = parse(
+        conf(fallback={"type": "macvlan", "master": "eth0", "mode": "vepa", "vlan": 20})
+    ).fallback
+    assert (
+        fb is not None and fb.type is FallbackType.MACVLAN and fb.master == "eth0" and fb.vlan == 20
+    )
     assert parse(conf(fallback={"type": "ipvlan", "master": "eth0"})).fallback.mode == "l2"
-    for bad, key in [({"type": "bridge", "master": "eth0"}, "fallback.type"),
-                     ({"type": "macvlan"}, "fallback.master"),
-                     ({"type": "macvlan", "master": "../x"}, "fallback.master"),
-                     ({"type": "ipvlan", "master": "eth0", "mode": "bridge"}, "fallback.mode"),
-                     ({"type": "macvlan", "master": "eth0", "vlan": 0}, "fallback.vlan"),
-                     ({"type": "ipvlan", "master": "eth0", "mac": "02:00:00:00:00:01"}, "fallback.mac")]:
+    for bad, key in [
+        ({"type": "bridge", "master": "eth0"}, "fallback.type"),
+        ({"type": "macvlan"}, "fallback.master"),
+        ({"type": "macvlan", "master": "../x"}, "fallback.master"),
+        ({"type": "ipvlan", "master": "eth0", "mode": "bridge"}, "fallback.mode"),
+        ({"type": "macvlan", "master": "eth0", "vlan": 0}, "fallback.vlan"),
+        ({"type": "ipvlan", "master": "eth0", "mac": "02:00:00:00:00:01"}, "fallback.mac"),
+    ]:
         err = error(conf(fallback=bad))
         assert err.code == CniCode.INVALID_CONFIG and key in err.msg, bad
 
 
 def test_gc_attachments_accept_both_keys_and_prev_result() -> None:
-    nc = parse(conf(cniVersion="1.1.0", **{
-        "cni.dev/valid-attachments": [{"containerID": "a", "ifname": "net1"}],
-        "cni.dev/attachments": [{"containerID": "a", "ifname": "net1"}, {"containerID": "b", "ifname": "net2"}],
-    }))
-    assert [(a.container_id, a.ifname) for a in nc.valid_attachments] == [("a", "net1"), ("b", "net2")]
+    nc = parse(
+        conf(
+            cniVersion="1.1.0",
+            **{
+                "cni.dev/valid-attachments": [{"containerID": "a", "ifname": "net1"}],
+                "cni.dev/attachments": [
+                    {"containerID": "a", "ifname": "net1"},
+                    {"containerID": "b", "ifname": "net2"},
+                ],
+            },
+        )
+    )
+    assert [(a.container_id, a.ifname) for a in nc.valid_attachments] == [
+        ("a", "net1"),
+        ("b", "net2"),
+    ]
     assert parse(conf()).valid_attachments is None
-    prev = parse(conf(prevResult={"cniVersion": "0.4.0", "ips": [{"version": "4", "address": "10.0.0.2/24"}]}))
+    prev = parse(
+        conf(
+            prevResult={"cniVersion": "0.4.0", "ips": [{"version": "4", "address": "10.0.0.2/24"}]}
+        )
+    )
     assert prev.prev_result.ips[0].address == "10.0.0.2/24"
 
 

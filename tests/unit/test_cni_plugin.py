@@ -12,9 +12,8 @@ import pytest
 from cni import skel
 from cni.host_local import HostLocal
 from cni.ipam import NoIpam
-from cni.netconf import NetConf
 from cni.plugin import AttachmentContext, Plugin, register_mode
-from cni.protocol import CmdArgs, Interface, Result
+from cni.protocol import Interface, Result
 from cni.state import StateStore
 from sriov.types import PciAddress
 
@@ -30,8 +29,15 @@ class FakeMode:
         self.calls.append(("add", ctx.args.container_id, str(ctx.device_id)))
         ipam = ctx.ipam.add(ctx.conf, ctx.args)
         ctx.record["snapshot"] = {"vlan": 0}
-        return Result(cni_version=ctx.conf.cni_version, interfaces=(Interface(name=ctx.args.ifname,
-                      sandbox=ctx.args.netns, pci_id=str(ctx.device_id or "")),), ips=ipam.ips)
+        return Result(
+            cni_version=ctx.conf.cni_version,
+            interfaces=(
+                Interface(
+                    name=ctx.args.ifname, sandbox=ctx.args.netns, pci_id=str(ctx.device_id or "")
+                ),
+            ),
+            ips=ipam.ips,
+        )
 
     def delete(self, ctx: AttachmentContext) -> None:
         self.calls.append(("delete", ctx.args.container_id, str(ctx.record.get("snapshot"))))
@@ -53,19 +59,38 @@ class Env:
     def __init__(self, tmp_path: Path, lookup: Any = None) -> None:
         self.tmp = tmp_path
         self.state = StateStore(tmp_path / "state")
-        self.plugin = Plugin(netlink_factory=lambda: None, host_factory=lambda: None,
-                             ipam_factory=lambda conf, args: HostLocal() if conf.ipam_type else NoIpam(),
-                             state=self.state, device_lookup=lookup,
-                             mode_of_device=lambda pci: "st-fake", sysfs_root=tmp_path / "sysroot")
+        self.plugin = Plugin(
+            netlink_factory=lambda: None,
+            host_factory=lambda: None,
+            ipam_factory=lambda conf, args: HostLocal() if conf.ipam_type else NoIpam(),
+            state=self.state,
+            device_lookup=lookup,
+            mode_of_device=lambda pci: "st-fake",
+            sysfs_root=tmp_path / "sysroot",
+        )
 
     def conf(self, version: str = "1.0.0", **extra: Any) -> dict[str, Any]:
-        return {"cniVersion": version, "name": "st-net", "type": "sriov", "deviceID": "0000:3b:02.1",
-                "ipam": {"type": "host-local", "dataDir": str(self.tmp / "ipam"),
-                         "ranges": [[{"subnet": "10.5.0.0/24"}]]}, **extra}
+        return {
+            "cniVersion": version,
+            "name": "st-net",
+            "type": "sriov",
+            "deviceID": "0000:3b:02.1",
+            "ipam": {
+                "type": "host-local",
+                "dataDir": str(self.tmp / "ipam"),
+                "ranges": [[{"subnet": "10.5.0.0/24"}]],
+            },
+            **extra,
+        }
 
     def run(self, cmd: str, body: dict[str, Any], cid: str = "c1") -> tuple[int, Any]:
-        env = {"CNI_COMMAND": cmd, "CNI_CONTAINERID": cid, "CNI_NETNS": "/run/netns/st-x",
-               "CNI_IFNAME": "net1", "CNI_PATH": "/usr/lib/cni"}
+        env = {
+            "CNI_COMMAND": cmd,
+            "CNI_CONTAINERID": cid,
+            "CNI_NETNS": "/run/netns/st-x",
+            "CNI_IFNAME": "net1",
+            "CNI_PATH": "/usr/lib/cni",
+        }
         out = io.StringIO()
         status = skel.dispatch(env, json.dumps(body).encode(), out, io.StringIO(), self.plugin)
         return status, json.loads(out.getvalue()) if out.getvalue() else None
@@ -81,7 +106,11 @@ def test_add_check_del_lifecycle(tmp_path: Path, mode: FakeMode) -> None:
     assert status == 0 and result["interfaces"][0]["pciID"] == "0000:3b:02.1"
     assert result["ips"][0]["address"] == "10.5.0.2/24"
     record = env.state.load("c1", "net1")
-    assert record["mode"] == "st-fake" and record["snapshot"] == {"vlan": 0} and record["network"] == "st-net"
+    assert (
+        record["mode"] == "st-fake"
+        and record["snapshot"] == {"vlan": 0}
+        and record["network"] == "st-net"
+    )
     status, err = env.run("ADD", env.conf())
     assert status == 1 and err["code"] == 107  # ADD twice without DEL
     assert env.run("CHECK", env.conf(prevResult=result)) == (0, None)
@@ -128,7 +157,10 @@ def test_gc_removes_only_stale_attachments_of_this_network(tmp_path: Path, mode:
     other = {**env.conf(), "name": "st-other"}
     other["ipam"] = {**other["ipam"], "ranges": [[{"subnet": "10.6.0.0/24"}]]}
     env.run("ADD", other, cid="foreign")
-    gc = env.conf(version="1.1.0", **{"cni.dev/valid-attachments": [{"containerID": "keep", "ifname": "net1"}]})
+    gc = env.conf(
+        version="1.1.0",
+        **{"cni.dev/valid-attachments": [{"containerID": "keep", "ifname": "net1"}]},
+    )
     status, _ = env.run("GC", gc)
     assert status == 0
     left = sorted(c for c, _, _ in env.state.list_attachments())

@@ -24,9 +24,15 @@ from cni.podresources import (
 from cni.protocol import CmdArgs
 from cni.state import StateStore
 
-POD = PodDevices(name="web", namespace="default",
-                 devices=(("intel.com/sriov", "0000:3b:02.3"), ("intel.com/sriov", "0000:3b:02.1"),
-                          ("nvidia.com/gpu", "GPU-1")))
+POD = PodDevices(
+    name="web",
+    namespace="default",
+    devices=(
+        ("intel.com/sriov", "0000:3b:02.3"),
+        ("intel.com/sriov", "0000:3b:02.1"),
+        ("nvidia.com/gpu", "GPU-1"),
+    ),
+)
 OTHER = PodDevices(name="db", namespace="default", devices=(("intel.com/sriov", "0000:3b:02.7"),))
 
 
@@ -43,7 +49,11 @@ def kubelet(tmp_path: Path) -> Iterator[tuple[Path, list[str]]]:
     def get(request: bytes, context: grpc.ServicerContext) -> bytes:
         calls.append("Get")
         f = {n: v for n, _, v in fields(request)}
-        pods = [p for p in (POD, OTHER) if (p.name.encode(), p.namespace.encode()) == (f.get(1), f.get(2))]
+        pods = [
+            p
+            for p in (POD, OTHER)
+            if (p.name.encode(), p.namespace.encode()) == (f.get(1), f.get(2))
+        ]
         if not pods:
             context.abort(grpc.StatusCode.NOT_FOUND, "no such pod")
         return _wrap(1, encode_pod(pods[0]))
@@ -53,9 +63,13 @@ def kubelet(tmp_path: Path) -> Iterator[tuple[Path, list[str]]]:
         return _wrap(1, encode_pod(OTHER)) + _wrap(1, encode_pod(POD))
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    handlers = {"List": grpc.unary_unary_rpc_method_handler(list_),
-                "Get": grpc.unary_unary_rpc_method_handler(get)}
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("v1.PodResourcesLister", handlers)])
+    handlers = {
+        "List": grpc.unary_unary_rpc_method_handler(list_),
+        "Get": grpc.unary_unary_rpc_method_handler(get),
+    }
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler("v1.PodResourcesLister", handlers)]
+    )
     server.add_insecure_port(f"unix://{socket}")
     server.start()
     try:
@@ -75,12 +89,25 @@ def test_query_uses_get(kubelet: tuple[Path, list[str]]) -> None:
     assert calls == ["Get"]
 
 
-def _lookup(tmp_path: Path, socket: Path, state: StateStore, resource: str | None = "intel.com/sriov",
-            cid: str = "c1") -> str | None:
+def _lookup(
+    tmp_path: Path,
+    socket: Path,
+    state: StateStore,
+    resource: str | None = "intel.com/sriov",
+    cid: str = "c1",
+) -> str | None:
     for vf in ("0000:3b:02.1", "0000:3b:02.3", "0000:3b:02.7"):
         (tmp_path / "sys/bus/pci/devices" / vf / "physfn").mkdir(parents=True, exist_ok=True)
-    args = CmdArgs.from_env({"CNI_COMMAND": "ADD", "CNI_CONTAINERID": cid, "CNI_NETNS": "/x", "CNI_IFNAME": "net1",
-                             "CNI_PATH": "/b", "CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAME=web;K8S_POD_NAMESPACE=default"})
+    args = CmdArgs.from_env(
+        {
+            "CNI_COMMAND": "ADD",
+            "CNI_CONTAINERID": cid,
+            "CNI_NETNS": "/x",
+            "CNI_IFNAME": "net1",
+            "CNI_PATH": "/b",
+            "CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAME=web;K8S_POD_NAMESPACE=default",
+        }
+    )
     body = {"cniVersion": "1.0.0", "name": "n", "podResourcesSocket": str(socket)}
     if resource:
         body["resourceName"] = resource
@@ -111,8 +138,13 @@ def test_falls_back_to_list_when_get_unimplemented(tmp_path: Path) -> None:
         calls.append("List")
         return _wrap(1, encode_pod(OTHER)) + _wrap(1, encode_pod(POD))
 
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
-        "v1.PodResourcesLister", {"List": grpc.unary_unary_rpc_method_handler(list_)})])
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                "v1.PodResourcesLister", {"List": grpc.unary_unary_rpc_method_handler(list_)}
+            )
+        ]
+    )
     server.add_insecure_port(f"unix://{socket}")
     server.start()
     try:

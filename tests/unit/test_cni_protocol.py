@@ -6,6 +6,7 @@ import pytest
 
 from cni.errors import CniCode, CniError
 from cni.protocol import (
+    DNS,
     SUPPORTED_VERSIONS,
     CmdArgs,
     Command,
@@ -13,15 +14,18 @@ from cni.protocol import (
     IPConfig,
     Result,
     Route,
-    DNS,
     parse_cni_args,
     require_supported,
     require_version_for,
     version_answer,
 )
 
-BASE = {"CNI_CONTAINERID": "abc123", "CNI_NETNS": "/run/netns/x", "CNI_IFNAME": "net1",
-        "CNI_PATH": "/opt/cni/bin:/usr/lib/cni"}
+BASE = {
+    "CNI_CONTAINERID": "abc123",
+    "CNI_NETNS": "/run/netns/x",
+    "CNI_IFNAME": "net1",
+    "CNI_PATH": "/opt/cni/bin:/usr/lib/cni",
+}
 
 
 def env(cmd: str, **over: str) -> dict[str, str]:
@@ -41,14 +45,26 @@ def test_full_env_parses_for_every_command(cmd: str) -> None:
     assert args.command == Command(cmd)
 
 
-@pytest.mark.parametrize(("cmd", "missing", "required"), [
-    ("ADD", "CNI_NETNS", True), ("CHECK", "CNI_NETNS", True), ("DEL", "CNI_NETNS", False),
-    ("ADD", "CNI_CONTAINERID", True), ("DEL", "CNI_CONTAINERID", True),
-    ("DEL", "CNI_IFNAME", True), ("ADD", "CNI_PATH", True),
-    ("GC", "CNI_CONTAINERID", False), ("GC", "CNI_IFNAME", False), ("GC", "CNI_NETNS", False),
-    ("GC", "CNI_PATH", True), ("STATUS", "CNI_NETNS", False), ("STATUS", "CNI_PATH", True),
-    ("VERSION", "CNI_PATH", False), ("VERSION", "CNI_CONTAINERID", False),
-])
+@pytest.mark.parametrize(
+    ("cmd", "missing", "required"),
+    [
+        ("ADD", "CNI_NETNS", True),
+        ("CHECK", "CNI_NETNS", True),
+        ("DEL", "CNI_NETNS", False),
+        ("ADD", "CNI_CONTAINERID", True),
+        ("DEL", "CNI_CONTAINERID", True),
+        ("DEL", "CNI_IFNAME", True),
+        ("ADD", "CNI_PATH", True),
+        ("GC", "CNI_CONTAINERID", False),
+        ("GC", "CNI_IFNAME", False),
+        ("GC", "CNI_NETNS", False),
+        ("GC", "CNI_PATH", True),
+        ("STATUS", "CNI_NETNS", False),
+        ("STATUS", "CNI_PATH", True),
+        ("VERSION", "CNI_PATH", False),
+        ("VERSION", "CNI_CONTAINERID", False),
+    ],
+)
 def test_per_command_required_env(cmd: str, missing: str, required: bool) -> None:
     e = env(cmd)
     del e[missing]
@@ -61,11 +77,21 @@ def test_per_command_required_env(cmd: str, missing: str, required: bool) -> Non
         CmdArgs.from_env(e)
 
 
-@pytest.mark.parametrize(("var", "value"), [
-    ("CNI_CONTAINERID", "../../etc"), ("CNI_CONTAINERID", "-abc"), ("CNI_CONTAINERID", "a b"),
-    ("CNI_IFNAME", "../x"), ("CNI_IFNAME", "a" * 16), ("CNI_IFNAME", "eth:0"), ("CNI_IFNAME", ".."),
-    ("CNI_ARGS", "IgnoreUnknown=1;novalue"), ("CNI_ARGS", "A=b=c"), ("CNI_COMMAND", "FROB"),
-])
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("CNI_CONTAINERID", "../../etc"),
+        ("CNI_CONTAINERID", "-abc"),
+        ("CNI_CONTAINERID", "a b"),
+        ("CNI_IFNAME", "../x"),
+        ("CNI_IFNAME", "a" * 16),
+        ("CNI_IFNAME", "eth:0"),
+        ("CNI_IFNAME", ".."),
+        ("CNI_ARGS", "IgnoreUnknown=1;novalue"),
+        ("CNI_ARGS", "A=b=c"),
+        ("CNI_COMMAND", "FROB"),
+    ],
+)
 def test_bad_env_values_are_code_4_naming_the_variable(var: str, value: str) -> None:
     with pytest.raises(CniError) as ei:
         CmdArgs.from_env(env("ADD", **{var: value}))
@@ -74,7 +100,9 @@ def test_bad_env_values_are_code_4_naming_the_variable(var: str, value: str) -> 
 
 
 def test_cni_args_tolerates_unknown_keys() -> None:
-    args = CmdArgs.from_env(env("ADD", CNI_ARGS="IgnoreUnknown=true;K8S_POD_NAME=p;FOO=bar;MAC=02:00:00:00:00:01"))
+    args = CmdArgs.from_env(
+        env("ADD", CNI_ARGS="IgnoreUnknown=true;K8S_POD_NAME=p;FOO=bar;MAC=02:00:00:00:00:01")
+    )
     assert args.arg("K8S_POD_NAME") == "p"
     assert args.arg("MAC") == "02:00:00:00:00:01"
     assert args.arg("NOPE") is None
@@ -94,42 +122,80 @@ def test_version_gating() -> None:
 
 
 def test_version_answer_echoes_request() -> None:
-    assert version_answer("0.4.0") == {"cniVersion": "0.4.0", "supportedVersions": list(SUPPORTED_VERSIONS)}
+    assert version_answer("0.4.0") == {
+        "cniVersion": "0.4.0",
+        "supportedVersions": list(SUPPORTED_VERSIONS),
+    }
     assert version_answer(None)["cniVersion"] == "1.1.0"
 
 
 FULL = Result(
-    interfaces=(Interface(name="net1", mac="02:00:00:00:00:01", mtu=1500, sandbox="/run/netns/x",
-                          pci_id="0000:3b:02.0"),),
-    ips=(IPConfig(address="10.1.0.5/24", gateway="10.1.0.1", interface=0),
-         IPConfig(address="fd00::5/64", gateway="fd00::1", interface=0)),
-    routes=(Route(dst="0.0.0.0/0", gw="10.1.0.1", mtu=1400, priority=10, table=100, scope=0),
-            Route(dst="::/0")),
+    interfaces=(
+        Interface(
+            name="net1",
+            mac="02:00:00:00:00:01",
+            mtu=1500,
+            sandbox="/run/netns/x",
+            pci_id="0000:3b:02.0",
+        ),
+    ),
+    ips=(
+        IPConfig(address="10.1.0.5/24", gateway="10.1.0.1", interface=0),
+        IPConfig(address="fd00::5/64", gateway="fd00::1", interface=0),
+    ),
+    routes=(
+        Route(dst="0.0.0.0/0", gw="10.1.0.1", mtu=1400, priority=10, table=100, scope=0),
+        Route(dst="::/0"),
+    ),
     dns=DNS(nameservers=("10.1.0.1",), search=("svc",)),
 )
 
 GOLDEN = {
     "1.1.0": {
         "cniVersion": "1.1.0",
-        "interfaces": [{"name": "net1", "mac": "02:00:00:00:00:01", "mtu": 1500, "sandbox": "/run/netns/x",
-                        "pciID": "0000:3b:02.0"}],
-        "ips": [{"address": "10.1.0.5/24", "gateway": "10.1.0.1", "interface": 0},
-                {"address": "fd00::5/64", "gateway": "fd00::1", "interface": 0}],
-        "routes": [{"dst": "0.0.0.0/0", "gw": "10.1.0.1", "mtu": 1400, "priority": 10, "table": 100, "scope": 0},
-                   {"dst": "::/0"}],
+        "interfaces": [
+            {
+                "name": "net1",
+                "mac": "02:00:00:00:00:01",
+                "mtu": 1500,
+                "sandbox": "/run/netns/x",
+                "pciID": "0000:3b:02.0",
+            }
+        ],
+        "ips": [
+            {"address": "10.1.0.5/24", "gateway": "10.1.0.1", "interface": 0},
+            {"address": "fd00::5/64", "gateway": "fd00::1", "interface": 0},
+        ],
+        "routes": [
+            {
+                "dst": "0.0.0.0/0",
+                "gw": "10.1.0.1",
+                "mtu": 1400,
+                "priority": 10,
+                "table": 100,
+                "scope": 0,
+            },
+            {"dst": "::/0"},
+        ],
         "dns": {"nameservers": ["10.1.0.1"], "search": ["svc"]},
     },
     "0.4.0": {
         "cniVersion": "0.4.0",
         "interfaces": [{"name": "net1", "mac": "02:00:00:00:00:01", "sandbox": "/run/netns/x"}],
-        "ips": [{"version": "4", "address": "10.1.0.5/24", "gateway": "10.1.0.1", "interface": 0},
-                {"version": "6", "address": "fd00::5/64", "gateway": "fd00::1", "interface": 0}],
+        "ips": [
+            {"version": "4", "address": "10.1.0.5/24", "gateway": "10.1.0.1", "interface": 0},
+            {"version": "6", "address": "fd00::5/64", "gateway": "fd00::1", "interface": 0},
+        ],
         "routes": [{"dst": "0.0.0.0/0", "gw": "10.1.0.1"}, {"dst": "::/0"}],
         "dns": {"nameservers": ["10.1.0.1"], "search": ["svc"]},
     },
     "0.2.0": {
         "cniVersion": "0.2.0",
-        "ip4": {"ip": "10.1.0.5/24", "gateway": "10.1.0.1", "routes": [{"dst": "0.0.0.0/0", "gw": "10.1.0.1"}]},
+        "ip4": {
+            "ip": "10.1.0.5/24",
+            "gateway": "10.1.0.1",
+            "routes": [{"dst": "0.0.0.0/0", "gw": "10.1.0.1"}],
+        },
         "ip6": {"ip": "fd00::5/64", "gateway": "fd00::1", "routes": [{"dst": "::/0"}]},
         "dns": {"nameservers": ["10.1.0.1"], "search": ["svc"]},
     },

@@ -42,12 +42,27 @@ class Handlers:
         self._do("status")
 
 
-def run(cmd: str, version: str = "1.1.0", handlers: Handlers | None = None, stdin: bytes | None = None,
-        **env_over: str) -> tuple[int, str, str, Handlers]:
+def run(
+    cmd: str,
+    version: str = "1.1.0",
+    handlers: Handlers | None = None,
+    stdin: bytes | None = None,
+    **env_over: str,
+) -> tuple[int, str, str, Handlers]:
     h = handlers or Handlers()
-    env = {"CNI_COMMAND": cmd, "CNI_CONTAINERID": "c1", "CNI_NETNS": "/run/netns/st-none",
-           "CNI_IFNAME": "net1", "CNI_PATH": "/usr/lib/cni", **env_over}
-    body = stdin if stdin is not None else json.dumps({"cniVersion": version, "name": "n", "type": "sriov"}).encode()
+    env = {
+        "CNI_COMMAND": cmd,
+        "CNI_CONTAINERID": "c1",
+        "CNI_NETNS": "/run/netns/st-none",
+        "CNI_IFNAME": "net1",
+        "CNI_PATH": "/usr/lib/cni",
+        **env_over,
+    }
+    body = (
+        stdin
+        if stdin is not None
+        else json.dumps({"cniVersion": version, "name": "n", "type": "sriov"}).encode()
+    )
     out, err = io.StringIO(), io.StringIO()
     status = skel.dispatch(env, body, out, err, h)
     return status, out.getvalue(), err.getvalue(), h
@@ -77,20 +92,27 @@ def test_every_verb_and_version(cmd: str, version: str) -> None:
     elif cmd == "ADD":
         assert status == 0 and one_json(out)["cniVersion"] == version
         result = one_json(out)
-        assert ("ip4" in result) if version < "0.3.0" else (result["ips"][0]["address"] == "10.0.0.2/24")
+        assert (
+            ("ip4" in result)
+            if version < "0.3.0"
+            else (result["ips"][0]["address"] == "10.0.0.2/24")
+        )
     else:
         assert status == 0 and out == ""
         assert h.calls == [{"DEL": "delete"}.get(cmd, cmd.lower())]
 
 
-@pytest.mark.parametrize(("exc", "code"), [
-    (CniError(CniCode.IPAM, "ipam failed"), 104),
-    (VfBusyError("0000:01:00.2", "locked"), 11),
-    (VfSettingError("link_state", "pf0 vf 1", 95), 103),
-    (NetlinkOpError("move", "eth1", 17), 102),
-    (DeviceNotFoundError("VF", "0000:01:00.9"), 100),
-    (RuntimeError("boom"), 999),
-])
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (CniError(CniCode.IPAM, "ipam failed"), 104),
+        (VfBusyError("0000:01:00.2", "locked"), 11),
+        (VfSettingError("link_state", "pf0 vf 1", 95), 103),
+        (NetlinkOpError("move", "eth1", 17), 102),
+        (DeviceNotFoundError("VF", "0000:01:00.9"), 100),
+        (RuntimeError("boom"), 999),
+    ],
+)
 def test_handler_errors_become_one_error_json(exc: BaseException, code: int) -> None:
     status, out, err, _ = run("ADD", handlers=Handlers(fail=exc))
     doc = one_json(out)
@@ -102,8 +124,10 @@ def test_handler_errors_become_one_error_json(exc: BaseException, code: int) -> 
         assert "RuntimeError: boom" in doc["details"] and "Traceback" in err
 
 
-@pytest.mark.parametrize(("stdin", "code"), [(b"{bad", 6), (b'{"cniVersion":"1.0.0"}', 7),
-                                             (b'{"cniVersion":"7.0.0","name":"n"}', 1)])
+@pytest.mark.parametrize(
+    ("stdin", "code"),
+    [(b"{bad", 6), (b'{"cniVersion":"1.0.0"}', 7), (b'{"cniVersion":"7.0.0","name":"n"}', 1)],
+)
 def test_bad_config(stdin: bytes, code: int) -> None:
     status, out, _, h = run("ADD", stdin=stdin)
     assert status == 1 and one_json(out)["code"] == code and h.calls == []
@@ -133,7 +157,9 @@ def test_logs_carry_labels_and_netconf_not_logged_at_info() -> None:
 
 def test_log_file_gets_records(tmp_path) -> None:
     logfile = tmp_path / "cni.log"
-    body = json.dumps({"cniVersion": "1.0.0", "name": "n", "logLevel": "debug", "logFile": str(logfile)})
+    body = json.dumps(
+        {"cniVersion": "1.0.0", "name": "n", "logLevel": "debug", "logFile": str(logfile)}
+    )
     run("DEL", stdin=body.encode())
     assert "DEL done" in logfile.read_text()
 
@@ -142,12 +168,20 @@ def test_timeout_is_try_again() -> None:
     class Slow(Handlers):
         def add(self, args: CmdArgs, conf: NetConf) -> Result:
             import select
+
             select.select([], [], [], 5)  # interrupted by the alarm
             raise AssertionError("not reached")
 
     out = io.StringIO()
-    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/x", "CNI_IFNAME": "net1",
-           "CNI_PATH": "/usr/lib/cni"}
-    status = skel.dispatch(env, b'{"cniVersion":"1.0.0","name":"n"}', out, io.StringIO(), Slow(), timeout=0.2)
+    env = {
+        "CNI_COMMAND": "ADD",
+        "CNI_CONTAINERID": "c1",
+        "CNI_NETNS": "/x",
+        "CNI_IFNAME": "net1",
+        "CNI_PATH": "/usr/lib/cni",
+    }
+    status = skel.dispatch(
+        env, b'{"cniVersion":"1.0.0","name":"n"}', out, io.StringIO(), Slow(), timeout=0.2
+    )
     assert status == 1 and one_json(out.getvalue())["code"] == CniCode.TRY_AGAIN_LATER
     assert os.environ.get("CNI_COMMAND") is None

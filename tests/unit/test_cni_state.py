@@ -18,7 +18,12 @@ PCI = "0000:3b:02.1"
 def test_records_round_trip_with_private_permissions(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "state")
     store.save("c1", "net1", {"mode": "vf", "deviceID": PCI})
-    assert store.load("c1", "net1") == {"mode": "vf", "deviceID": PCI, "containerID": "c1", "ifname": "net1"}
+    assert store.load("c1", "net1") == {
+        "mode": "vf",
+        "deviceID": PCI,
+        "containerID": "c1",
+        "ifname": "net1",
+    }
     record = tmp_path / "state" / "c1-net1"
     assert stat.S_IMODE(record.stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
@@ -29,7 +34,9 @@ def test_records_round_trip_with_private_permissions(tmp_path: Path) -> None:
     assert store.load("c1", "net1") is None and store.list_attachments() == []
 
 
-@pytest.mark.parametrize(("cid", "ifname"), [("../x", "net1"), ("c1", "../../x"), ("c1/..", "n"), ("", "n")])
+@pytest.mark.parametrize(
+    ("cid", "ifname"), [("../x", "net1"), ("c1", "../../x"), ("c1/..", "n"), ("", "n")]
+)
 def test_keys_cannot_escape_the_state_dir(tmp_path: Path, cid: str, ifname: str) -> None:
     with pytest.raises(InvalidInputError):
         StateStore(tmp_path).save(cid, ifname, {})
