@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from sriov.errors import SriovError
 
-SUBCOMMANDS: tuple[str, ...] = ("nad", "labels", "list", "pools", "emulate")
+SUBCOMMANDS: tuple[str, ...] = ("nad", "labels", "list", "pools", "emulate", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
