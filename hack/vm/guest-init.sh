@@ -29,7 +29,7 @@ mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
 mount -t tmpfs -o mode=0755 tmpfs /run
-mount -t tmpfs -o mode=1777 tmpfs /tmp
+# /tmp stays the overlay view of the host /tmp: host files visible, guest writes stay in RAM
 mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null || true
 echo 1 > /proc/sys/kernel/sysrq
 trap power_off EXIT
