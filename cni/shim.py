@@ -96,7 +96,8 @@ def call_agent(
         sock.close()
 
 
-def _try_again(stdin: bytes, reason: str) -> str:
+def _try_again(stdin: bytes, reason: str,
+               msg: str = "CNI agent connection failed; try again") -> str:
     import json  # error path only
 
     version = "1.1.0"
@@ -111,7 +112,7 @@ def _try_again(stdin: bytes, reason: str) -> str:
             {
                 "cniVersion": version,
                 "code": 11,
-                "msg": "CNI agent connection failed; try again",
+                "msg": msg,
                 "details": reason,
             }
         )
@@ -158,8 +159,17 @@ def _standalone(env: Mapping[str, str], stdin: bytes, site_dirs: Sequence[str]) 
 
         for directory in site_dirs:
             site.addsitedir(directory)
-    from cni.main import main as main_no_command
-    from cni.main import run
+    try:
+        from cni.main import main as main_no_command
+        from cni.main import run
+    except ImportError as e:
+        # A self-contained shim on a node (hack/install-cni --self-contained): the plugin
+        # lives only in the agent's image. No agent means "not ready yet", not a bad config,
+        # so the runtime retries the pod sandbox.
+        path = env.get(SOCKET_ENV) or DEFAULT_SOCKET
+        sys.stdout.write(_try_again(stdin, f"no CNI agent at {path} and no in-process plugin ({e})",
+                                    msg="sriov-k8s CNI agent is not running"))
+        return 1
 
     if not env.get("CNI_COMMAND"):
         return main_no_command()

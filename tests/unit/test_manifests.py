@@ -209,6 +209,8 @@ def test_init_container_installs_the_shim_into_host_cni_bin() -> None:
     assert volumes[mount["name"]]["hostPath"]["path"] == "/opt/cni/bin"
     assert install["command"][-1] == mount["mountPath"], "the shim goes where /opt/cni/bin is mounted"
     assert install["command"][0].endswith("hack/install-cni")
+    # the node has no image venv: the shim must be the self-contained stdlib-only copy
+    assert "--self-contained" in install["command"]
 
 
 def test_probes_use_a_declared_container_port() -> None:
