@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from demo.cni_exec import Attachment, CniExecError, CniRunner
+from demo.podman import BUSYBOX
 
 log = logging.getLogger(__name__)
 NETNS_DIR = Path("/run/netns")
@@ -70,7 +71,9 @@ class NetnsRuntime:
         return container_id
 
     def exec(self, name: str, *argv: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["ip", "netns", "exec", self.pods[name].netns, *argv],
+        """Run ``argv`` in the pod's netns with busybox applets, like in the podman image."""
+        tool = [str(BUSYBOX)] if BUSYBOX.is_file() else []
+        return subprocess.run(["ip", "netns", "exec", self.pods[name].netns, *tool, *argv],
                               capture_output=True, text=True, check=check, timeout=60)
 
     def netns_path(self, name: str) -> str:
