@@ -16,7 +16,9 @@ CHECK: link exists in the netns with the right kind, MAC, MTU and prevResult's a
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
+import os
 import secrets
 from typing import Any
 
@@ -26,7 +28,7 @@ from cni.fallback_vlan import RECORD_KEY, VlanParents
 from cni.netconf import FallbackConf, FallbackType
 from cni.protocol import Interface, Result
 from sriov import validate
-from sriov.errors import DeviceNotFoundError, InvalidInputError
+from sriov.errors import DeviceNotFoundError, InvalidInputError, NetlinkOpError
 from sriov.types import MacAddress
 
 log = logging.getLogger(__name__)
@@ -67,12 +69,8 @@ class FallbackMode:
         netns, ifname = ctx.args.netns, validate.ifname(ctx.args.ifname)
         mtu = fb.mtu or ctx.conf.mtu
         mac = effective_mac(ctx, fb)
-        try:
-            if nl.link(ifname, netns) is not None:
-                raise CniError(CniCode.INVALID_CONFIG, f"interface {ifname} already exists in {netns}",
-                               "CNI ADD must not replace an existing interface")
-        except DeviceNotFoundError as e:
-            raise CniError(CniCode.INVALID_NETNS, f"cannot open CNI_NETNS {netns}", str(e)) from None
+        if not netns or not os.path.exists(netns):
+            raise CniError(CniCode.INVALID_NETNS, f"CNI_NETNS {netns!r} does not exist")
         with contextlib.ExitStack() as undo:
             try:
                 result = self._add(ctx, fb, nl, netns, ifname, mtu, mac, undo)
@@ -89,11 +87,12 @@ class FallbackMode:
         parent = fb.master
         if fb.vlan is not None:
             parent = self._vlan_parent(ctx, fb, nl, netns, ifname, undo)
-        master = nl.link(parent)
-        if master is None:
-            raise DeviceNotFoundError("fallback master", parent, "no such interface in the host netns")
-        if mtu is not None and mtu > master.mtu:
-            raise config_error("fallback.mtu", mtu, f"exceeds the MTU {master.mtu} of {parent}")
+        if mtu is not None:  # otherwise creating the link is the existence check (one request less)
+            master = nl.link(parent)
+            if master is None:
+                raise DeviceNotFoundError("fallback master", parent, "no such interface in the host netns")
+            if mtu > master.mtu:
+                raise config_error("fallback.mtu", mtu, f"exceeds the MTU {master.mtu} of {parent}")
         tmp = temp_ifname()
         if fb.type is FallbackType.MACVLAN:
             nl.create_macvlan(tmp, parent, fb.mode, netns, mtu=mtu, mac=mac)
@@ -101,14 +100,20 @@ class FallbackMode:
             nl.create_ipvlan(tmp, parent, fb.mode, netns, mtu=mtu)
         current = [tmp]  # the link's name right now, for the rollback
         undo.callback(lambda: self._delete_quietly(nl, netns, current[-1]))
-        nl.rename(tmp, ifname, netns)
+        try:
+            nl.rename(tmp, ifname, netns)
+        except NetlinkOpError as e:
+            if e.errno == errno.EEXIST:
+                raise CniError(CniCode.INVALID_CONFIG, f"interface {ifname} already exists in {netns}",
+                               "CNI ADD must not replace an existing interface") from None
+            raise
         current.append(ifname)
         iface.write_notify_sysctls(nl, netns, ifname)
         nl.set_up(ifname, netns)  # before IPAM: a DHCP client gets its answer on the first try
-        link = nl.link(ifname, netns)
+        link = nl.link(ifname, netns) if mac is None or mtu is None else None
         ctx.record.update({"fallbackType": str(fb.type), "master": fb.master, "parent": parent})
-        interface = Interface(name=ifname, mac=(link.mac or "") if link else "",
-                              mtu=link.mtu if link else 0, sandbox=netns)
+        interface = Interface(name=ifname, mac=str(link.mac or "") if link else str(mac),
+                              mtu=link.mtu if link else int(mtu or 0), sandbox=netns)
         if not ctx.conf.ipam_type:
             return Result(cni_version=ctx.conf.cni_version, interfaces=(interface,), dns=ctx.conf.dns)
         undo.callback(self._ipam_release_quietly, ctx)

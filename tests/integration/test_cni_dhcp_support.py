@@ -1,6 +1,6 @@
 """A DHCP "LAN" for tests and hack/bench-cni: dnsmasq in the LAN netns + the reference dhcp daemon.
 
-dnsmasq serves ``10.123.0.0/24`` on the LAN end of the ``lan`` veth (``--port=0``: no DNS,
+dnsmasq serves ``10.123.0.0/24`` on the LAN end of the ``lan`` veth (``--port=0``: no DNS, ``--no-ping``: no 3 s in-use probe before an offer,
 pid and lease files under the given temp dir, ``-k``: foreground so we own its PID). The
 reference ``/usr/lib/cni/dhcp daemon -socketpath <tmp>/dhcp.sock`` runs in the host netns
 and enters pod namespaces itself. Both are ended by PID, never by name.
@@ -59,7 +59,7 @@ def dhcp_services(tmp: Path, lan: Lan) -> Iterator[DhcpServices]:
             ["ip", "netns", "exec", lan.netns, "dnsmasq", "-k", "--port=0", "--conf-file=/dev/null",
              f"--interface={lan.peer}", "--bind-interfaces", f"--dhcp-range={DHCP_RANGE}",
              f"--pid-file={pid_file}", f"--dhcp-leasefile={lease_file}", "--user=root",
-             "--dhcp-authoritative"], stdout=log, stderr=subprocess.STDOUT))
+             "--dhcp-authoritative", "--no-ping"], stdout=log, stderr=subprocess.STDOUT))
         procs.append(subprocess.Popen([str(CNI_BIN / "dhcp"), "daemon", "-socketpath", str(sock)],
                                       stdout=log, stderr=subprocess.STDOUT))
         wait_for(lambda: pid_file.exists() or procs[0].poll() is not None, "dnsmasq to start")
