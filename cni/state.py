@@ -61,7 +61,12 @@ class StateStore:
     # ------------------------------------------------------------ directories
     def _dir(self, *parts: str) -> Path:
         path = self.root.joinpath(*parts)
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not path.is_dir():
+            # mkdir(parents=True) gives the intermediate levels the umask mode (0755): create
+            # the root and every level below it 0700 ourselves
+            self.root.parent.mkdir(parents=True, exist_ok=True)
+            for depth in range(len(parts) + 1):
+                self.root.joinpath(*parts[:depth]).mkdir(mode=0o700, exist_ok=True)
         return path
 
     # ------------------------------------------------------------ attachments

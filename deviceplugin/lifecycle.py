@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable
@@ -76,6 +77,8 @@ class PoolServer:
         server.add_insecure_port(f"unix://{self.socket_path}")
         server.start()
         self._server = server
+        # gRPC binds with the process umask (0755 socket); only kubelet (root) must connect
+        os.chmod(self.socket_path, 0o600)
         with grpc.insecure_channel(f"unix://{self.socket_path}") as channel:
             grpc.channel_ready_future(channel).result(timeout=SERVE_CONFIRM_TIMEOUT_S)
         log.info("serving resource=%s socket=%s", self.resource, self.socket_path)

@@ -1,0 +1,144 @@
+"""Security checks: hostile deviceIDs, file/socket modes, and no shell strings anywhere."""
+
+from __future__ import annotations
+
+import ast
+import json
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, require_root
+from tests.reliability.conftest import (AGENT, Node, cid, files_under, links, run_inprocess,
+                                        write_artifact)
+
+SOURCE_DIRS = ("sriov", "cni", "deviceplugin", "demo", "hack", "tests")
+
+
+def _python_sources() -> list[Path]:
+    out = []
+    for d in SOURCE_DIRS:
+        for p in (REPO / d).rglob("*"):
+            if p.is_file() and "__pycache__" not in p.parts and (
+                    p.suffix == ".py" or p.read_bytes()[:64].startswith(b"#!") and b"python" in p.read_bytes()[:64]):
+                out.append(p)
+    return out
+
+
+def _shell_violations(tree: ast.AST) -> list[str]:
+    bad = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+        owner = f.value.id if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) else ""
+        if owner == "os" and name in ("system", "popen") or name in ("getoutput", "getstatusoutput"):
+            bad.append(f"line {node.lineno}: {owner}.{name}")
+        for kw in node.keywords:
+            if kw.arg == "shell" and not (isinstance(kw.value, ast.Constant) and kw.value.value is False):
+                bad.append(f"line {node.lineno}: shell={ast.unparse(kw.value)}")
+        if owner == "subprocess" and name in ("run", "Popen", "call", "check_call", "check_output") \
+                and node.args and isinstance(node.args[0], ast.Constant | ast.JoinedStr | ast.BinOp):
+            bad.append(f"line {node.lineno}: subprocess.{name} with a string command")
+    return bad
+
+
+def test_no_subprocess_takes_a_shell_string() -> None:
+    """AST scan of every Python file: no shell=True, os.system, os.popen, string argv."""
+    files = _python_sources()
+    assert len(files) > 50, "the scan must see the code base"
+    problems = {}
+    for path in files:
+        text = path.read_text(errors="replace")
+        if path.suffix != ".py":  # a bash wrapper with an embedded python heredoc: skip bash
+            continue
+        found = _shell_violations(ast.parse(text, filename=str(path)))
+        if found:
+            problems[str(path.relative_to(REPO))] = found
+    write_artifact("security_ast", {"files_scanned": len(files), "violations": problems})
+    assert problems == {}
+
+
+def test_the_scan_catches_what_it_looks_for() -> None:
+    sample = ("import os, subprocess\nos.system('x')\nos.popen('x')\n"
+              "subprocess.run('ls -l', shell=True)\nsubprocess.run(f'ip {x}')\nsubprocess.run(['ip'])\n")
+    assert len(_shell_violations(ast.parse(sample))) == 5
+
+
+HOSTILE_IDS = ("0000:99:00.0", "../../etc", "/sys/bus/pci/devices/0000:3b:10.0", "0000:3b:10.0/../..",
+               "..", "0000:3b:10.0\n", "0000:3b:10.0;id", "", " ", "$(id)")
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("device_id", HOSTILE_IDS + ("<PF>",))
+def test_hostile_device_id_is_rejected_before_anything_is_touched(node: Node, pod: str,
+                                                                   device_id: str) -> None:
+    if device_id == "<PF>":
+        device_id = node.host().sysfs.inventory().pfs[0].address
+    views = [node.vf_view(v.index) for v in node.kernel_vfs()]
+    host_links, pod_links = links(), links(Path(pod).name)
+    reply = run_inprocess(node.env("ADD", cid(), pod), json.dumps(node.conf(device_id)).encode())
+    assert reply.rc != 0
+    err = reply.out
+    assert err is not None and err["code"] in (7, 100) and err["msg"], reply.stdout
+    assert "Traceback" not in reply.stderr
+    assert [node.vf_view(v.index) for v in node.kernel_vfs()] == views
+    assert {n for n in links() if n.startswith(f"st-{node.tag}")} == \
+        {n for n in host_links if n.startswith(f"st-{node.tag}")}
+    assert links(Path(pod).name) == pod_links
+    assert files_under(node.state_dir) == [] and node.leases() == []
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.root
+def test_state_and_ipam_files_are_private(node: Node, pod: str) -> None:
+    vf = node.kernel_vfs()[0]
+    c = cid()
+    reply = run_inprocess(node.env("ADD", c, pod), json.dumps(node.conf(vf.address)).encode())
+    assert reply.rc == 0, reply.stdout
+    try:
+        found = {}
+        for path in [node.state_dir, *node.state_dir.rglob("*")]:
+            found[str(path.relative_to(node.tmp))] = oct(_mode(path))
+            assert _mode(path) & 0o077 == 0, f"{path} is {oct(_mode(path))}"
+        net = node.ipam_dir / f"st-{node.tag}"
+        for path in [p for p in net.iterdir() if p.name[0].isdigit()]:
+            found[str(path.relative_to(node.tmp))] = oct(_mode(path))
+            assert _mode(path) & 0o077 == 0, f"{path} is {oct(_mode(path))}"
+        write_artifact("security_modes_state", found)
+    finally:
+        run_inprocess(node.env("DEL", c, pod), json.dumps(node.conf(vf.address)).encode())
+
+
+def test_agent_socket_is_owner_only(tmp_path: Path) -> None:
+    sock = tmp_path / "run" / "agent.sock"
+    proc = subprocess.Popen([str(AGENT), "--socket", str(sock), "--state-dir", str(tmp_path / "s"),
+                             "--sysfs-root", str(tmp_path)], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not sock.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        assert sock.exists(), "agent did not create its socket"
+        assert _mode(sock) & 0o077 == 0, f"agent socket is {oct(_mode(sock))}"
+        assert _mode(sock.parent) & 0o022 == 0, f"socket dir is {oct(_mode(sock.parent))}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_device_plugin_sockets_are_owner_only(tmp_path: Path) -> None:
+    require_root()
+    from tests.reliability.dp_harness import device_plugin_stack
+
+    with device_plugin_stack(tmp_path) as stack:
+        socks = [p for p in stack.plugin_dir.iterdir() if p.is_socket() and p.name != "kubelet.sock"]
+        assert socks, "the device plugin created no socket"
+        for s in socks:
+            assert _mode(s) & 0o077 == 0, f"{s.name} is {oct(_mode(s))}"
