@@ -9,15 +9,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from typing import Any
 
 from cni import vf_netdev, vf_pf
 from cni.errors import CniCode, CniError
 from cni.plugin import AttachmentContext
 from sriov.errors import DeviceNotFoundError, SriovError, VfBusyError
-from sriov.types import VfState
+from sriov.types import DriverKind, VfState
 
 log = logging.getLogger(__name__)
+NETNS_TEARDOWN_TIMEOUT = 10.0
+"""How long DEL waits for a VF to come home after its netns was deleted (kernel cleanup_net)."""
+POLL_INTERVAL = 0.05
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,32 +65,45 @@ class VfRecord:
 def restore_vf(nl: Any, host: Any, record: VfRecord, netns: str) -> None:
     """Put the VF back exactly as snapshotted. Every step tolerates "already done".
 
-    PF-side first (some drivers refuse a netdev MAC change while trust is off), then the netdev:
-    moved back from ``netns`` if it is still there, else found in the host by PCI address (the
-    kernel returns a VF to the host, under the pod's name/MAC/MTU, when its netns is destroyed).
+    The netdev is first brought home: moved back from ``netns`` if it is still there, else found
+    in the host by PCI address (the kernel returns a VF to the host, under the pod's name, MAC
+    and MTU, once a deleted netns is torn down - asynchronously, so it is polled for). Then the
+    PF-side settings (before the netdev MAC: some drivers refuse a MAC change while trust is
+    off), then the netdev's name, MAC, MTU, altnames and admin state.
     """
+    snap = record.netdev
+    current = _bring_home(nl, host, record, netns) if snap is not None else None
     if record.pf_state is not None:
         try:
             vf_pf.restore(host.vf_admin, record.pf, record.vf_index, record.pf_state)
         except DeviceNotFoundError as e:
             log.warning("VF %s: PF-side settings not restored: %s", record.device_id, e)
-    snap = record.netdev
     if snap is None:
         return  # DPDK mode: nothing on the netdev side
-    temp = vf_netdev.temp_name(record.device_id)
-    current = None
-    if netns and os.path.exists(netns):
-        in_pod = vf_netdev.find(nl, netns, record.ifname, temp)
-        if in_pod is not None:
-            current = vf_netdev.move_to_host(nl, in_pod, netns, temp)
-    if current is None:
-        host.refresh()
-        current = host.sysfs.vf_netdev(record.device_id)
     if current is None:
         log.warning("VF %s has no netdev in the host netns; netdev side left as is", record.device_id)
         return
     vf_netdev.restore_in_host(nl, current, snap)
     host.refresh()
+
+
+def _bring_home(nl: Any, host: Any, record: VfRecord, netns: str) -> str | None:
+    """The VF netdev's name in the host netns after moving it there if needed (None: not found)."""
+    if netns and os.path.exists(netns):
+        in_pod = vf_netdev.find(nl, netns, record.ifname, vf_netdev.temp_name(record.device_id))
+        if in_pod is not None:
+            return vf_netdev.move_to_host(nl, in_pod, netns, vf_netdev.temp_name(record.device_id))
+    deadline = time.monotonic() + NETNS_TEARDOWN_TIMEOUT
+    while True:
+        host.refresh()
+        current = host.sysfs.vf_netdev(record.device_id)
+        if current is not None:
+            return str(current)
+        if host.sysfs.vf(record.device_id).driver_kind is not DriverKind.KERNEL:
+            return None  # rebound to vfio/uio meanwhile: no netdev will come back
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(POLL_INTERVAL)  # netns teardown is asynchronous in the kernel; poll to a deadline
 
 
 def reclaim_if_stale(ctx: AttachmentContext, pci: str) -> None:
