@@ -106,8 +106,8 @@ def peer_in_other_netns(netlink: Netlink, wire: LinkInfo) -> LinkInfo | None:
 
     RTM_GETLINK with IFLA_TARGET_NETNSID (kernel >= 4.20), so refresh never enters a pod netns.
     """
-    if wire.link_index is None or wire.netns_id is None:
-        return None
+    if wire.link_index is None or wire.netns_id is None or wire.netns_id < 0:
+        return None  # -1 (NETNSA_NSID_NOT_ASSIGNED): the peer's netns is being torn down
     try:
         return netlink.link_by_index(wire.link_index, target_nsid=wire.netns_id)
     except SriovError as e:  # the peer (or its netns) is going away
