@@ -40,10 +40,8 @@ class NetnsRuntime:
     name = "ip netns + CNI exec"
     passes_pod_namespace = True
 
-    def __init__(self, plugin_dirs: Sequence[Path], env: Mapping[str, str],
-                 netns_prefix: str = "st-pod-") -> None:
+    def __init__(self, plugin_dirs: Sequence[Path], env: Mapping[str, str]) -> None:
         self.cni = CniRunner(plugin_dirs, env)
-        self.netns_prefix = netns_prefix
         self.networks: dict[str, dict[str, Any]] = {}
         self.pods: dict[str, _Pod] = {}
 
@@ -55,7 +53,7 @@ class NetnsRuntime:
         return str(conflist["name"])
 
     def run(self, name: str, network: str) -> str:
-        netns = self.netns_prefix + secrets.token_hex(3)
+        netns = name  # the pod's netns is named after the pod (recognisable leftovers)
         subprocess.run(["ip", "netns", "add", netns], check=True, capture_output=True)
         subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
         container_id = secrets.token_hex(16)

@@ -176,16 +176,19 @@ class Podman:
 
     def remove(self, name: str) -> None:
         """``podman rm -f``: stops the container and runs CNI DEL for its networks."""
-        self.cmd("rm", "-f", "-t", "0", name, check=False)
         if name in self._containers:
             self._containers.remove(name)
+        self.cmd("rm", "-f", "-t", "0", name)
 
     def close(self) -> None:
         """Remove every container we started, then the whole work dir (storage included)."""
         if not self.conf_path.exists():
             return  # never prepared, or already closed
         for name in list(self._containers):
-            self.remove(name)
+            try:
+                self.remove(name)
+            except PodmanError as e:
+                log.warning("%s", e)
         self.cmd("rm", "-a", "-f", "-t", "0", check=False)
         _unmount_under(self.setup.workdir)
         shutil.rmtree(self.setup.workdir, ignore_errors=True)

@@ -31,6 +31,8 @@ from demo.stack import DEFAULT_CONFIG_DIR, Layout, Manifest, cni_agent, device_p
 
 log = logging.getLogger(__name__)
 RESOURCE = "intel.com/sriov_demo"
+MAX_WORKDIR = 56
+"""Longest work dir: ``<workdir>/plugins/<resource socket, ~40 chars>`` must fit sun_path."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,6 +54,11 @@ def run(options: DemoOptions, out: TextIO) -> int:
     layout = Layout(workdir=options.workdir)
     if os.geteuid() != 0:
         report.note("✗ the demo needs root (network namespaces, veths): run it with sudo")
+        return 1
+    if len(str(layout.workdir.absolute())) > MAX_WORKDIR:
+        report.note(f"✗ --workdir {layout.workdir} is too long: the device plugin's unix sockets "
+                    f"live below it and socket paths are limited to 107 bytes; use a path of at "
+                    f"most {MAX_WORKDIR} characters")
         return 1
     if (layout.workdir / "emu" / "sriov-emu.json").exists():
         report.note(f"✗ a demo is already up in {layout.workdir}: "
@@ -154,7 +161,7 @@ def _story(options: DemoOptions, layout: Layout, nl: Netlink, stack: contextlib.
             report.detail(f"{pod}: {how}")
         Manifest(runtime=runtime.name, pids={"agent": agent.pid or 0, "plugin": plugin.pid or 0},
                  argv={"agent": agent.argv, "plugin": plugin.argv},
-                 pods=[pod_a, pod_b]).save(layout)
+                 pods=[pod_a, pod_b], netns=pod_netns).save(layout)
 
     with report.step("pod interfaces"):
         views: dict[str, PodView] = {}

@@ -77,10 +77,28 @@ class Layout:
                 "SRIOV_SYSFS_ROOT": str(self.emu), "SRIOV_CNI_STATE_DIR": str(self.cni_state)}
 
 
+def env_launcher(target: Path, env: dict[str, str]) -> str:
+    """A tiny executable that sets ``env`` and execs ``target`` (pure; literals via repr).
+
+    Runtimes do not hand their environment to every plugin run: podman's cleanup process
+    (spawned by conmon, which gets a reduced environment) runs CNI DEL without our variables,
+    so the demo's settings are baked into the plugin file the runtime executes."""
+    return (f"#!{sys.executable} -IS\n"
+            "# sriov-k8s demo: the sriov CNI shim with the demo's settings. Generated.\n"
+            "import os\n"
+            f"os.environ.update({env!r})\n"
+            f"os.execv({str(target)!r}, [{str(target)!r}])\n")
+
+
 def install_shim(layout: Layout) -> Path:
-    layout.cni_bin.mkdir(parents=True, exist_ok=True)
-    subprocess.run([str(INSTALL_CNI), str(layout.cni_bin)], check=True, capture_output=True)
-    return layout.cni_bin / "sriov"
+    """hack/install-cni into ``cni-bin/.shim/``, fronted by ``cni-bin/sriov`` carrying our env."""
+    real = layout.cni_bin / ".shim"
+    real.mkdir(parents=True, exist_ok=True)
+    subprocess.run([str(INSTALL_CNI), str(real)], check=True, capture_output=True)
+    launcher = layout.cni_bin / "sriov"
+    launcher.write_text(env_launcher(real / "sriov", layout.cni_env()))
+    launcher.chmod(0o755)
+    return launcher
 
 
 def device_plugin(layout: Layout, pools: Path) -> Daemon:
@@ -107,6 +125,8 @@ class Manifest:
     argv: dict[str, list[str]]
     """Daemon name -> argv (checked against /proc before killing: pids get reused)."""
     pods: list[str]
+    netns: list[str] = dataclasses.field(default_factory=list)
+    """The pods' netns paths (the netns runtime's are ours to delete)."""
 
     def save(self, layout: Layout) -> None:
         (layout.workdir / MANIFEST).write_text(json.dumps(dataclasses.asdict(self), indent=1))
@@ -116,7 +136,8 @@ class Manifest:
         try:
             raw = json.loads((layout.workdir / MANIFEST).read_text())
             return cls(runtime=str(raw["runtime"]), pids=dict(raw["pids"]),
-                       argv=dict(raw["argv"]), pods=list(raw["pods"]))
+                       argv=dict(raw["argv"]), pods=list(raw["pods"]),
+                       netns=list(raw.get("netns", [])))
         except (OSError, ValueError, KeyError, TypeError):
             return None
 

@@ -6,12 +6,14 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 from pathlib import Path
 from typing import TextIO
 
 from sriov.emulate import host as emulated
 from sriov.netlink import Netlink
 
+from demo.netns_runtime import NETNS_DIR
 from demo.podman import Podman, PodmanSetup
 from demo.processes import wait_until
 from demo.stack import Layout, Manifest, is_our_process
@@ -31,6 +33,10 @@ def down(workdir: Path, out: TextIO) -> int:
                 podman.remove(pod)  # CNI DEL while the agent still runs
                 out.write(f"removed pod {pod}\n")
             podman.close()
+        for path in map(Path, manifest.netns):
+            if path.parent == NETNS_DIR and path.exists():  # netns runtime pods
+                subprocess.run(["ip", "netns", "del", path.name], check=False, capture_output=True)
+                out.write(f"deleted netns {path.name}\n")
         for name, pid in manifest.pids.items():
             if pid and is_our_process(pid, manifest.argv.get(name, [])):
                 with contextlib.suppress(ProcessLookupError):
