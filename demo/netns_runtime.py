@@ -33,7 +33,7 @@ class _Pod:
 
 
 def pod_cni_args(name: str) -> str:
-    return f"IgnoreUnknown=1;K8S_POD_NAMESPACE={name};K8S_POD_NAME={name};K8S_POD_INFRA_CONTAINER_ID=x"
+    return f"IgnoreUnknown=1;K8S_POD_NAMESPACE={name};K8S_POD_NAME={name}"
 
 
 class NetnsRuntime:

@@ -10,9 +10,6 @@ import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from sriov.host import open_host
-from sriov.netlink import Netlink
-
 from demo import snapshot
 from demo.cni_exec import Attachment, CniExecError, CniRunner
 from demo.netns_runtime import NetnsRuntime
@@ -20,6 +17,8 @@ from demo.podman import Podman, PodmanSetup
 from demo.processes import wait_until
 from demo.report import StepFailed
 from demo.stack import Layout
+from sriov.host import open_host
+from sriov.netlink import Netlink
 
 log = logging.getLogger(__name__)
 IFNAME = "eth0"
@@ -78,7 +77,8 @@ def parse_ip_output(link_line: str, addr_line: str) -> tuple[str, int, str, int]
     """(MAC, MTU, IPv4, prefix) from ``ip -o link show`` / ``ip -o -4 addr show`` (pure)."""
     mac, mtu, ip = _MAC_RE.search(link_line), _MTU_RE.search(link_line), _IPV4_RE.search(addr_line)
     if not (mac and mtu and ip):
-        raise StepFailed(f"cannot read the pod interface: {link_line.strip()!r} {addr_line.strip()!r}")
+        raise StepFailed(f"cannot read the pod interface: {link_line.strip()!r} "
+                         f"{addr_line.strip()!r}")
     return mac.group(1), int(mtu.group(1)), ip.group(1), int(ip.group(2))
 
 

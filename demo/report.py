@@ -49,7 +49,8 @@ class Report:
             if isinstance(e, KeyboardInterrupt):
                 reason = "interrupted"
             self.failed.append(f"[{number}] {title}: {reason}")
-            self.out.write(f"{FAIL}  [{number}] {title} failed after {self._since(begin)}: {reason}\n")
+            self.out.write(f"{FAIL}  [{number}] {title} failed after {self._since(begin)}: "
+                           f"{reason}\n")
             self.out.flush()
             raise
         self.out.write(f"{OK}  [{number}] {title} ({self._since(begin)})\n")

@@ -17,17 +17,16 @@ import shutil
 from pathlib import Path
 from typing import TextIO
 
-from sriov.emulate import host as emulated
-from sriov.emulate.spec import EmulationSpec
-from sriov.inventory_format import format_inventory
-from sriov.netlink import Netlink
-from sriov.sysfs import SysfsReader
-
 from demo import conflists, snapshot
 from demo.cni_exec import Attachment
 from demo.pods import PodView, kill_and_recover, make_runtime, show_pod
 from demo.report import Report, StepFailed
 from demo.stack import DEFAULT_CONFIG_DIR, Layout, Manifest, cni_agent, device_plugin, install_shim
+from sriov.emulate import host as emulated
+from sriov.emulate.spec import EmulationSpec
+from sriov.inventory_format import format_inventory
+from sriov.netlink import Netlink
+from sriov.sysfs import SysfsReader
 
 log = logging.getLogger(__name__)
 RESOURCE = "intel.com/sriov_demo"

@@ -10,13 +10,12 @@ import subprocess
 from pathlib import Path
 from typing import TextIO
 
-from sriov.emulate import host as emulated
-from sriov.netlink import Netlink
-
 from demo.netns_runtime import NETNS_DIR
 from demo.podman import Podman, PodmanSetup
 from demo.processes import wait_until
 from demo.stack import Layout, Manifest, is_our_process
+from sriov.emulate import host as emulated
+from sriov.netlink import Netlink
 
 
 def down(workdir: Path, out: TextIO) -> int:
