@@ -25,12 +25,26 @@ BRIDGE_VLAN_INFO_UNTAGGED = 0x4
 _UNREPORTED = 0xFFFFFFFF  # the kernel fills spoofchk/trust with -1 when the driver is silent
 
 
-class VfLinkMsg(ifinfmsg):
+class _OwnNlaCache:
+    """Give a pyroute2 message subclass its own compiled-attribute-map cache.
+
+    pyroute2 caches the compiled ``nla_map`` (name -> nested class) on the class, in
+    name-mangled attributes read through the MRO. Without resetting them, a subclass inherits
+    its parent's cache once the parent was compiled (any link dump does that) and encodes with
+    the parent's nested classes, i.e. the 14-byte struct again.
+    """
+
+    _nlmsg_base__compiled_nla = False
+    _nlmsg_base__t_nla_map = None
+    _nlmsg_base__r_nla_map = None
+
+
+class VfLinkMsg(_OwnNlaCache, ifinfmsg):
     """``ifinfmsg`` whose ``IFLA_VF_VLAN_INFO`` matches the kernel's 16-byte struct."""
 
-    class vflist(ifinfmsg.vflist):
-        class vfinfo(ifinfmsg.vflist.vfinfo):
-            class vf_vlist(ifinfmsg.vflist.vfinfo.vf_vlist):
+    class vflist(_OwnNlaCache, ifinfmsg.vflist):
+        class vfinfo(_OwnNlaCache, ifinfmsg.vflist.vfinfo):
+            class vf_vlist(_OwnNlaCache, ifinfmsg.vflist.vfinfo.vf_vlist):
                 class ivvi(ifinfmsg.vflist.vfinfo.vf_vlist.ivvi):
                     fields = (
                         ("vf", "I"),

@@ -44,6 +44,35 @@ def test_vlan_with_proto_is_packed_as_the_kernels_16_byte_struct() -> None:
     assert struct.unpack_from("=i", data, 20)[0] == 7  # ifi_index
 
 
+def test_vlan_with_proto_stays_16_bytes_after_pyroute2_compiled_its_own_classes() -> None:
+    """Regression (seen in the VM testbed): pyroute2 caches each nla class's compiled attribute
+    map on the class. Once its own ``ifinfmsg`` chain was compiled (any link dump does that),
+    our subclasses inherited that cache and sent the 14-byte struct again -> EINVAL. A fresh
+    process makes the order deterministic: pyroute2's classes first, then ours."""
+    import subprocess
+    import sys
+
+    code = """
+import struct
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+plain = ifinfmsg()
+plain['attrs'] = [('IFLA_VFINFO_LIST', {'attrs': [('IFLA_VF_INFO', {'attrs': [
+    ('IFLA_VF_VLAN_LIST', {'attrs': [('IFLA_VF_VLAN_INFO',
+        {'vf': 0, 'vlan': 1, 'qos': 0, 'proto': 0x8100})]})]})]})]
+plain.encode()  # compiles pyroute2's own nested classes
+from sriov import netlink_msg as msgs
+from sriov.types import VfSetting, VfSettings, VlanProto
+for _ in range(2):
+    msg = msgs.set_vf_request(7, 2, VfSetting.VLAN, VfSettings(vlan=100, vlan_proto=VlanProto.DOT1AD))
+    msg.encode()
+    data = bytes(msg.data)
+    offset = 32 + 3 * 4  # ifinfomsg, then three nested headers down to IFLA_VF_VLAN_INFO
+    print(struct.unpack_from('=H', data, offset)[0])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [str(NLA_HDR + 16)] * 2
+
+
 def test_vlan_with_proto_parses_back() -> None:
     msg = msgs.set_vf_request(7, 2, VfSetting.VLAN, VfSettings(vlan=100, vlan_proto=VlanProto.DOT1AD))
     msg.encode()
