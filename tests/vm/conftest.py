@@ -124,3 +124,15 @@ def enable_vfs() -> Iterator[EnableVfs]:
 def pf_with_vfs(sriov_pf: hw.RealPf, enable_vfs: EnableVfs,
                 ) -> tuple[hw.RealPf, tuple[hw.RealVf, ...]]:
     return sriov_pf, enable_vfs(sriov_pf, 4)
+
+
+@pytest.fixture
+def pf_up_with_vfs(pf_with_vfs: tuple[hw.RealPf, tuple[hw.RealVf, ...]],
+                   ) -> tuple[hw.RealPf, tuple[hw.RealVf, ...]]:
+    """``pf_with_vfs`` with the PF link up and carrier: igb takes max_tx_rate only then.
+
+    ``enable_vfs`` puts the PF link back the way it was at teardown."""
+    pf, _ = pf_with_vfs
+    assert pf.netdev is not None
+    link_with_carrier(pf.netdev)
+    return pf_with_vfs

@@ -54,9 +54,9 @@ def conf(pci: str, tmp: Path, **keys: Any) -> dict[str, Any]:
                      "ranges": [[{"subnet": "10.77.0.0/24"}]]}}
 
 
-def test_add_check_del_on_a_real_vf_restores_pf_and_vf(pf_with_vfs: Any, netns: str,
+def test_add_check_del_on_a_real_vf_restores_pf_and_vf(pf_up_with_vfs: Any, netns: str,
                                                        tmp_path: Path) -> None:
-    pf, vfs = pf_with_vfs
+    pf, vfs = pf_up_with_vfs
     vf = vfs[0]
     netdev = vf.netdev
     before = ip_show(pf.netdev), ip_show(netdev)
