@@ -56,6 +56,9 @@ KNOWN_KEYS = frozenset(
 )
 
 
+MAX_NETWORK_NAME = 253
+"""A DNS subdomain, as a NetworkAttachmentDefinition name; fits NAME_MAX as a directory."""
+
 class FallbackType(enum.StrEnum):
     MACVLAN = "macvlan"
     IPVLAN = "ipvlan"
@@ -140,7 +143,7 @@ class NetConf:
     def parse(cls, raw: bytes, cmd_args: CmdArgs | None = None) -> NetConf:
         try:
             obj = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:  # deep nesting
             raise CniError(
                 CniCode.DECODING_FAILURE, "cannot decode network config JSON", str(e)
             ) from None
@@ -211,8 +214,10 @@ class _Parser:
         name = _str(o, "name")
         if not name:
             raise CniError(CniCode.INVALID_CONFIG, "missing network name ('name')")
-        if not CONTAINER_ID_RE.match(name):
-            raise config_error("name", name, f"must match {CONTAINER_ID_RE.pattern}")
+        if len(name) > MAX_NETWORK_NAME or not CONTAINER_ID_RE.fullmatch(name):
+            shown = name if len(name) <= 64 else name[:64] + "..."
+            raise config_error("name", shown, f"must match {CONTAINER_ID_RE.pattern} and be at "
+                               f"most {MAX_NETWORK_NAME} characters (it names IPAM directories)")
         runtime = _obj(o, "runtimeConfig") or {}
         vlan, qos, proto = self._vlan()
         min_rate = _int(o, "min_tx_rate", 0, 2**32 - 1)
@@ -295,16 +300,16 @@ class _Parser:
     def _device_id(self, runtime: Mapping[str, Any]) -> PciAddress | None:
         # precedence: runtimeConfig.deviceID > deviceID > pciBusID (Multus injects both top-level)
         for source, key in ((runtime, "deviceID"), (self.obj, "deviceID"), (self.obj, "pciBusID")):
-            value = source.get(key)
+            label = "runtimeConfig.deviceID" if source is runtime else key
+            value = _str(source, key, label)  # a non-string (false, 0, []) is an error, not "unset"
             if value:
-                label = "runtimeConfig.deviceID" if source is runtime else key
                 return _pci(value, label)
         return None
 
     def _mac(self, runtime: Mapping[str, Any]) -> MacAddress | None:
         # precedence: mac < CNI_ARGS MAC= < runtimeConfig.mac (sriov-cni, macvlan)
         mac = None
-        if self.obj.get("mac"):
+        if _str(self.obj, "mac"):
             mac = _mac(self.obj["mac"], "mac")
         arg_mac = self.cmd_args.arg("MAC") if self.cmd_args else None
         if arg_mac:
@@ -312,7 +317,7 @@ class _Parser:
                 mac = validate.mac_address(arg_mac)
             except InvalidInputError as e:
                 raise env_error("CNI_ARGS", f"MAC={arg_mac!r}: {e.reason}") from None
-        if runtime.get("mac"):
+        if _str(runtime, "mac", "runtimeConfig.mac"):
             mac = _mac(runtime["mac"], "runtimeConfig.mac")
         return mac
 

@@ -20,6 +20,8 @@ from sriov.errors import InvalidInputError
 SUPPORTED_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 CURRENT_VERSION = "1.1.0"
 CONTAINER_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+MAX_CONTAINER_ID = 200
+"""``<containerID>-<ifname>`` names a state file: it must fit NAME_MAX (255 bytes)."""
 
 
 class Command(enum.StrEnum):
@@ -128,10 +130,14 @@ class CmdArgs:
         if command is Command.VERSION:
             return cls(command=command)
         container_id = env.get("CNI_CONTAINERID", "")
-        if container_id and not CONTAINER_ID_RE.match(container_id):
+        if container_id and (
+            len(container_id) > MAX_CONTAINER_ID or not CONTAINER_ID_RE.fullmatch(container_id)
+        ):
+            shown = repr(container_id[:64]) + ("..." if len(container_id) > 64 else "")
             raise env_error(
                 "CNI_CONTAINERID",
-                f"invalid container id {container_id!r} (must match {CONTAINER_ID_RE.pattern})",
+                f"invalid container id {shown} (must match {CONTAINER_ID_RE.pattern}, "
+                f"at most {MAX_CONTAINER_ID} characters)",
             )
         ifname = env.get("CNI_IFNAME", "")
         if ifname:

@@ -105,7 +105,7 @@ def _try_again(stdin: bytes, reason: str,
         obj = json.loads(stdin)
         if isinstance(obj, dict) and isinstance(obj.get("cniVersion"), str) and obj["cniVersion"]:
             version = obj["cniVersion"]
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
     return (
         json.dumps(

@@ -45,7 +45,7 @@ def request_version(stdin: bytes) -> str:
     """Best-effort cniVersion of the request for error output (never raises)."""
     try:
         obj = json.loads(stdin)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return CURRENT_VERSION
     version = obj.get("cniVersion") if isinstance(obj, dict) else None
     return version if isinstance(version, str) and version else CURRENT_VERSION
