@@ -7,6 +7,7 @@ mode needs netlink). See docs/cni.md "Writing a mode" for the contract.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import logging
@@ -48,12 +49,14 @@ class AttachmentContext:
 
 class Mode(Protocol):
     def add(self, ctx: AttachmentContext) -> Result:
-        """Create the attachment (mode runs ``ctx.ipam.add`` itself and rolls back on failure)."""
+        """Create the attachment (mode runs ``ctx.ipam.add`` itself and rolls back on failure).
+
+        For a device-backed attachment the plugin holds ``ctx.state.vf_lock(ctx.device_id)``."""
 
     def delete(self, ctx: AttachmentContext) -> None:
         """Undo ADD best-effort; succeed when things are already gone (netns gone/empty).
 
-        IPAM DEL is done by the plugin before this is called."""
+        IPAM DEL is done by the plugin before this is called, under the same VF lock as ADD."""
 
     def check(self, ctx: AttachmentContext) -> None:
         """Verify the attachment against ``ctx.conf.prev_result`` (IPAM CHECK already done)."""
@@ -171,35 +174,45 @@ class Plugin:
         )
 
     # ---------------------------------------------------------------- verbs
+    @staticmethod
+    def _device_lock(state: StateStore, device: str | None) -> contextlib.AbstractContextManager[None]:
+        """The per-VF ``flock`` for device-backed attachments (none for the fallback mode).
+
+        Held around a whole verb - mode work, IPAM and the attachment record - so a DEL racing an
+        ADD on the same VF sees either nothing or the complete attachment, never a half of it.
+        """
+        return state.vf_lock(device) if device else contextlib.nullcontext()
+
     def add(self, args: CmdArgs, conf: NetConf) -> Result:
         state = self._store(conf)
-        if state.load(args.container_id, args.ifname) is not None:
-            raise CniError(
-                CniCode.ATTACHMENT_EXISTS,
-                f"attachment {args.container_id}/{args.ifname} already exists",
-                "the runtime must DEL it before adding it again",
-            )
         mode_name, device = self.select_mode(args, conf, state)
-        ctx = self._ctx(args, conf, device_id=device)
-        mode = load_mode(mode_name)
-        log.info("ADD mode=%s device=%s", mode_name, device or "-")
-        result = mode.add(ctx)
-        record = {
-            **ctx.record,
-            "mode": mode_name,
-            "network": conf.name,
-            "netns": args.netns,
-            "deviceID": device,
-            "netconf": conf.raw.decode(errors="replace"),
-            "result": result.to_dict(CURRENT_VERSION),
-        }
-        try:
-            state.save(args.container_id, args.ifname, record)
-        except OSError as e:
-            log.error("cannot save attachment record: %s; rolling back", e)
-            self._undo(mode, dataclasses.replace(ctx, record=record))
-            raise CniError(CniCode.STATE, "cannot save attachment state", str(e)) from e
-        return result
+        with self._device_lock(state, device):
+            if state.load(args.container_id, args.ifname) is not None:
+                raise CniError(
+                    CniCode.ATTACHMENT_EXISTS,
+                    f"attachment {args.container_id}/{args.ifname} already exists",
+                    "the runtime must DEL it before adding it again",
+                )
+            ctx = self._ctx(args, conf, device_id=device)
+            mode = load_mode(mode_name)
+            log.info("ADD mode=%s device=%s", mode_name, device or "-")
+            result = mode.add(ctx)
+            record = {
+                **ctx.record,
+                "mode": mode_name,
+                "network": conf.name,
+                "netns": args.netns,
+                "deviceID": device,
+                "netconf": conf.raw.decode(errors="replace"),
+                "result": result.to_dict(CURRENT_VERSION),
+            }
+            try:
+                state.save(args.container_id, args.ifname, record)
+            except OSError as e:
+                log.error("cannot save attachment record: %s; rolling back", e)
+                self._undo(mode, dataclasses.replace(ctx, record=record))
+                raise CniError(CniCode.STATE, "cannot save attachment state", str(e)) from e
+            return result
 
     @staticmethod
     def _undo(mode: Mode, ctx: AttachmentContext) -> None:
@@ -211,21 +224,24 @@ class Plugin:
 
     def delete(self, args: CmdArgs, conf: NetConf) -> None:
         state = self._store(conf)
-        record = state.load(args.container_id, args.ifname)
-        ctx = self._ctx(args, conf, record=record or {}, device_id=(record or {}).get("deviceID"))
-        if record is None:
-            # nothing of ours to undo (double DEL, or ADD failed and rolled back); still release
-            # IPAM so a reservation can never leak, but never fail the DEL for it
-            try:
-                ctx.ipam.delete(conf, args)
-            except Exception as e:
-                log.warning(
-                    "DEL without attachment record: IPAM release failed: %s", from_exception(e)
-                )
-            return
-        ctx.ipam.delete(conf, args)  # on error the record stays so the runtime's retry can finish
-        load_mode(record["mode"]).delete(ctx)
-        state.delete(args.container_id, args.ifname)
+        seen = state.load(args.container_id, args.ifname)
+        device = (seen or {}).get("deviceID") or conf.device_id
+        with self._device_lock(state, device):
+            record = state.load(args.container_id, args.ifname)  # again: an ADD may have finished
+            ctx = self._ctx(args, conf, record=record or {}, device_id=(record or {}).get("deviceID"))
+            if record is None:
+                # nothing of ours to undo (double DEL, or ADD failed and rolled back); still
+                # release IPAM so a reservation can never leak, but never fail the DEL for it
+                try:
+                    ctx.ipam.delete(conf, args)
+                except Exception as e:
+                    log.warning(
+                        "DEL without attachment record: IPAM release failed: %s", from_exception(e)
+                    )
+                return
+            ctx.ipam.delete(conf, args)  # on error the record stays so a retry can finish
+            load_mode(record["mode"]).delete(ctx)
+            state.delete(args.container_id, args.ifname)
 
     def check(self, args: CmdArgs, conf: NetConf) -> None:
         if conf.prev_result is None:
@@ -260,10 +276,13 @@ class Plugin:
                 args, container_id=cid, ifname=ifname, netns=str(record.get("netns") or "")
             )
             try:
-                ctx = self._ctx(stale_args, conf, record=record, device_id=record.get("deviceID"))
-                ctx.ipam.delete(conf, stale_args)
-                load_mode(str(record.get("mode"))).delete(ctx)
-                state.delete(cid, ifname)
+                with self._device_lock(state, record.get("deviceID")):
+                    if state.load(cid, ifname) is None:
+                        continue  # its DEL finished while we waited for the VF lock
+                    ctx = self._ctx(stale_args, conf, record=record, device_id=record.get("deviceID"))
+                    ctx.ipam.delete(conf, stale_args)
+                    load_mode(str(record.get("mode"))).delete(ctx)
+                    state.delete(cid, ifname)
             except Exception as e:
                 err = from_exception(e)
                 log.error("GC of %s/%s failed: %s", cid, ifname, err)

@@ -186,7 +186,9 @@ class VfMode:
         netns = _check_netns(ctx)
         nl = ctx.netlink()
         try:
-            with ctx.state.vf_lock(vf.address), contextlib.ExitStack() as undo:
+            # the plugin holds the VF lock (cni.plugin.Plugin._device_lock) from before this
+            # call until the attachment record is saved, and around DEL and GC
+            with contextlib.ExitStack() as undo:
                 reclaim_if_stale(ctx, vf.address)
                 vf = _resolve(ctx, dpdk=not self.moves_netdev)  # a reclaim renames the netdev
                 if self.moves_netdev:
@@ -222,25 +224,25 @@ class VfMode:
             return
         args = ctx.args
         netns = args.netns or str(ctx.record.get("netns") or "")
-        with ctx.state.vf_lock(pci):
-            raw = ctx.state.load(args.container_id, args.ifname)
-            if raw is None:
-                ctx.log.info("DEL: attachment already removed; nothing to restore")
-                return
-            record = VfRecord.from_json(raw)
-            if record.released:
-                ctx.log.info("DEL: VF %s was reclaimed by a later attachment; leaving it", pci)
-                return
-            owner = ctx.state.owner(pci)
-            if owner and (owner.get("containerID"), owner.get("ifname")) != (args.container_id, args.ifname):
-                ctx.log.warning("DEL: VF %s is now owned by %s/%s; not touching it (sriov-cni #219)",
-                                pci, owner.get("containerID"), owner.get("ifname"))
-                return
-            try:
-                restore_vf(ctx.netlink(), ctx.host(), record, netns)
-            finally:
-                _forget(ctx.netlink(), netns)
-            ctx.state.clear_owner(pci, args.container_id, args.ifname)
+        # called with the VF lock held by the plugin (cni.plugin.Plugin._device_lock)
+        raw = ctx.state.load(args.container_id, args.ifname)
+        if raw is None:
+            ctx.log.info("DEL: attachment already removed; nothing to restore")
+            return
+        record = VfRecord.from_json(raw)
+        if record.released:
+            ctx.log.info("DEL: VF %s was reclaimed by a later attachment; leaving it", pci)
+            return
+        owner = ctx.state.owner(pci)
+        if owner and (owner.get("containerID"), owner.get("ifname")) != (args.container_id, args.ifname):
+            ctx.log.warning("DEL: VF %s is now owned by %s/%s; not touching it (sriov-cni #219)",
+                            pci, owner.get("containerID"), owner.get("ifname"))
+            return
+        try:
+            restore_vf(ctx.netlink(), ctx.host(), record, netns)
+        finally:
+            _forget(ctx.netlink(), netns)
+        ctx.state.clear_owner(pci, args.container_id, args.ifname)
 
     def check(self, ctx: AttachmentContext) -> None:
         record = VfRecord.from_json(ctx.record)

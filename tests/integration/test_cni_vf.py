@@ -6,6 +6,7 @@ executable); IPAM is the in-process host-local or the Debian reference binaries 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -306,22 +307,43 @@ def test_concurrent_adds_on_different_vfs_get_distinct_ips(emu: Emu) -> None:
     assert leases(emu) == []
 
 
-def test_add_del_race_on_one_vf_is_serialised(emu: Emu, ns: str) -> None:
+@pytest.mark.parametrize("at", ["ipam", "save-result"])
+def test_add_del_race_on_one_vf_is_serialised(emu: Emu, ns: str, at: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A DEL issued while ADD runs waits for it, then undoes it completely: no second DEL.
+
+    The interleaving is forced: ADD pauses at step ``at`` until the DEL is at the VF lock, and
+    after ADD releases the lock it waits for the DEL to finish (the window where a record saved
+    after the lock would outlive the DEL)."""
     snap = before(emu)
     conf = emu.conf(emu.vf(0).address, vlan=5)
+    adder = threading.current_thread()
+    del_at_lock = threading.Event()
     racing: list[Any] = []
+    real_lock = StateStore.vf_lock
 
-    def start_del(at: str) -> None:
-        if at == "ipam" and not racing:
+    @contextlib.contextmanager
+    def traced_lock(self: StateStore, pci: str, timeout: float = 60.0) -> Iterator[None]:
+        if threading.current_thread() is not adder:
+            del_at_lock.set()
+        with real_lock(self, pci, timeout):
+            yield
+        if threading.current_thread() is adder and racing:
+            racing[0].join(timeout=60)
+
+    monkeypatch.setattr(StateStore, "vf_lock", traced_lock)
+
+    def start_del(step: str) -> None:
+        if step == at and not racing:
             t = threading.Thread(target=lambda: racing.append(emu.call("DEL", conf, "c1", ns)))
             racing.append(t)
             t.start()
+            assert del_at_lock.wait(timeout=60), "the racing DEL never reached the VF lock"
 
     add = emu.call("ADD", conf, "c1", ns, faults=start_del)
-    racing[0].join()
-    assert add.rc == 0 and racing[1].rc == 0
-    assert emu.call("DEL", conf, "c1", ns).rc == 0  # whatever order they ran in, a DEL cleans up
-    assert_clean(emu, snap)
+    racing[0].join(timeout=60)
+    assert add.rc == 0 and racing[1].rc == 0, (add.stdout, racing[1].stdout)
+    assert_clean(emu, snap)  # record, owner, lease and VF all gone with the one racing DEL
 
 
 def test_live_owner_makes_vf_busy(emu: Emu, ns: str) -> None:
@@ -355,6 +377,43 @@ def test_late_del_of_a_vf_reowned_by_another_container_leaves_it(emu: Emu, ns: s
     assert leases(emu) == [add2.out["ips"][0]["address"].split("/")[0]]
     assert emu.call("DEL", conf2, "c2", ns).rc == 0
     assert_clean(emu, snap, same_ifindex=False)
+
+
+@pytest.mark.parametrize("key", ["cni.dev/valid-attachments", "cni.dev/attachments"])
+def test_gc_releases_the_lease_of_a_reclaimed_stale_owner(emu: Emu, ns: str, key: str) -> None:
+    """Pod 1's netns died and its DEL never came; pod 2 took the VF over. GC frees pod 1's lease
+    and record and leaves pod 2 (named in the valid list) untouched."""
+    snap = before(emu)
+    old = new_netns()
+    conf1 = emu.conf(emu.vf(0).address, vlan=11)
+    conf2 = emu.conf(emu.vf(0).address, vlan=22)
+    try:
+        add1 = emu.call("ADD", conf1, "c1", netns_path(old))
+        assert add1.rc == 0, add1.stdout
+    finally:
+        del_netns(old)
+    add2 = emu.call("ADD", conf2, "c2", ns)
+    assert add2.rc == 0, add2.stdout + add2.stderr
+    ip1, ip2 = (a.out["ips"][0]["address"].split("/")[0] for a in (add1, add2))
+    assert leases(emu) == sorted([ip1, ip2])  # the reclaim keeps pod 1's lease for its late DEL
+    gc = emu.call("GC", {**conf2, key: [{"containerID": "c2", "ifname": "net1"}]}, "", "")
+    assert gc.rc == 0, gc.stdout + gc.stderr
+    assert leases(emu) == [ip2]
+    assert [(cid, ifn) for cid, ifn, _ in StateStore(emu.state_dir).list_attachments()] == [
+        ("c2", "net1")]
+    assert emu.host.vf_admin.read(emu.pf_netdev, 0).vlan == 22
+    assert pod_link(ns)["operstate"] != "DOWN"
+    assert emu.call("DEL", conf2, "c2", ns).rc == 0
+    assert_clean(emu, snap, same_ifindex=False)
+
+
+def test_gc_restores_a_vf_whose_attachment_is_not_valid(emu: Emu, ns: str) -> None:
+    snap = before(emu)
+    conf = emu.conf(emu.vf(0).address, vlan=7, mtu=1400)
+    assert emu.call("ADD", conf, "c1", ns).rc == 0
+    gc = emu.call("GC", {**conf, "cni.dev/valid-attachments": []}, "", "")
+    assert gc.rc == 0, gc.stdout + gc.stderr
+    assert_clean(emu, snap)
 
 
 # ------------------------------------------------------------------ DPDK mode
