@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TextIO
 
 from cni import skel
+from cni.faults import FAULT_ENV, fault_hook
 from cni.main import Runtime
 from cni.shim import DEFAULT_SOCKET, decode_env, frame, recv_frame
 from cni.state import DEFAULT_STATE_DIR
@@ -170,7 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    runtime = Runtime(sysfs_root=args.sysfs_root, state_dir=args.state_dir)
+    runtime = Runtime(sysfs_root=args.sysfs_root, state_dir=args.state_dir,
+                      faults=fault_hook(os.environ.get(FAULT_ENV)))  # test hook, inert unless set
     try:
         runtime.netlink()  # warm: pay the pyroute2 import once, not per pod
     except Exception as e:  # the agent still serves fallback/IPAM-only requests

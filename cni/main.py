@@ -19,6 +19,7 @@ from typing import Any, BinaryIO, TextIO
 
 from cni import skel
 from cni.errors import CniCode, CniError
+from cni.faults import FAULT_ENV, fault_hook
 from cni.host_local import HostLocal
 from cni.ipam import IpamRunner, make_ipam
 from cni.netconf import NetConf
@@ -66,10 +67,13 @@ class Runtime:
         sysfs_root: Path = Path("/"),
         state_dir: Path = DEFAULT_STATE_DIR,
         prefer_in_process_ipam: bool = True,
+        faults: Callable[[str], None] | None = None,
     ) -> None:
         self.sysfs_root = sysfs_root
         self.state_dir = state_dir
         self.prefer_in_process_ipam = prefer_in_process_ipam
+        self.faults = faults
+        """Test hook (``SRIOV_CNI_FAULT``, :mod:`cni.faults`) handed to every plugin; None = inert."""
         self.host_local = HostLocal()
         self.netlink = _per_thread(self._open_netlink)  # pyroute2 objects are per-thread
         self._opened: list[Any] = []
@@ -93,7 +97,7 @@ class Runtime:
             )
             return self.host_local if isinstance(runner, HostLocal) else runner
 
-        return Plugin(
+        plugin = Plugin(
             netlink_factory=self.netlink,
             host_factory=_memo(self._open_host),
             ipam_factory=ipam_factory,
@@ -101,6 +105,9 @@ class Runtime:
             device_lookup=PodResourcesLookup(self.sysfs_root),
             sysfs_root=self.sysfs_root,
         )
+        if self.faults is not None:
+            plugin.faults = self.faults
+        return plugin
 
     def close(self) -> None:
         for nl in self._opened:
@@ -115,6 +122,7 @@ class Runtime:
             sysfs_root=Path(env.get("SRIOV_SYSFS_ROOT") or "/"),
             state_dir=Path(env.get("SRIOV_CNI_STATE_DIR") or DEFAULT_STATE_DIR),
             prefer_in_process_ipam=env.get("SRIOV_CNI_EXEC_IPAM", "") not in ("1", "true"),
+            faults=fault_hook(env.get(FAULT_ENV)),
         )
 
 

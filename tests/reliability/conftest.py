@@ -27,6 +27,8 @@ CNI_BIN = "/usr/lib/cni"
 SHIM = Path(sys.executable).parent / "sriov"
 AGENT = Path(sys.executable).parent / "sriov-cni-agent"
 BASE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+FAULT_MATRIX: dict[tuple[str, str], str] = {}
+"""(process killed, crashed right after step) -> outcome, filled by test_faults.py."""
 
 
 def size(default: int, full: int) -> int:
@@ -210,3 +212,16 @@ def pod() -> Iterator[str]:
 
 def cid() -> str:
     return "st" + secrets.token_hex(8)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the fault-injection matrix and store it for hack/report."""
+    if not FAULT_MATRIX:
+        return
+    rows = [{"process": k[0], "after": k[1], "outcome": v} for k, v in FAULT_MATRIX.items()]
+    write_artifact("fault_matrix", rows)
+    tr = terminalreporter
+    tr.section("fault-injection matrix (SIGKILL, then DEL)")
+    width = max(len(r["after"]) for r in rows)
+    for r in rows:
+        tr.write_line(f"{r['process']:<14} after {r['after']:<{width}}  {r['outcome']}")

@@ -1,0 +1,45 @@
+"""Test hook: turn ``SRIOV_CNI_FAULT=<step>:<action>`` into the plugin's fault-injection seam.
+
+Inert unless the variable is set. The VF mode calls ``ctx.faults(step)`` just before each ADD
+step (:data:`cni.vf.ADD_STEPS`: snapshot, pf-config, move, rename, mac-mtu, up, ipam,
+save-result); the hook acts when ``step`` matches. Actions: ``kill`` SIGKILLs the running
+process (standalone plugin, or the agent serving the request) - a crash at that exact point;
+``raise`` raises :class:`InjectedFault` (the mode rolls back). Standalone mode reads the
+invocation's environment; the agent reads its own (the shim forwards only ``CNI_*``).
+Used by tests/reliability; never set it in production.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+FAULT_ENV = "SRIOV_CNI_FAULT"
+ACTIONS = ("kill", "raise")
+
+
+class InjectedFault(RuntimeError):
+    """The failure ``<step>:raise`` injects."""
+
+
+def fault_hook(spec: str | None) -> Callable[[str], None] | None:
+    """The seam for ``spec`` (``"<step>:kill"``), or None when unset or malformed (logged)."""
+    if not spec:
+        return None
+    step, _, action = spec.partition(":")
+    if not step or action not in ACTIONS:
+        log.warning("ignoring %s=%r: expected <step>:kill or <step>:raise", FAULT_ENV, spec)
+        return None
+
+    def hook(current: str) -> None:
+        if current != step:
+            return
+        log.warning("fault injection: %s at step %s", action, step)
+        if action == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise InjectedFault(f"injected fault at step {step}")
+
+    return hook
