@@ -59,6 +59,7 @@ KNOWN_KEYS = frozenset(
 MAX_NETWORK_NAME = 253
 """A DNS subdomain, as a NetworkAttachmentDefinition name; fits NAME_MAX as a directory."""
 
+
 class FallbackType(enum.StrEnum):
     MACVLAN = "macvlan"
     IPVLAN = "ipvlan"
