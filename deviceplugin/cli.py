@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sriov.errors import PoolConfigError, SriovError
+from sriov.events import DeviceEvent
 from sriov.host import open_host
 from sriov.netlink import Netlink
 from sriov.pools import DEFAULT_RESOURCE_PREFIX
@@ -26,6 +27,7 @@ from sriov.types import Inventory
 from deviceplugin.allocation import DEFAULT_DEVINFO_DIR
 from deviceplugin.dirwatch import Mask, Watcher
 from deviceplugin.errors import DevicePluginError
+from deviceplugin.eventfilter import EventFilter, Rescan
 from deviceplugin.lifecycle import DEFAULT_PLUGIN_DIR, PluginManager
 from deviceplugin.metrics import Metrics
 from deviceplugin.pool import Policy
@@ -82,12 +84,12 @@ def _start_cni_agent(socket: Path, stop: threading.Event) -> threading.Thread | 
     return thread
 
 
-def _start_device_events(trigger: Callable[[], None]) -> object | None:
+def _start_device_events(on_event: Callable[[DeviceEvent], None]) -> object | None:
     """udev (pci, net) + rtnetlink link events -> rescan. Optional: the safety timer remains."""
     try:
         from sriov.events import EventStream  # noqa: PLC0415 - opens kernel sockets
         stream = EventStream()
-        stream.start(lambda event: trigger())
+        stream.start(on_event)
     except Exception as e:  # noqa: BLE001 - no udev/netlink access is degraded, not fatal
         log.warning("no udev/netlink events (rescans on timer and inotify only) error=%s", e)
         return None
@@ -122,7 +124,8 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     config_watch = Watcher(lambda events: registry.trigger(), name="dp-configwatch")
     registry.add_listener(lambda snap: sysfs_watch.refresh(scanner.last_inventory))
     registry.add_listener(lambda snap: metrics.config_valid.set(config.last_error is None))
-    signal.signal(signal.SIGHUP, lambda *_: registry.trigger())
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGHUP, lambda *_: registry.trigger())  # operator: rescan now
     started: list[object] = []
     try:
         registry.start()
@@ -134,7 +137,14 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
         started.append(config_watch)
         manager.start()
         started.append(manager)
-        events = _start_device_events(registry.trigger)
+        filt = EventFilter(carrier_needs_refresh=host.emulated)
+
+        def on_event(event: DeviceEvent) -> None:
+            action = filt.action(event, scanner.last_inventory)
+            if action is not None:
+                registry.trigger(health_only=action is Rescan.HEALTH)
+
+        events = _start_device_events(on_event)
         if events is not None:
             started.append(events)
         if args.metrics_port:

@@ -26,12 +26,15 @@ DEFAULT_SAFETY_INTERVAL_S = 30.0
 class PoolState:
     spec: PoolSpec
     devices: tuple[PoolDevice, ...]
+    index: Mapping[str, PoolDevice] = dataclasses.field(default_factory=dict, compare=False)
+    """Device ID -> device; built once per scan (Allocate looks IDs up here)."""
 
-    def device(self, device_id: str) -> PoolDevice | None:
-        return next((d for d in self.devices if d.id == device_id), None)
+    def __post_init__(self) -> None:
+        if not self.index:
+            object.__setattr__(self, "index", {d.id: d for d in self.devices})
 
-    def by_id(self) -> dict[str, PoolDevice]:
-        return {d.id: d for d in self.devices}
+    def by_id(self) -> Mapping[str, PoolDevice]:
+        return self.index
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,10 +52,13 @@ class DeviceRegistry:
         self,
         scan: Scan,
         *,
+        health_scan: Scan | None = None,
         debounce_s: float = DEFAULT_DEBOUNCE_S,
         safety_interval_s: float = DEFAULT_SAFETY_INTERVAL_S,
     ) -> None:
         self._scan = scan
+        self._health_scan = health_scan or scan
+        self._full_pending = True
         self._debounce_s = debounce_s
         self._safety_interval_s = safety_interval_s
         self._changed = threading.Condition()
@@ -66,6 +72,7 @@ class DeviceRegistry:
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> Snapshot:
         """Scan once synchronously, then keep rescanning on triggers in a thread."""
+        self._full_pending = False
         self.rescan()
         self._thread.start()
         return self.snapshot
@@ -86,9 +93,15 @@ class DeviceRegistry:
         self._listeners.append(listener)
 
     # -- change notification ----------------------------------------------------------
-    def trigger(self) -> None:
-        """Ask for a rescan soon (debounced). Safe from any thread or signal handler."""
+    def trigger(self, *, health_only: bool = False) -> None:
+        """Ask for a rescan soon (debounced). Safe from any thread or signal handler.
+
+        ``health_only`` (a carrier flip) recomputes health on the last selection
+        without re-reading the inventory; any full trigger in the same batch wins.
+        """
         self.last_trigger_at = time.monotonic()
+        if not health_only:
+            self._full_pending = True
         self._kick.set()
 
     @property
@@ -109,10 +122,10 @@ class DeviceRegistry:
             self._changed.notify_all()
 
     # -- scanning ------------------------------------------------------------------
-    def rescan(self) -> bool:
+    def rescan(self, *, health_only: bool = False) -> bool:
         """Scan now; returns whether anything changed."""
         try:
-            pools = dict(self._scan())
+            pools = dict(self._health_scan() if health_only else self._scan())
         except Exception:
             log.exception("rescan failed; keeping the previous device lists")
             return False
@@ -136,7 +149,10 @@ class DeviceRegistry:
             self._kick.wait(self._safety_interval_s)
             if self._stopped.is_set():
                 return
-            if self._kick.is_set() and self._debounce_s > 0:
+            if not self._kick.is_set():
+                self._full_pending = True  # safety timer: always a full rescan
+            elif self._debounce_s > 0:
                 self._stopped.wait(self._debounce_s)  # let a burst of events settle
             self._kick.clear()
-            self.rescan()
+            full, self._full_pending = self._full_pending, False
+            self.rescan(health_only=not full)

@@ -8,13 +8,14 @@ are kept (upstream exits or ignores it instead).
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from sriov.errors import PoolConfigError
 from sriov.pools import PoolConfig, ResourcePool, parse_pool_config, select
-from sriov.types import IfName, Inventory
+from sriov.types import IfName, Inventory, VirtualFunction
 
 from deviceplugin.pool import PoolSpec, build_devices
 from deviceplugin.registry import PoolState
@@ -109,16 +110,21 @@ class HostScanner:
         self._inventory = inventory
         self._carrier = carrier
         self.last_inventory: Inventory | None = None
+        self._last_selection: dict[str, tuple[PoolSpec, tuple[VirtualFunction, ...]]] = {}
 
     def __call__(self) -> Mapping[str, PoolState]:
+        """Full rescan: config, inventory, selection, health."""
         config = self._config.current()
         inventory = self._inventory()
         self.last_inventory = inventory
         selection = select(config, inventory)
-        pools = {}
-        for pool in config.pools:
-            spec = pool_spec(pool)
-            vfs = selection.pools.get(pool.full_name, ())
-            pools[pool.full_name] = PoolState(spec=spec,
-                                              devices=build_devices(spec, vfs, self._carrier))
-        return pools
+        self._last_selection = {
+            pool.full_name: (pool_spec(pool), selection.pools.get(pool.full_name, ()))
+            for pool in config.pools}
+        return self.health_only()
+
+    def health_only(self) -> Mapping[str, PoolState]:
+        """Recompute health of the last selection (one carrier read per PF netdev)."""
+        carrier = functools.cache(self._carrier)
+        return {name: PoolState(spec=spec, devices=build_devices(spec, vfs, carrier))
+                for name, (spec, vfs) in self._last_selection.items()}

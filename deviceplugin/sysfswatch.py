@@ -23,8 +23,13 @@ log = logging.getLogger(__name__)
 _DIR_MASK = Mask.dir_changes() | Mask.MODIFY | Mask.ONLYDIR
 
 
+_HEALTH_FILES = frozenset({"carrier", "operstate", "dormant", "carrier_changes"})
+
+
 class SysfsWatch:
-    def __init__(self, root: Path, on_change: Callable[[], None]) -> None:
+    """``on_change(health_only)``: True when only link state files changed."""
+
+    def __init__(self, root: Path, on_change: Callable[..., None]) -> None:
         self._sys = root / "sys"
         self._on_change = on_change
         self._watcher = Watcher(self._on_events, name="dp-sysfswatch")
@@ -56,7 +61,8 @@ class SysfsWatch:
                 self._watched.add(real)
 
     def _on_events(self, events: Iterable[InotifyEvent]) -> None:
-        if any(not e.mask & Mask.IGNORED for e in events):
-            self._on_change()
+        real = [e for e in events if not e.mask & Mask.IGNORED]
+        if real:
+            self._on_change(health_only=all(e.name in _HEALTH_FILES for e in real))
         if any(e.mask & Mask.IGNORED for e in events):
             self._watched.clear()  # a watched dir vanished; refresh re-adds what exists
