@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 API_VERSION = "v1beta1"
 KUBELET_SOCKET = "kubelet.sock"
 DEFAULT_PLUGIN_DIR = Path("/var/lib/kubelet/device-plugins")
-UNIX_PATH_MAX = 107
+UNIX_PATH_MAX = 100  # sun_path is 108 bytes; gRPC refuses >= 107, keep a margin
 SERVE_CONFIRM_TIMEOUT_S = 5.0
 REGISTER_TIMEOUT_S = 10.0
 _sequence = itertools.count()
