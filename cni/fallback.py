@@ -104,7 +104,7 @@ class FallbackMode:
             nl.rename(tmp, ifname, netns)
         except NetlinkOpError as e:
             if e.errno == errno.EEXIST:
-                raise CniError(CniCode.INVALID_CONFIG, f"interface {ifname} already exists in {netns}",
+                raise CniError(CniCode.ATTACHMENT_EXISTS, f"interface {ifname} already exists in {netns}",
                                "CNI ADD must not replace an existing interface") from None
             raise
         current.append(ifname)
@@ -182,15 +182,15 @@ class FallbackMode:
         try:
             link = nl.link(ifname, netns)
             if link is None:
-                raise CniError(CniCode.DEVICE_NOT_FOUND, f"CHECK: {ifname} missing in {netns}")
+                raise CniError(CniCode.ATTACHMENT_CHANGED, f"CHECK: {ifname} missing in {netns}")
             if link.kind != str(fb.type):
-                raise CniError(CniCode.INVALID_CONFIG, f"CHECK: {ifname} is a {link.kind} link, "
+                raise CniError(CniCode.ATTACHMENT_CHANGED, f"CHECK: {ifname} is a {link.kind} link, "
                                f"expected {fb.type}")
             if expected.mac and link.mac != expected.mac.lower():
-                raise CniError(CniCode.INVALID_CONFIG, f"CHECK: {ifname} MAC {link.mac} != {expected.mac}")
-            mtu = fb.mtu or ctx.conf.mtu
+                raise CniError(CniCode.ATTACHMENT_CHANGED, f"CHECK: {ifname} MAC {link.mac} != {expected.mac}")
+            mtu = fb.mtu or ctx.conf.mtu or expected.mtu  # unset in the config: what ADD reported
             if mtu and link.mtu != mtu:
-                raise CniError(CniCode.INVALID_CONFIG, f"CHECK: {ifname} MTU {link.mtu} != {mtu}")
+                raise CniError(CniCode.ATTACHMENT_CHANGED, f"CHECK: {ifname} MTU {link.mtu} != {mtu}")
             iface.check_addresses(nl, netns, ifname, prev, index)
         finally:
             with contextlib.suppress(Exception):
