@@ -97,12 +97,14 @@ class Runtime:
             )
             return self.host_local if isinstance(runner, HostLocal) else runner
 
+        pod_resources = PodResourcesLookup(self.sysfs_root)
         plugin = Plugin(
             netlink_factory=self.netlink,
             host_factory=_memo(self._open_host),
             ipam_factory=ipam_factory,
             state=StateStore(self.state_dir),
-            device_lookup=PodResourcesLookup(self.sysfs_root),
+            device_lookup=pod_resources,
+            claim_check=pod_resources.verify_claim,
             sysfs_root=self.sysfs_root,
         )
         if self.faults is not None:

@@ -98,6 +98,8 @@ def load_mode(name: str) -> Mode:
 DeviceLookup = Callable[[CmdArgs, NetConf, StateStore], PciAddress | None]
 """Finds the pod's allocated VF when the netconf has no deviceID (pod-resources)."""
 ModeOfDevice = Callable[[PciAddress], str]
+ClaimCheck = Callable[[CmdArgs, NetConf, PciAddress], None]
+"""Raises when the configured deviceID is allocated by kubelet to another pod (pod-resources)."""
 """Tells ``vf`` or ``dpdk`` for a VF (raises DeviceNotFoundError when it is neither)."""
 
 
@@ -111,6 +113,7 @@ class Plugin:
         state: StateStore | None = None,
         device_lookup: DeviceLookup | None = None,
         mode_of_device: ModeOfDevice | None = None,
+        claim_check: ClaimCheck | None = None,
         sysfs_root: Path = Path("/"),
     ) -> None:
         self.netlink_factory = netlink_factory
@@ -118,6 +121,7 @@ class Plugin:
         self.ipam_factory = ipam_factory
         self.state = state or StateStore()
         self.device_lookup = device_lookup
+        self.claim_check = claim_check
         self.mode_of_device = mode_of_device or self._mode_from_sysfs
         self.sysfs_root = sysfs_root
         self.faults: Callable[[str], None] = lambda step: None
@@ -160,6 +164,8 @@ class Plugin:
         self, args: CmdArgs, conf: NetConf, state: StateStore
     ) -> tuple[str, PciAddress | None]:
         device = conf.device_id
+        if device is not None and self.claim_check is not None:
+            self.claim_check(args, conf, device)  # a pod must not take another pod's VF
         if device is None and self.device_lookup is not None:
             device = self.device_lookup(args, conf, state)
         if device is not None:

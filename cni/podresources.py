@@ -171,6 +171,31 @@ def query(
     return next((p for p in pods if (p.name, p.namespace) == (pod_name, namespace)), None)
 
 
+def list_pods(socket: Path, timeout: float = DEFAULT_TIMEOUT) -> list[PodDevices]:
+    """``List``: every pod's devices on this node."""
+    import grpc  # lazy: keeps cni.main free of grpc
+
+    options = [("grpc.max_receive_message_length", MAX_MESSAGE)]
+    with grpc.insecure_channel(f"unix://{socket}", options=options) as channel:
+        try:
+            reply = channel.unary_unary(SERVICE + "List")(b"", timeout=timeout)
+        except grpc.RpcError as e:
+            raise CniError(
+                CniCode.TRY_AGAIN_LATER, "pod-resources List failed", f"{e.code()}: {e.details()}"
+            ) from None
+    return [decode_pod(p) for p in _sub(reply, 1)]
+
+
+def claimed_by_other_pod(
+    pods: list[PodDevices], device: str, pod_name: str, namespace: str
+) -> PodDevices | None:
+    """The pod kubelet allocated ``device`` to, when that is not (also) this pod."""
+    holders = [p for p in pods if any(d == device for _, d in p.devices)]
+    if any((p.name, p.namespace) == (pod_name, namespace) for p in holders):
+        return None
+    return holders[0] if holders else None
+
+
 def pick_device(
     pod: PodDevices,
     resource_name: str | None,
@@ -225,6 +250,22 @@ class PodResourcesLookup:
             ifname=args.ifname,
         )
 
+
+    def verify_claim(self, args: CmdArgs, conf: NetConf, device: PciAddress) -> None:
+        """Refuse a configured deviceID that kubelet allocated to another pod (when reachable)."""
+        socket = (
+            Path(conf.pod_resources_socket) if conf.pod_resources_socket else self.default_socket
+        )
+        pod_name, namespace = args.arg("K8S_POD_NAME"), args.arg("K8S_POD_NAMESPACE")
+        if not pod_name or not namespace or not socket.exists():
+            return
+        other = claimed_by_other_pod(list_pods(socket), device, pod_name, namespace)
+        if other is not None:
+            raise CniError(
+                CniCode.VF_BUSY,
+                f"deviceID {device} is allocated by kubelet to pod {other.namespace}/{other.name}",
+                f"pod {namespace}/{pod_name} may only use devices allocated to it",
+            )
 
 def device_ids_by_resource(pod: PodDevices) -> Mapping[str, list[str]]:
     out: dict[str, list[str]] = {}

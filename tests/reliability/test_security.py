@@ -8,6 +8,7 @@ import stat
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -142,3 +143,64 @@ def test_device_plugin_sockets_are_owner_only(tmp_path: Path) -> None:
         assert socks, "the device plugin created no socket"
         for s in socks:
             assert _mode(s) & 0o077 == 0, f"{s.name} is {oct(_mode(s))}"
+
+
+@pytest.fixture
+def pod_resources(tmp_path: Path) -> Any:
+    """A real pod-resources v1 gRPC server (the kubelet simulator's servicer); pods settable."""
+    from concurrent import futures
+
+    import grpc
+
+    from deviceplugin.api.podresources.v1 import api_pb2 as pr
+    from deviceplugin.api.podresources.v1 import api_pb2_grpc as pr_grpc
+    from deviceplugin.simulator.podresources import PodResourcesServicer
+
+    pods: list[Any] = []
+
+    def set_pods(allocations: dict[str, list[str]]) -> None:
+        pods[:] = [pr.PodResources(name=name, namespace="st", containers=[pr.ContainerResources(
+            name="c", devices=[pr.ContainerDevices(resource_name="intel.com/st_net", device_ids=ids)])])
+            for name, ids in allocations.items()]
+
+    sock = tmp_path / "pr.sock"
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    pr_grpc.add_PodResourcesListerServicer_to_server(PodResourcesServicer(lambda: pods, lambda: []),
+                                                     server)
+    server.add_insecure_port(f"unix://{sock}")
+    server.start()
+    try:
+        yield sock, set_pods
+    finally:
+        server.stop(grace=0).wait(5)
+
+
+@pytest.mark.root
+def test_a_pod_cannot_claim_a_vf_kubelet_allocated_to_another_pod(node: Node, pod: str,
+                                                                   pod_resources: Any) -> None:
+    sock, set_pods = pod_resources
+    vf0, vf1 = (v.address for v in node.kernel_vfs()[:2])
+    set_pods({"a": [vf0]})
+    views = [node.vf_view(v.index) for v in node.kernel_vfs()]
+
+    def add(pod_name: str, pci: str, c: str) -> Any:
+        env = node.env("ADD", c, pod, ifname="net1" if pod_name == "a" else "net2",
+                       CNI_ARGS=f"K8S_POD_NAME={pod_name};K8S_POD_NAMESPACE=st")
+        return run_inprocess(env, json.dumps(node.conf(pci, podResourcesSocket=str(sock))).encode())
+
+    stolen = add("b", vf0, cid())
+    assert stolen.rc != 0 and stolen.out is not None and stolen.out["code"] == 101, stolen.stdout
+    assert "st/a" in stolen.out["msg"]
+    assert [node.vf_view(v.index) for v in node.kernel_vfs()] == views
+    assert files_under(node.state_dir) == [] and node.leases() == []
+    c = cid()
+    own = add("a", vf0, c)  # the pod it was allocated to gets it
+    assert own.rc == 0, own.stdout
+    unallocated = add("b", vf1, cid())  # a VF kubelet gave to nobody: a static deviceID works
+    assert unallocated.rc == 0, unallocated.stdout
+    for state_file in list(node.state_dir.iterdir()):
+        if state_file.is_file():
+            rec = json.loads(state_file.read_text())
+            run_inprocess(node.env("DEL", rec["containerID"], pod, ifname=rec["ifname"]),
+                          json.dumps(node.conf(rec["deviceID"])).encode())
+    assert node.leases() == []
