@@ -78,7 +78,8 @@ def _known_keys(obj: dict[str, Any], path: str, known: tuple[str, ...], problems
     result: dict[str, Any] = {}
     for key, value in obj.items():
         canonical = key if key in known else folded.get(key.lower())
-        field = f"{path}.{key}" if path else key
+        shown = key if key.isprintable() and key.strip() and "." not in key else repr(key)
+        field = f"{path}.{shown}" if path else shown  # an empty or odd key is still named
         if canonical is None:
             if key in elsewhere:
                 problems.add(field, f"not a selector for {context}; allowed: {', '.join(known)}")

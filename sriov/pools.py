@@ -176,6 +176,8 @@ def parse_pool_config(text: str | bytes, *,
             from e
     except UnicodeDecodeError as e:
         raise PoolConfigError("", f"not UTF-8 text: {e.reason}") from e
+    except RecursionError as e:  # json's C scanner recurses once per nesting level
+        raise PoolConfigError("", "not valid JSON: nested too deeply") from e
     return PoolConfig.parse(obj, default_prefix=default_prefix)
 
 

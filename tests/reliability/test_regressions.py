@@ -62,3 +62,21 @@ def test_state_dir_levels_are_all_0700(tmp_path: Path) -> None:
         pass
     for level in (store.root, *[p for p in store.root.rglob("*") if p.is_dir()]):
         assert stat.S_IMODE(level.stat().st_mode) == 0o700, level
+
+
+def test_pool_config_nested_too_deeply_is_a_pool_config_error() -> None:
+    # was: RecursionError killed the device plugin's config reload thread (pools never reloaded)
+    from sriov.errors import PoolConfigError
+    from sriov.pools import parse_pool_config
+
+    with pytest.raises(PoolConfigError, match="nested too deeply"):
+        parse_pool_config(b"[" * 5000)
+
+
+def test_pool_config_empty_key_is_named() -> None:
+    # was: field "" for an unknown empty key, so the error named nothing
+    from sriov.pools import PoolConfigProblems, parse_pool_config
+
+    with pytest.raises(PoolConfigProblems) as e:
+        parse_pool_config(b'{"resourceList": [], "": 1}')
+    assert [p.field for p in e.value.problems] == ["''"]
