@@ -13,9 +13,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from sriov.types import DriverKind
-
 from deviceplugin.pool import PoolDevice, PoolSpec
+from sriov.types import DriverKind
 
 VFIO_CONTAINER = "/dev/vfio/vfio"
 VHOST_NET = "/dev/vhost-net"

@@ -17,13 +17,6 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from sriov.errors import PoolConfigError, SriovError
-from sriov.events import DeviceEvent
-from sriov.host import open_host
-from sriov.netlink import Netlink
-from sriov.pools import DEFAULT_RESOURCE_PREFIX
-from sriov.types import Inventory
-
 from deviceplugin.allocation import DEFAULT_DEVINFO_DIR
 from deviceplugin.dirwatch import Mask, Watcher
 from deviceplugin.errors import DevicePluginError
@@ -35,6 +28,12 @@ from deviceplugin.registry import DeviceRegistry
 from deviceplugin.scanner import ConfigFile, HostScanner, SysfsCarrier
 from deviceplugin.servicer import ServiceOptions
 from deviceplugin.sysfswatch import SysfsWatch
+from sriov.errors import PoolConfigError, SriovError
+from sriov.events import DeviceEvent
+from sriov.host import open_host
+from sriov.netlink import Netlink
+from sriov.pools import DEFAULT_RESOURCE_PREFIX
+from sriov.types import Inventory
 
 log = logging.getLogger("deviceplugin")
 
@@ -87,10 +86,10 @@ def _start_cni_agent(socket: Path, stop: threading.Event) -> threading.Thread | 
 def _start_device_events(on_event: Callable[[DeviceEvent], None]) -> object | None:
     """udev (pci, net) + rtnetlink link events -> rescan. Optional: the safety timer remains."""
     try:
-        from sriov.events import EventStream  # noqa: PLC0415 - opens kernel sockets
+        from sriov.events import EventStream
         stream = EventStream()
         stream.start(on_event)
-    except Exception as e:  # noqa: BLE001 - no udev/netlink access is degraded, not fatal
+    except Exception as e:
         log.warning("no udev/netlink events (rescans on timer and inotify only) error=%s", e)
         return None
     return stream

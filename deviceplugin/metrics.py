@@ -49,6 +49,6 @@ class Metrics:
         self.allocated.labels(resource).set(len(seen))
         self.allocate_seconds.labels(resource).observe(seconds)
 
-    def serve(self, port: int, addr: str = "0.0.0.0") -> None:  # noqa: S104 - metrics endpoint
+    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
         start_http_server(port, addr=addr, registry=self.registry)
         log.info("metrics listening port=%s", port)

@@ -18,9 +18,8 @@ import enum
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from sriov.types import IfName, PciAddress, VirtualFunction
-
 from deviceplugin.errors import DevicePluginError
+from sriov.types import IfName, PciAddress, VirtualFunction
 
 
 class Health(enum.StrEnum):

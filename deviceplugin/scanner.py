@@ -13,12 +13,11 @@ import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from deviceplugin.pool import PoolSpec, build_devices
+from deviceplugin.registry import PoolState
 from sriov.errors import PoolConfigError
 from sriov.pools import PoolConfig, ResourcePool, parse_pool_config, select
 from sriov.types import IfName, Inventory, VirtualFunction
-
-from deviceplugin.pool import PoolSpec, build_devices
-from deviceplugin.registry import PoolState
 
 log = logging.getLogger(__name__)
 

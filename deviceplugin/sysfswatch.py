@@ -14,9 +14,8 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from sriov.types import Inventory
-
 from deviceplugin.dirwatch import InotifyEvent, Mask, Watcher
+from sriov.types import Inventory
 
 log = logging.getLogger(__name__)
 

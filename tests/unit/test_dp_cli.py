@@ -40,7 +40,8 @@ def test_sigterm_stops_and_removes_sockets(tmp_path: Path) -> None:
         try:
             assert sim.wait_until(lambda s: s.capacity(RES) == 8, 15), "plugin never registered"
             sockets = [p.name for p in (tmp_path / "d").iterdir() if p.name != "kubelet.sock"]
-            assert len(sockets) == 1 and sockets[0].startswith("sriov-") and sockets[0].endswith(".sock")
+            assert len(sockets) == 1
+            assert sockets[0].startswith("sriov-") and sockets[0].endswith(".sock")
             proc.send_signal(signal.SIGTERM)
             _, stderr = proc.communicate(timeout=15)
         finally:

@@ -147,7 +147,7 @@ def test_allocate_vfio_device_specs(tmp_path: Path) -> None:
         groups = [p for p in paths[1:]]
         assert len(groups) == 2 and all(p[0].startswith("/dev/vfio/") for p in groups)
         info = json.loads(resp.envs["PCIDEVICE_INTEL_COM_DPDK_INFO"])
-        for pci, entry in info.items():
+        for entry in info.values():
             assert entry["vfio"]["mount"] == "/dev/vfio/vfio"
             assert entry["extra"] == {"k": "v"}
 
@@ -159,9 +159,9 @@ def test_unknown_id_is_rejected_naming_it(tmp_path: Path) -> None:
         from deviceplugin.api.v1beta1 import api_pb2 as pb
         from deviceplugin.api.v1beta1 import api_pb2_grpc as pb_grpc
         sock = dp.plugin_dir / dp.manager.servers[RES].socket_name
-        with grpc.insecure_channel(f"unix://{sock}") as ch:
-            with pytest.raises(grpc.RpcError) as err:
-                pb_grpc.DevicePluginStub(ch).Allocate(pb.AllocateRequest(container_requests=[
+        with grpc.insecure_channel(f"unix://{sock}") as ch, \
+                pytest.raises(grpc.RpcError) as err:
+            pb_grpc.DevicePluginStub(ch).Allocate(pb.AllocateRequest(container_requests=[
                     pb.ContainerAllocateRequest(devices_ids=["0000:99:00.1"])]), timeout=5)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "0000:99:00.1" in err.value.details()

@@ -6,12 +6,17 @@ import json
 
 import pytest
 
-from sriov.types import IfName, LinkType, PciAddress, VirtualFunction
-
 from deviceplugin.allocation import allocate_container, devinfo_file_name, env_name
 from deviceplugin.errors import DevicePluginError
-from deviceplugin.pool import Health, Policy, PoolDevice, PoolSpec, build_devices, \
-    preferred_allocation
+from deviceplugin.pool import (
+    Health,
+    Policy,
+    PoolDevice,
+    PoolSpec,
+    build_devices,
+    preferred_allocation,
+)
+from sriov.types import IfName, LinkType, PciAddress, VirtualFunction
 
 PFS = {"a": ("0000:3b:00.0", 0), "b": ("0000:3b:00.1", 0), "c": ("0000:86:00.0", 1)}
 

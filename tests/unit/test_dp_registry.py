@@ -8,14 +8,13 @@ from pathlib import Path
 
 from prometheus_client import generate_latest
 
-from sriov.events import DeviceEvent, EventKind
-from sriov.types import IfName, Inventory
-
 from deviceplugin.eventfilter import EventFilter, Rescan
 from deviceplugin.metrics import Metrics
 from deviceplugin.pool import PoolSpec
 from deviceplugin.registry import DeviceRegistry, PoolState
 from deviceplugin.scanner import ConfigFile
+from sriov.events import DeviceEvent, EventKind
+from sriov.types import IfName, Inventory
 from tests.unit.test_dp_pool import vf
 
 

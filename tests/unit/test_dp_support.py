@@ -9,9 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sriov.emulate.tree import PfSpec, SysfsTreeBuilder
-from sriov.sysfs import SysfsReader
-
+from deviceplugin.dirwatch import Mask, Watcher
 from deviceplugin.lifecycle import PluginManager
 from deviceplugin.metrics import Metrics
 from deviceplugin.pool import Policy
@@ -20,7 +18,8 @@ from deviceplugin.scanner import ConfigFile, HostScanner, SysfsCarrier
 from deviceplugin.servicer import ServiceOptions
 from deviceplugin.simulator import KubeletSimulator
 from deviceplugin.sysfswatch import SysfsWatch
-from deviceplugin.dirwatch import Mask, Watcher
+from sriov.emulate.tree import PfSpec, SysfsTreeBuilder
+from sriov.sysfs import SysfsReader
 
 PF0 = "0000:3b:00.0"
 PF1 = "0000:5e:00.0"
@@ -29,7 +28,8 @@ NETDEV_CONFIG = {"resourceList": [
 ]}
 
 
-def build_tree(root: Path, vfs: int = 4, vfio: dict[int, str | None] | None = None) -> SysfsTreeBuilder:
+def build_tree(root: Path, vfs: int = 4,
+               vfio: dict[int, str | None] | None = None) -> SysfsTreeBuilder:
     tree = SysfsTreeBuilder(root)
     tree.add_pf(PfSpec(address=PF0, ifname="enp59s0f0", num_vfs=vfs, numa_node=0,
                        vf_ifnames=tuple(f"enp59s0v{i}" for i in range(vfs)),
