@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import os
 import secrets
 from typing import Any
 
@@ -26,6 +25,7 @@ from cni import fallback_iface as iface
 from cni.errors import CniCode, CniError, config_error
 from cni.fallback_vlan import RECORD_KEY, VlanParents
 from cni.netconf import FallbackConf, FallbackType
+from cni.plugin import require_netns
 from cni.protocol import Interface, Result
 from sriov import validate
 from sriov.errors import DeviceNotFoundError, InvalidInputError, NetlinkOpError
@@ -69,8 +69,7 @@ class FallbackMode:
         netns, ifname = ctx.args.netns, validate.ifname(ctx.args.ifname)
         mtu = fb.mtu or ctx.conf.mtu
         mac = effective_mac(ctx, fb)
-        if not netns or not os.path.exists(netns):
-            raise CniError(CniCode.INVALID_NETNS, f"CNI_NETNS {netns!r} does not exist")
+        require_netns(netns)
         with contextlib.ExitStack() as undo:
             try:
                 result = self._add(ctx, fb, nl, netns, ifname, mtu, mac, undo)

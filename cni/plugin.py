@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from cni import trace
 from cni.errors import CniCode, CniError, from_exception
 from cni.ipam import IpamRunner
 from cni.netconf import NetConf
@@ -45,6 +46,13 @@ class AttachmentContext:
     """ADD: the mode fills it with what DEL needs (snapshot...); DEL/CHECK/GC: the stored record."""
     faults: Callable[[str], None] = lambda step: None
     """Fault-injection seam: modes call ``faults("<step>")`` before each ADD step (tests raise)."""
+
+
+def require_netns(netns: str) -> str:
+    """``CNI_NETNS`` as given, after checking it exists (ADD and CHECK need a live pod netns)."""
+    if not netns or not os.path.exists(netns):
+        raise CniError(CniCode.INVALID_NETNS, f"CNI_NETNS {netns!r} does not exist")
+    return netns
 
 
 class Mode(Protocol):
@@ -137,9 +145,9 @@ class Plugin:
             args=args,
             conf=conf,
             state=self._store(conf),
-            ipam=self.ipam_factory(conf, args),
-            netlink=self.netlink_factory,
-            host=self.host_factory,
+            ipam=trace.maybe_traced(self.ipam_factory(conf, args), "ipam"),
+            netlink=trace.traced_factory(self.netlink_factory, "netlink"),
+            host=trace.traced_factory(self.host_factory, "host"),
             log=adapter,
             faults=self.faults,
             **kw,
@@ -181,7 +189,9 @@ class Plugin:
 
     # ---------------------------------------------------------------- verbs
     @staticmethod
-    def _device_lock(state: StateStore, device: str | None) -> contextlib.AbstractContextManager[None]:
+    def _device_lock(
+        state: StateStore, device: str | None
+    ) -> contextlib.AbstractContextManager[None]:
         """The per-VF ``flock`` for device-backed attachments (none for the fallback mode).
 
         Held around a whole verb - mode work, IPAM and the attachment record - so a DEL racing an
@@ -202,7 +212,8 @@ class Plugin:
             ctx = self._ctx(args, conf, device_id=device)
             mode = load_mode(mode_name)
             log.info("ADD mode=%s device=%s", mode_name, device or "-")
-            result = mode.add(ctx)
+            with trace.step(f"{mode_name}.add"):
+                result = mode.add(ctx)
             record = {
                 **ctx.record,
                 "mode": mode_name,
@@ -234,7 +245,8 @@ class Plugin:
         device = (seen or {}).get("deviceID") or conf.device_id
         with self._device_lock(state, device):
             record = state.load(args.container_id, args.ifname)  # again: an ADD may have finished
-            ctx = self._ctx(args, conf, record=record or {}, device_id=(record or {}).get("deviceID"))
+            found = record or {}
+            ctx = self._ctx(args, conf, record=found, device_id=found.get("deviceID"))
             if record is None:
                 # nothing of ours to undo (double DEL, or ADD failed and rolled back); still
                 # release IPAM so a reservation can never leak, but never fail the DEL for it
@@ -246,7 +258,8 @@ class Plugin:
                     )
                 return
             ctx.ipam.delete(conf, args)  # on error the record stays so a retry can finish
-            load_mode(record["mode"]).delete(ctx)
+            with trace.step(f"{record['mode']}.delete"):
+                load_mode(record["mode"]).delete(ctx)
             state.delete(args.container_id, args.ifname)
 
     def check(self, args: CmdArgs, conf: NetConf) -> None:
@@ -285,7 +298,8 @@ class Plugin:
                 with self._device_lock(state, record.get("deviceID")):
                     if state.load(cid, ifname) is None:
                         continue  # its DEL finished while we waited for the VF lock
-                    ctx = self._ctx(stale_args, conf, record=record, device_id=record.get("deviceID"))
+                    device = record.get("deviceID")
+                    ctx = self._ctx(stale_args, conf, record=record, device_id=device)
                     ctx.ipam.delete(conf, stale_args)
                     load_mode(str(record.get("mode"))).delete(ctx)
                     state.delete(cid, ifname)

@@ -13,13 +13,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 from collections.abc import Callable
 from typing import Any
 
 from cni import vf_netdev, vf_pf
 from cni.errors import CniCode, CniError
-from cni.plugin import AttachmentContext
+from cni.plugin import AttachmentContext, require_netns
 from cni.protocol import Interface, Result
 from cni.vf_checks import check_interface, check_pf_settings
 from cni.vf_state import VfRecord, reclaim_if_stale, restore_vf
@@ -53,13 +52,6 @@ def _resolve(ctx: AttachmentContext, *, dpdk: bool) -> VirtualFunction:
     if dpdk and vf.driver_kind not in (DriverKind.VFIO, DriverKind.UIO):
         raise DeviceNotFoundError("DPDK VF", vf.address, f"bound to {vf.driver or 'no driver'}")
     return vf
-
-
-def _check_netns(ctx: AttachmentContext) -> str:
-    netns = ctx.args.netns
-    if not netns or not os.path.exists(netns):
-        raise CniError(CniCode.INVALID_NETNS, f"CNI_NETNS {netns!r} does not exist")
-    return netns
 
 
 def _result(ctx: AttachmentContext, iface: Interface, ipam: Result) -> Result:
@@ -183,7 +175,7 @@ class VfMode:
 
     def add(self, ctx: AttachmentContext) -> Result:
         vf = _resolve(ctx, dpdk=not self.moves_netdev)
-        netns = _check_netns(ctx)
+        netns = require_netns(ctx.args.netns)
         nl = ctx.netlink()
         try:
             # the plugin holds the VF lock (cni.plugin.Plugin._device_lock) from before this

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 from typing import Any
 
 from cni.errors import CniCode, CniError
-from cni.plugin import AttachmentContext
+from cni.plugin import AttachmentContext, require_netns
 from sriov.types import VfSettings
 from sriov.vfadmin import VfAdmin, diff
 
@@ -29,9 +28,7 @@ def _expected_interface(record: Any) -> dict[str, Any]:
 
 def check_interface(nl: Any, ctx: AttachmentContext, record: Any) -> None:
     """Interface present in the netns with the cached name, MAC, MTU, up; prevResult IPs on it."""
-    netns, ifname = ctx.args.netns, ctx.args.ifname
-    if not netns or not os.path.exists(netns):
-        raise CniError(CniCode.INVALID_NETNS, f"CNI_NETNS {netns!r} does not exist")
+    netns, ifname = require_netns(ctx.args.netns), ctx.args.ifname
     link = nl.link(ifname, netns)
     if link is None:
         raise _drift(f"interface {ifname} is missing from {netns}",
