@@ -16,6 +16,7 @@ import signal
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol, TextIO
 
+from cni import trace
 from cni.errors import CniCode, CniError, from_exception
 from cni.logging_setup import request_logging
 from cni.netconf import NetConf
@@ -111,7 +112,7 @@ def dispatch(
         stderr, env.get("CNI_CONTAINERID", ""), env.get("CNI_NETNS", ""), env.get("CNI_IFNAME", "")
     ) as logs:
         try:
-            with alarm(timeout):
+            with alarm(timeout), trace.request(env.get("CNI_COMMAND", "?"), trace.enabled()):
                 return _run(env, stdin, stdout, handlers, logs, own_netns)
         except Exception as exc:
             err = from_exception(exc)
@@ -130,11 +131,12 @@ def _run(
     logs: Any,
     own_netns: str,
 ) -> int:
-    args = CmdArgs.from_env(env)
-    if args.command is Command.VERSION:
-        write_json(stdout, version_answer(request_version(stdin) if stdin.strip() else None))
-        return 0
-    conf = NetConf.parse(stdin, args)
+    with trace.step("parse"):
+        args = CmdArgs.from_env(env)
+        if args.command is Command.VERSION:
+            write_json(stdout, version_answer(request_version(stdin) if stdin.strip() else None))
+            return 0
+        conf = NetConf.parse(stdin, args)
     logs.configure(conf.log_level, conf.log_file)
     log.debug("%s netconf: %s", args.command, stdin)
     require_version_for(args.command, conf.cni_version)
@@ -152,8 +154,8 @@ def _run(
     log.info("%s start (network %s, cniVersion %s)", args.command, conf.name, conf.cni_version)
     if args.command is Command.ADD:
         result = handlers.add(args, conf)
-        out = result.to_dict(conf.cni_version)
-        write_json(stdout, out)
+        with trace.step("result"):
+            write_json(stdout, result.to_dict(conf.cni_version))
     elif args.command is Command.DEL:
         handlers.delete(args, conf)
     elif args.command is Command.CHECK:
