@@ -319,12 +319,27 @@ class Plugin:
             )
 
     def status(self, args: CmdArgs, conf: NetConf) -> None:
-        """Ready iff the expected VF / fallback master exists and the IPAM delegate is ready."""
+        """Ready iff the expected VF / fallback master exists and the IPAM delegate is ready.
+
+        A config with neither ``deviceID`` (Multus injects it per pod) nor ``fallback`` needs at
+        least one SR-IOV PF on this node.
+        """
         missing = []
         if conf.device_id is not None:
             dev = self.sysfs_root / "sys/bus/pci/devices" / conf.device_id
             if not dev.exists():
                 missing.append(f"VF {conf.device_id}")
+        elif conf.fallback is None:
+            from sriov.errors import SysfsError
+            from sriov.sysfs import SysfsReader  # sysfs only: no netlink needed to count PFs
+
+            try:
+                pfs = SysfsReader(self.sysfs_root).inventory().pfs
+            except SysfsError as e:
+                log.warning("STATUS: cannot list PCI devices: %s", e)
+                pfs = ()
+            if not pfs:
+                missing.append("SR-IOV PFs (none on this node)")
         fallback = conf.fallback
         if (
             fallback is not None

@@ -179,6 +179,20 @@ def test_gc_reports_failures_but_continues(tmp_path: Path, mode: FakeMode) -> No
     assert env.ips_held() == set()  # IPAM released although the mode failed
 
 
+def test_status_without_device_id_needs_an_sriov_pf(tmp_path: Path, mode: FakeMode) -> None:
+    from sriov.emulate.profiles import INTEL_X710
+    from sriov.emulate.tree import PfSpec, SysfsTreeBuilder
+
+    env = Env(tmp_path)
+    body = env.conf(version="1.1.0")
+    del body["deviceID"]  # as in a NetworkAttachmentDefinition: Multus adds it per pod
+    status, err = env.run("STATUS", body)
+    assert status == 1 and err["code"] == 50 and "SR-IOV PFs" in err["details"]
+    SysfsTreeBuilder(tmp_path / "sysroot").add_pf(
+        PfSpec(address="0000:3b:00.0", ifname="ens1f0", profile=INTEL_X710, num_vfs=2))
+    assert env.run("STATUS", body) == (0, None)
+
+
 def test_status(tmp_path: Path, mode: FakeMode) -> None:
     env = Env(tmp_path)
     status, err = env.run("STATUS", env.conf(version="1.1.0"))
