@@ -140,6 +140,34 @@ class CniAgent:
             self.socket_path.unlink()
 
 
+def warm_runtime(sysfs_root: Path, state_dir: Path) -> Runtime:
+    """The agent's runtime, with pyroute2 imported and a netlink socket open up front."""
+    runtime = Runtime(sysfs_root=sysfs_root, state_dir=state_dir,
+                      faults=fault_hook(os.environ.get(FAULT_ENV)))  # test hook, inert unless set
+    try:
+        runtime.netlink()  # warm: pay the pyroute2 import once, not per pod
+    except Exception as e:  # the agent still serves fallback/IPAM-only requests
+        log.warning("netlink not available yet (%s); opening it on first use", e)
+        runtime.netlink = Runtime(sysfs_root=sysfs_root).netlink
+    return runtime
+
+
+def serve(socket_path: Path, stop: threading.Event, *, sysfs_root: Path = Path("/"),
+          state_dir: Path = DEFAULT_STATE_DIR) -> None:
+    """Serve until ``stop`` is set: the device plugin's ``--cni-agent-socket`` embedding."""
+    runtime = warm_runtime(sysfs_root, state_dir)
+    agent = CniAgent(socket_path, runtime.plugin)
+    agent.bind()
+    server = threading.Thread(target=agent.serve_forever, name="cni-agent-server", daemon=True)
+    server.start()
+    try:
+        stop.wait()
+    finally:
+        agent.stop()
+        server.join(timeout=5)
+        runtime.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="sriov-cni-agent", description="Resident agent serving the 'sriov' CNI shim."
@@ -171,13 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    runtime = Runtime(sysfs_root=args.sysfs_root, state_dir=args.state_dir,
-                      faults=fault_hook(os.environ.get(FAULT_ENV)))  # test hook, inert unless set
-    try:
-        runtime.netlink()  # warm: pay the pyroute2 import once, not per pod
-    except Exception as e:  # the agent still serves fallback/IPAM-only requests
-        log.warning("netlink not available yet (%s); opening it on first use", e)
-        runtime.netlink = Runtime(sysfs_root=args.sysfs_root).netlink
+    runtime = warm_runtime(args.sysfs_root, args.state_dir)
     agent = CniAgent(args.socket, runtime.plugin)
     try:
         agent.bind()

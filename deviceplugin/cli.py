@@ -68,17 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _start_cni_agent(socket: Path, stop: threading.Event) -> threading.Thread | None:
-    try:
-        import cni.agent as agent  # lazy: documented exception to the layering rule
-    except ImportError:
-        log.warning("cni agent not available; ignoring --cni-agent-socket=%s", socket)
-        return None
-    serve = getattr(agent, "serve", None)
-    if serve is None:
-        log.warning("cni.agent has no serve(); ignoring --cni-agent-socket=%s", socket)
-        return None
-    thread = threading.Thread(target=serve, args=(socket, stop), daemon=True, name="cni-agent")
+def _start_cni_agent(socket: Path, stop: threading.Event, sysfs_root: Path,
+                     ) -> threading.Thread:
+    import cni.agent as agent  # lazy: documented exception to the layering rule
+
+    thread = threading.Thread(target=agent.serve, args=(socket, stop), daemon=True,
+                              kwargs={"sysfs_root": sysfs_root}, name="cni-agent")
     thread.start()
     return thread
 
@@ -148,11 +143,14 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
             started.append(events)
         if args.metrics_port:
             metrics.serve(args.metrics_port)
+        agent = None
         if args.cni_agent_socket is not None:
-            _start_cni_agent(args.cni_agent_socket, stop)
+            agent = _start_cni_agent(args.cni_agent_socket, stop, args.sysfs_root)
         log.info("running pools=%s plugin_dir=%s", len(registry.snapshot.pools), args.plugin_dir)
         stop.wait()
         log.info("stopping")
+        if agent is not None:
+            agent.join(timeout=10)  # it removes its socket on the way out
         return 0
     except (SriovError, DevicePluginError, OSError) as e:
         log.error("cannot start error=%s", e)
