@@ -106,6 +106,24 @@ def test_add_check_del_restores_exactly(emu: Emu, ns: str, version: str) -> None
     assert_clean(emu, snap)
 
 
+def test_prev_result_of_an_earlier_plugin_passes_through(emu: Emu, ns: str) -> None:
+    """In a chain after another plugin: its interfaces/IPs stay first, ours are appended."""
+    prev = {"cniVersion": "1.1.0", "interfaces": [{"name": "eth0", "sandbox": ns}],
+            "ips": [{"address": "10.99.0.2/24", "interface": 0}],
+            "routes": [{"dst": "10.98.0.0/16", "gw": "10.99.0.1"}],
+            "dns": {"nameservers": ["10.99.0.53"]}}
+    conf = {**emu.conf(emu.vf(0).address), "prevResult": prev}
+    add = emu.call("ADD", conf, "c1", ns)
+    assert add.rc == 0, add.stdout + add.stderr
+    assert [i["name"] for i in add.out["interfaces"]] == ["eth0", "net1"]
+    assert add.out["ips"][0] == prev["ips"][0]
+    assert add.out["ips"][1]["interface"] == 1
+    assert add.out["ips"][1]["address"].startswith("10.55.0.")
+    assert add.out["routes"][0] == prev["routes"][0]
+    assert add.out["dns"] == prev["dns"]
+    assert emu.call("DEL", conf, "c1", ns).rc == 0
+
+
 @pytest.mark.parametrize("version", ["0.1.0", "0.2.0"])
 def test_legacy_versions_report_ip4(emu: Emu, ns: str, version: str) -> None:
     snap = before(emu)

@@ -150,6 +150,26 @@ def test_device_lookup_used_when_netconf_has_no_device(tmp_path: Path, mode: Fak
     assert status == 0 and result["interfaces"][0]["pciID"] == "0000:3b:02.5"
 
 
+def test_no_vf_allocated_to_the_pod_uses_the_fallback(tmp_path: Path, mode: FakeMode) -> None:
+    from cni.netconf import NetConf
+    from cni.protocol import CmdArgs, Command
+
+    asked: list[str | None] = []
+
+    def lookup(args: CmdArgs, conf: NetConf, state: StateStore) -> PciAddress | None:
+        asked.append(args.arg("K8S_POD_NAME"))
+        return None  # pod-resources: nothing allocated to this pod
+
+    env = Env(tmp_path, lookup=lookup)
+    body = env.conf(fallback={"type": "macvlan", "master": "st-eth0"})
+    del body["deviceID"]
+    args = CmdArgs(command=Command.ADD, container_id="c1", netns="/run/netns/st-x", ifname="net1",
+                   args=(("K8S_POD_NAME", "web-0"), ("K8S_POD_NAMESPACE", "st")))
+    conf = NetConf.parse(json.dumps(body).encode(), args)
+    assert env.plugin.select_mode(args, conf, env.state) == ("fallback", None)
+    assert asked == ["web-0"]
+
+
 def test_gc_removes_only_stale_attachments_of_this_network(tmp_path: Path, mode: FakeMode) -> None:
     env = Env(tmp_path)
     for cid in ("keep", "stale"):
