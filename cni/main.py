@@ -73,7 +73,7 @@ class Runtime:
         self.state_dir = state_dir
         self.prefer_in_process_ipam = prefer_in_process_ipam
         self.faults = faults
-        """Test hook (``SRIOV_CNI_FAULT``, :mod:`cni.faults`) handed to every plugin; None = inert."""
+        """Test hook (``SRIOV_CNI_FAULT``, :mod:`cni.faults`) given to every plugin; None: inert."""
         self.host_local = HostLocal()
         self.netlink = _per_thread(self._open_netlink)  # pyroute2 objects are per-thread
         self._opened: list[Any] = []

@@ -66,10 +66,12 @@ def run_inprocess(env: dict[str, str], stdin: bytes, runtime: Any = None) -> Rep
 
 
 def run_shim(env: dict[str, str], stdin: bytes, timeout: float = 60) -> Reply:
-    proc = subprocess.run([str(SHIM)], input=stdin, env=env, capture_output=True,
-                          timeout=timeout, check=False)
-    return Reply(proc.returncode, proc.stdout.decode(errors="replace"),
-                 proc.stderr.decode(errors="replace"))
+    proc = subprocess.run(
+        [str(SHIM)], input=stdin, env=env, capture_output=True, timeout=timeout, check=False
+    )
+    return Reply(
+        proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+    )
 
 
 def new_netns() -> str:
@@ -84,19 +86,29 @@ def del_netns(name: str) -> None:
 
 def links(netns: str | None = None) -> set[str]:
     """Link names (``ip -o link``) in the host or a named netns."""
-    cmd = ["ip", "-o", "link", "show"] if netns is None else ["ip", "-n", netns, "-o", "link", "show"]
+    cmd = (
+        ["ip", "-o", "link", "show"] if netns is None else ["ip", "-n", netns, "-o", "link", "show"]
+    )
     out = subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
     return {line.split(": ")[1].split("@")[0] for line in out.splitlines() if ": " in line}
 
 
 def files_under(path: Path) -> list[str]:
-    return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()) if path.exists() else []
+    return (
+        sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
+        if path.exists()
+        else []
+    )
 
 
 def vlan_links() -> list[str]:
     """8021q sub-interfaces in the host (``ip -d link`` says ``vlan protocol``)."""
-    out = subprocess.run(["ip", "-o", "-d", "link", "show", "type", "vlan"], capture_output=True,
-                         text=True, check=False).stdout
+    out = subprocess.run(
+        ["ip", "-o", "-d", "link", "show", "type", "vlan"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
     return [line.split(": ")[1] for line in out.splitlines() if ": " in line]
 
 
@@ -141,22 +153,46 @@ class Node:
     def kernel_vfs(self) -> list[Any]:
         return [v for v in self.vfs() if v.driver_kind == "kernel"]
 
-    def conf(self, pci: str | None = None, *, version: str = "1.1.0", subnet: str = "10.77.0.0/16",
-             fallback: bool = False, **keys: Any) -> dict[str, Any]:
-        conf: dict[str, Any] = {"cniVersion": version, "name": f"st-{self.tag}", "type": "sriov",
-                                "ipam": {"type": "host-local", "dataDir": str(self.ipam_dir),
-                                         "ranges": [[{"subnet": subnet}]]}, **keys}
+    def conf(
+        self,
+        pci: str | None = None,
+        *,
+        version: str = "1.1.0",
+        subnet: str = "10.77.0.0/16",
+        fallback: bool = False,
+        **keys: Any,
+    ) -> dict[str, Any]:
+        conf: dict[str, Any] = {
+            "cniVersion": version,
+            "name": f"st-{self.tag}",
+            "type": "sriov",
+            "ipam": {
+                "type": "host-local",
+                "dataDir": str(self.ipam_dir),
+                "ranges": [[{"subnet": subnet}]],
+            },
+            **keys,
+        }
         if pci is not None:
             conf["deviceID"] = pci
         if fallback:
             conf["fallback"] = {"type": "macvlan", "master": self.master}
         return conf
 
-    def env(self, command: str, cid: str, netns: str, ifname: str = "net1", **extra: str) -> dict[str, str]:
-        env = {"CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_NETNS": netns,
-               "CNI_IFNAME": ifname, "CNI_PATH": CNI_BIN, "PATH": BASE_PATH,
-               "SRIOV_SYSFS_ROOT": str(self.root), "SRIOV_CNI_STATE_DIR": str(self.state_dir),
-               "SRIOV_CNI_AGENT_SOCKET": str(self.tmp / "no-agent.sock")}
+    def env(
+        self, command: str, cid: str, netns: str, ifname: str = "net1", **extra: str
+    ) -> dict[str, str]:
+        env = {
+            "CNI_COMMAND": command,
+            "CNI_CONTAINERID": cid,
+            "CNI_NETNS": netns,
+            "CNI_IFNAME": ifname,
+            "CNI_PATH": CNI_BIN,
+            "PATH": BASE_PATH,
+            "SRIOV_SYSFS_ROOT": str(self.root),
+            "SRIOV_CNI_STATE_DIR": str(self.state_dir),
+            "SRIOV_CNI_AGENT_SOCKET": str(self.tmp / "no-agent.sock"),
+        }
         env.update(extra)
         return env
 
@@ -169,8 +205,12 @@ class Node:
         vf = next(v for v in self.vfs() if v.index == vf_index)
         link = self.nl.link(vf.netdev) if vf.netdev else None
         admin = self.host().vf_admin.read(self.pf, vf_index)
-        return {"netdev": vf.netdev, "mac": link.mac if link else None,
-                "mtu": link.mtu if link else None, "pf": dataclasses.asdict(admin)}
+        return {
+            "netdev": vf.netdev,
+            "mac": link.mac if link else None,
+            "mtu": link.mtu if link else None,
+            "pf": dataclasses.asdict(admin),
+        }
 
 
 def emulated_node(tmp_path: Path, vfs: int = 3, vfio: int = 0) -> Iterator[Node]:
@@ -179,8 +219,15 @@ def emulated_node(tmp_path: Path, vfs: int = 3, vfio: int = 0) -> Iterator[Node]
     from sriov.netlink import Netlink
 
     tag = secrets.token_hex(2)
-    spec = EmulationSpec(pfs=1, vfs=vfs, profile=Profile.IGB, vfio=vfio, pf_prefix=f"st-{tag}p",
-                         wire_prefix=f"st-{tag}w", bridge=f"st-{tag}b")
+    spec = EmulationSpec(
+        pfs=1,
+        vfs=vfs,
+        profile=Profile.IGB,
+        vfio=vfio,
+        pf_prefix=f"st-{tag}p",
+        wire_prefix=f"st-{tag}w",
+        bridge=f"st-{tag}b",
+    )
     root = tmp_path / "host"
     nl = Netlink()
     emu_host.up(root, spec, nl)

@@ -36,10 +36,22 @@ class DpStack:
 
     def start_plugin(self) -> subprocess.Popen[bytes]:
         self.proc = subprocess.Popen(
-            [str(DP_EXE), "--config", str(self.config), "--plugin-dir", str(self.plugin_dir),
-             "--sysfs-root", str(self.tmp / "host"), "--devinfo-dir", str(self.tmp / "devinfo"),
-             "--log-level", "warning"],
-            stdout=subprocess.DEVNULL, stderr=(self.tmp / "dp.log").open("ab"))
+            [
+                str(DP_EXE),
+                "--config",
+                str(self.config),
+                "--plugin-dir",
+                str(self.plugin_dir),
+                "--sysfs-root",
+                str(self.tmp / "host"),
+                "--devinfo-dir",
+                str(self.tmp / "devinfo"),
+                "--log-level",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=(self.tmp / "dp.log").open("ab"),
+        )
         return self.proc
 
     def stop_plugin(self, sig: int = signal.SIGTERM) -> None:
@@ -60,8 +72,15 @@ class DpStack:
 
 def build_tree(root: Path, vfs: int = VFS) -> None:
     tree = SysfsTreeBuilder(root)
-    tree.add_pf(PfSpec(address="0000:3b:00.0", ifname="stdp0", num_vfs=vfs, numa_node=0,
-                       vf_ifnames=tuple(f"stdp0v{i}" for i in range(vfs))))
+    tree.add_pf(
+        PfSpec(
+            address="0000:3b:00.0",
+            ifname="stdp0",
+            num_vfs=vfs,
+            numa_node=0,
+            vf_ifnames=tuple(f"stdp0v{i}" for i in range(vfs)),
+        )
+    )
 
 
 @contextmanager
@@ -76,8 +95,9 @@ def device_plugin_stack(tmp: Path, *, start: bool = True) -> Iterator[DpStack]:
         if start:
             stack.start_plugin()
             if not sim.wait_until(lambda s: s.capacity(RESOURCE) == VFS, 30):
-                raise AssertionError("device plugin did not register: "
-                                     + (tmp / "dp.log").read_text()[-2000:])
+                raise AssertionError(
+                    "device plugin did not register: " + (tmp / "dp.log").read_text()[-2000:]
+                )
         yield stack
     finally:
         stack.stop_plugin()

@@ -21,8 +21,17 @@ import pytest
 
 from cni.vf import ADD_STEPS
 from tests.conftest import require_root
-from tests.reliability.conftest import (AGENT, FULL, FAULT_MATRIX, Node, cid, files_under, links,
-                                        run_shim, vlan_links)
+from tests.reliability.conftest import (
+    AGENT,
+    FAULT_MATRIX,
+    FULL,
+    Node,
+    cid,
+    files_under,
+    links,
+    run_shim,
+    vlan_links,
+)
 
 pytestmark = pytest.mark.root
 AFTER = dict(zip(ADD_STEPS, ("start", *ADD_STEPS[:-1]), strict=True))
@@ -31,17 +40,39 @@ AGENT_STEPS = ADD_STEPS if FULL else ("move", "ipam")
 
 
 def _conf(node: Node, pci: str) -> dict[str, object]:
-    return node.conf(pci, vlan=100, vlanQoS=2, mac="02:aa:bb:cc:dd:01", mtu=1400, spoofchk="off",
-                     trust="on", min_tx_rate=0, max_tx_rate=100)
+    return node.conf(
+        pci,
+        vlan=100,
+        vlanQoS=2,
+        mac="02:aa:bb:cc:dd:01",
+        mtu=1400,
+        spoofchk="off",
+        trust="on",
+        min_tx_rate=0,
+        max_tx_rate=100,
+    )
 
 
 def _start_agent(node: Node, sock: Path, fault: str | None) -> subprocess.Popen[bytes]:
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
     if fault:
         env["SRIOV_CNI_FAULT"] = fault
-    proc = subprocess.Popen([str(AGENT), "--socket", str(sock), "--state-dir", str(node.state_dir),
-                             "--sysfs-root", str(node.root), "--log-level", "warning"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            str(AGENT),
+            "--socket",
+            str(sock),
+            "--state-dir",
+            str(node.state_dir),
+            "--sysfs-root",
+            str(node.root),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while not sock.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -87,7 +118,9 @@ def vf_node(tmp_path: Path) -> Iterator[Node]:
 
 
 @pytest.mark.parametrize("step", ADD_STEPS)
-def test_kill_standalone_cni_mid_add_then_del_leaves_nothing(vf_node: Node, pod: str, step: str) -> None:
+def test_kill_standalone_cni_mid_add_then_del_leaves_nothing(
+    vf_node: Node, pod: str, step: str
+) -> None:
     node = vf_node
     vf = node.kernel_vfs()[0]
     before, c = node.vf_view(0), cid()
@@ -96,15 +129,19 @@ def test_kill_standalone_cni_mid_add_then_del_leaves_nothing(vf_node: Node, pod:
     assert add.rc == -signal.SIGKILL, f"ADD was not killed at {step}: rc={add.rc} {add.stdout}"
     delete = run_shim(node.env("DEL", c, pod), stdin)
     problems = _leftovers(node, pod, before)
-    FAULT_MATRIX[("standalone", AFTER[step])] = "clean" if delete.rc == 0 and not problems else \
-        f"DEL rc={delete.rc}; " + "; ".join(problems)
+    FAULT_MATRIX[("standalone", AFTER[step])] = (
+        "clean"
+        if delete.rc == 0 and not problems
+        else f"DEL rc={delete.rc}; " + "; ".join(problems)
+    )
     assert delete.rc == 0, delete.stdout
     assert problems == []
 
 
 @pytest.mark.parametrize("step", AGENT_STEPS)
-def test_kill_agent_mid_add_then_del_through_new_agent_leaves_nothing(vf_node: Node, pod: str,
-                                                                      step: str) -> None:
+def test_kill_agent_mid_add_then_del_through_new_agent_leaves_nothing(
+    vf_node: Node, pod: str, step: str
+) -> None:
     node = vf_node
     vf = node.kernel_vfs()[0]
     before, c = node.vf_view(0), cid()
@@ -125,8 +162,11 @@ def test_kill_agent_mid_add_then_del_through_new_agent_leaves_nothing(vf_node: N
     finally:
         _stop(agent)
     problems = _leftovers(node, pod, before)
-    FAULT_MATRIX[("agent", AFTER[step])] = "clean" if delete.rc == 0 and not problems else \
-        f"DEL rc={delete.rc}; " + "; ".join(problems)
+    FAULT_MATRIX[("agent", AFTER[step])] = (
+        "clean"
+        if delete.rc == 0 and not problems
+        else f"DEL rc={delete.rc}; " + "; ".join(problems)
+    )
     assert delete.rc == 0, delete.stdout
     assert problems == []
 
@@ -144,8 +184,10 @@ def test_kill_device_plugin_mid_list_and_watch_then_restart(tmp_path: Path) -> N
         FAULT_MATRIX[("device plugin", "ListAndWatch")] = "stream end seen" if ended else "not seen"
         assert ended, "the kubelet simulator did not see the ListAndWatch stream end"
         stack.start_plugin()
-        back = sim.wait_until(lambda s: s.capacity(RESOURCE) == VFS
-                              and s.registrations[RESOURCE] > first, 30)
-        FAULT_MATRIX[("device plugin", "restart")] = "re-registered, devices back" if back else \
-            "not back"
+        back = sim.wait_until(
+            lambda s: s.capacity(RESOURCE) == VFS and s.registrations[RESOURCE] > first, 30
+        )
+        FAULT_MATRIX[("device plugin", "restart")] = (
+            "re-registered, devices back" if back else "not back"
+        )
         assert back, "the restarted plugin did not re-register with all devices"

@@ -21,26 +21,82 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import require_root
-from tests.reliability.conftest import (Node, Reply, del_netns, emulated_node, files_under,
-                                        new_netns, run_inprocess, run_shim, size, write_artifact)
+from tests.reliability.conftest import (
+    Node,
+    Reply,
+    del_netns,
+    emulated_node,
+    files_under,
+    new_netns,
+    run_inprocess,
+    run_shim,
+    size,
+    write_artifact,
+)
 
 pytestmark = pytest.mark.root
 IN_PROCESS_CASES = size(250, 1500)
 SHIM_CASES = size(25, 120)
 COUNTS: collections.Counter[str] = collections.Counter()
 
-TRAVERSAL = st.sampled_from(["../../etc", "/sys/bus/pci/devices/../../../etc", "..", ".",
-                             "/etc/passwd", "0000:3b:10.0/../../x", "~root", "a/b", "\x00",
-                             "0000:3b:10.0\n", "${HOME}", "$(id)", "`id`", "-rf", "a b"])
+TRAVERSAL = st.sampled_from(
+    [
+        "../../etc",
+        "/sys/bus/pci/devices/../../../etc",
+        "..",
+        ".",
+        "/etc/passwd",
+        "0000:3b:10.0/../../x",
+        "~root",
+        "a/b",
+        "\x00",
+        "0000:3b:10.0\n",
+        "${HOME}",
+        "$(id)",
+        "`id`",
+        "-rf",
+        "a b",
+    ]
+)
 TEXT = st.text(min_size=0, max_size=40)
 HUGE = st.sampled_from(["x" * 70_000, "9" * 5000, "é" * 20_000])
-JUNK_VALUE = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
-                       TEXT, HUGE, st.lists(st.integers(), max_size=3),
-                       st.dictionaries(TEXT, st.integers(), max_size=2))
-KEYS = ["cniVersion", "name", "type", "deviceID", "pciBusID", "vlan", "vlanQoS", "vlanProto", "mac",
-        "spoofchk", "trust", "link_state", "min_tx_rate", "max_tx_rate", "mtu", "ipam", "dns",
-        "runtimeConfig", "args", "prevResult", "fallback", "logLevel", "podResourcesSocket",
-        "resourceName", "stateDir"]
+JUNK_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True),
+    TEXT,
+    HUGE,
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(TEXT, st.integers(), max_size=2),
+)
+KEYS = [
+    "cniVersion",
+    "name",
+    "type",
+    "deviceID",
+    "pciBusID",
+    "vlan",
+    "vlanQoS",
+    "vlanProto",
+    "mac",
+    "spoofchk",
+    "trust",
+    "link_state",
+    "min_tx_rate",
+    "max_tx_rate",
+    "mtu",
+    "ipam",
+    "dns",
+    "runtimeConfig",
+    "args",
+    "prevResult",
+    "fallback",
+    "logLevel",
+    "podResourcesSocket",
+    "resourceName",
+    "stateDir",
+]
 BAD_VALUES: dict[str, Any] = {
     "cniVersion": st.sampled_from(["9.9.9", "0.0.1", "1.1", "1.1.0 ", "latest"]),  # "" = 0.1.0
     "name": st.one_of(HUGE, st.sampled_from(["../x", "", "a/b", "名前", "-x", "a\n"])),
@@ -49,8 +105,11 @@ BAD_VALUES: dict[str, Any] = {
     "mtu": st.sampled_from([0, 67, 65536, 10**30, -1, "1500", 1.5]),
     "mac": st.sampled_from(["zz:zz:zz:zz:zz:zz", "01:00:00:00:00:01", "00:00:00:00:00:00", 5]),
     "stateDir": st.sampled_from(["relative/dir", "", 7, "../../etc"]),
-    "ipam": st.one_of(st.sampled_from([[], "host-local", 1, {"type": "../../bin/sh"},
-                                       {"type": "host-local", "ranges": "x"}])),
+    "ipam": st.one_of(
+        st.sampled_from(
+            [[], "host-local", 1, {"type": "../../bin/sh"}, {"type": "host-local", "ranges": "x"}]
+        )
+    ),
 }
 
 
@@ -61,18 +120,42 @@ def _case_strategy(node: Node, pod: str) -> st.SearchStrategy[tuple[str, dict[st
     def case(draw: st.DrawFn) -> tuple[str, dict[str, str], bytes]:
         conf = node.conf(vf)
         env = node.env("ADD", "stfuzz0", pod)
-        defect = draw(st.sampled_from(["stdin-bytes", "stdin-nonobject", "key-junk", "key-bad",
-                                       "missing-key", "env-netns", "env-ifname", "env-cid",
-                                       "env-command", "version"]))
+        defect = draw(
+            st.sampled_from(
+                [
+                    "stdin-bytes",
+                    "stdin-nonobject",
+                    "key-junk",
+                    "key-bad",
+                    "missing-key",
+                    "env-netns",
+                    "env-ifname",
+                    "env-cid",
+                    "env-command",
+                    "version",
+                ]
+            )
+        )
         stdin: bytes | None = None
         if defect == "stdin-bytes":
-            stdin = draw(st.one_of(st.binary(max_size=200), st.sampled_from(
-                [b"", b"{", b'{"cniVersion": "1.1.0",', b"\xff\xfe{}", b"[" * 5000, b"null"])))
+            stdin = draw(
+                st.one_of(
+                    st.binary(max_size=200),
+                    st.sampled_from(
+                        [b"", b"{", b'{"cniVersion": "1.1.0",', b"\xff\xfe{}", b"[" * 5000, b"null"]
+                    ),
+                )
+            )
             if stdin.strip().startswith((b"{", b"[")) and _is_json_object(stdin):
                 stdin = b"{" + stdin  # keep it malformed
         elif defect == "stdin-nonobject":
-            stdin = json.dumps(draw(st.one_of(st.lists(st.integers(), max_size=3), TEXT,
-                                               st.integers(), st.just(None)))).encode()
+            stdin = json.dumps(
+                draw(
+                    st.one_of(
+                        st.lists(st.integers(), max_size=3), TEXT, st.integers(), st.just(None)
+                    )
+                )
+            ).encode()
         elif defect == "key-junk":
             key = draw(st.sampled_from(KEYS))
             value = draw(JUNK_VALUE)
@@ -85,22 +168,62 @@ def _case_strategy(node: Node, pod: str) -> st.SearchStrategy[tuple[str, dict[st
             if key == "vlan" and conf[key] is None:
                 conf["vlanQoS"] = 3  # vlanQoS without vlan
         elif defect == "missing-key":
-            conf.pop(draw(st.sampled_from(["cniVersion", "name"])))  # "type" is the runtime's business
+            conf.pop(
+                draw(st.sampled_from(["cniVersion", "name"]))
+            )  # "type" is the runtime's business
             if "cniVersion" not in conf:
                 conf["name"] = "../bad"  # a missing version means 0.1.0 in libcni: add a defect
         elif defect == "env-netns":
-            env["CNI_NETNS"] = draw(st.one_of(TRAVERSAL, st.sampled_from(
-                ["", "relative/ns", "/var/run/netns/st-missing", "/proc/self/ns/net"]), HUGE))
+            env["CNI_NETNS"] = draw(
+                st.one_of(
+                    TRAVERSAL,
+                    st.sampled_from(
+                        ["", "relative/ns", "/var/run/netns/st-missing", "/proc/self/ns/net"]
+                    ),
+                    HUGE,
+                )
+            )
         elif defect == "env-ifname":
-            env["CNI_IFNAME"] = draw(st.one_of(HUGE, st.sampled_from(
-                ["../../etc", "..", ".", "a/b", "\x00", "a b", "0000:3b:10.0\n", "", "a" * 16,
-                 "eth0:1", "名前名前名前", "x\ty"])))
+            env["CNI_IFNAME"] = draw(
+                st.one_of(
+                    HUGE,
+                    st.sampled_from(
+                        [
+                            "../../etc",
+                            "..",
+                            ".",
+                            "a/b",
+                            "\x00",
+                            "a b",
+                            "0000:3b:10.0\n",
+                            "",
+                            "a" * 16,
+                            "eth0:1",
+                            "名前名前名前",
+                            "x\ty",
+                        ]
+                    ),
+                )
+            )
         elif defect == "env-cid":
-            env["CNI_CONTAINERID"] = draw(st.one_of(TRAVERSAL, HUGE, st.sampled_from(
-                ["", "-x", "id\n", "a/../../b", ".hidden", "ü"])))
+            env["CNI_CONTAINERID"] = draw(
+                st.one_of(
+                    TRAVERSAL,
+                    HUGE,
+                    st.sampled_from(["", "-x", "id\n", "a/../../b", ".hidden", "ü"]),
+                )
+            )
         elif defect == "env-command":
             env["CNI_COMMAND"] = draw(st.one_of(st.sampled_from(["add", "DELETE", "ADD\n"]), TEXT))
-            if env["CNI_COMMAND"] in ("", "ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION"):  # "" = about
+            if env["CNI_COMMAND"] in (
+                "",
+                "ADD",
+                "DEL",
+                "CHECK",
+                "GC",
+                "STATUS",
+                "VERSION",
+            ):  # "" = about
                 env["CNI_COMMAND"] = "NOPE"
         elif defect == "version":
             env["CNI_COMMAND"] = draw(st.sampled_from(["ADD", "DEL", "CHECK", "GC", "STATUS"]))
@@ -123,9 +246,19 @@ def _is_json_object(data: bytes) -> bool:
 
 def _maybe_valid(key: str, value: Any) -> bool:
     """True when a random value might be acceptable for ``key`` (then we add a sure defect)."""
-    return value is None or key in ("dns", "args", "runtimeConfig", "prevResult", "logLevel",
-                                    "resourceName", "ipam", "fallback", "podResourcesSocket",
-                                    "pciBusID", "type")
+    return value is None or key in (
+        "dns",
+        "args",
+        "runtimeConfig",
+        "prevResult",
+        "logLevel",
+        "resourceName",
+        "ipam",
+        "fallback",
+        "podResourcesSocket",
+        "pciBusID",
+        "type",
+    )
 
 
 def assert_one_error(reply: Reply) -> dict[str, Any]:
@@ -133,7 +266,11 @@ def assert_one_error(reply: Reply) -> dict[str, Any]:
     assert "Traceback" not in reply.stderr, reply.stderr[-2000:]
     text = reply.stdout.strip()
     doc = json.loads(text)  # exactly one document: json.loads refuses trailing data
-    assert isinstance(doc, dict) and isinstance(doc.get("code"), int) and isinstance(doc.get("msg"), str)
+    assert (
+        isinstance(doc, dict)
+        and isinstance(doc.get("code"), int)
+        and isinstance(doc.get("msg"), str)
+    )
     assert doc["msg"]
     assert doc["code"] != 999, f"unexpected internal error: {doc}"
     return doc
@@ -157,10 +294,13 @@ def fuzz_pod() -> Iterator[str]:
 
 def _untouched(node: Node, pod: str, host_before: set[str]) -> None:
     assert files_under(node.state_dir) == [] or all(
-        f.startswith("pci/vf_lock/") for f in files_under(node.state_dir)), files_under(node.state_dir)
+        f.startswith("pci/vf_lock/") for f in files_under(node.state_dir)
+    ), files_under(node.state_dir)
     assert node.leases() == []
     assert {link.name for link in node.nl.links(pod)} == {"lo"}
-    assert {link.name for link in node.nl.links() if link.name.startswith(f"st-{node.tag}")} == host_before
+    assert {
+        link.name for link in node.nl.links() if link.name.startswith(f"st-{node.tag}")
+    } == host_before
     for stray in (Path("/etc") / "st-fuzz", node.tmp.parent / "x"):
         assert not stray.exists()
 
@@ -169,8 +309,12 @@ def _run_cases(node: Node, pod: str, runner: Any, max_examples: int, label: str)
     host_before = {link.name for link in node.nl.links() if link.name.startswith(f"st-{node.tag}")}
     codes: collections.Counter[str] = collections.Counter()
 
-    @settings(max_examples=max_examples, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=max_examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(_case_strategy(node, pod))
     def check(case: tuple[str, dict[str, str], bytes]) -> None:
         defect, env, stdin = case
@@ -186,9 +330,16 @@ def _run_cases(node: Node, pod: str, runner: Any, max_examples: int, label: str)
         codes[str(doc["code"])] += 1
 
     check()
-    write_artifact(f"fuzz_cni_{label}", {"cases": sum(codes.values()), "codes": dict(codes),
-                                         "by_defect": {k.split(":", 1)[1]: v for k, v in COUNTS.items()
-                                                       if k.startswith(label + ":")}})
+    write_artifact(
+        f"fuzz_cni_{label}",
+        {
+            "cases": sum(codes.values()),
+            "codes": dict(codes),
+            "by_defect": {
+                k.split(":", 1)[1]: v for k, v in COUNTS.items() if k.startswith(label + ":")
+            },
+        },
+    )
 
 
 def test_fuzz_in_process(fuzz_node: Node, fuzz_pod: str) -> None:

@@ -21,8 +21,19 @@ from typing import Any
 import pytest
 
 from tests.conftest import require_root
-from tests.reliability.conftest import (AGENT, Node, cid, del_netns, emulated_node, files_under,
-                                        links, new_netns, run_shim, size, write_artifact)
+from tests.reliability.conftest import (
+    AGENT,
+    Node,
+    cid,
+    del_netns,
+    emulated_node,
+    files_under,
+    links,
+    new_netns,
+    run_shim,
+    size,
+    write_artifact,
+)
 
 pytestmark = pytest.mark.root
 VF_PODS = size(4, 8)
@@ -42,9 +53,21 @@ def agent_node(tmp_path: Path) -> Iterator[tuple[Node, subprocess.Popen[bytes], 
     require_root()
     for node in emulated_node(tmp_path, vfs=VF_PODS):
         sock = tmp_path / "agent.sock"
-        proc = subprocess.Popen([str(AGENT), "--socket", str(sock), "--state-dir", str(node.state_dir),
-                                 "--sysfs-root", str(node.root), "--log-level", "warning"],
-                                stdout=subprocess.DEVNULL, stderr=(tmp_path / "agent.log").open("wb"))
+        proc = subprocess.Popen(
+            [
+                str(AGENT),
+                "--socket",
+                str(sock),
+                "--state-dir",
+                str(node.state_dir),
+                "--sysfs-root",
+                str(node.root),
+                "--log-level",
+                "info",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp_path / "agent.log").open("wb"),
+        )
         try:
             deadline = time.monotonic() + 30
             while not sock.exists():
@@ -60,24 +83,41 @@ def agent_node(tmp_path: Path) -> Iterator[tuple[Node, subprocess.Popen[bytes], 
                 proc.wait(5)
 
 
+RETRIES: dict[str, int] = {"del_retries": 0}
+
+
 def _timed(env: dict[str, str], stdin: bytes) -> tuple[float, Any]:
     start = time.perf_counter()
     reply = run_shim(env, stdin, timeout=120)
+    if reply.rc != 0 and env["CNI_COMMAND"] == "DEL" and '"code": 102' in reply.stdout:
+        # A runtime retries a failed DEL. Needed here because every emulated host uses the same
+        # PCI addresses, so a colleague's emulated host running at the same time can hold the
+        # per-PCI temporary name (cni.vf_netdev.temp_name) for a moment: EEXIST. The retry
+        # finishes the restore from the record; the count goes into the report.
+        RETRIES["del_retries"] += 1
+        reply = run_shim(env, stdin, timeout=120)
     return time.perf_counter() - start, reply
 
 
 def test_parallel_adds_then_dels_over_vfs_and_fallback(agent_node: Any) -> None:
     node, _, sock = agent_node
+    RETRIES["del_retries"] = 0
     vfs = [v.address for v in node.kernel_vfs()]
     assert len(vfs) == VF_PODS
     views = {v.index: node.vf_view(v.index) for v in node.kernel_vfs()}
-    pods = [(new_netns(), cid(), vfs[i] if i < VF_PODS else None)
-            for i in range(VF_PODS + FALLBACK_PODS)]
+    pods = [
+        (new_netns(), cid(), vfs[i] if i < VF_PODS else None)
+        for i in range(VF_PODS + FALLBACK_PODS)
+    ]
     try:
+
         def call(command: str, pod: tuple[str, str, str | None]) -> tuple[float, Any]:
             ns, c, pci = pod
             conf = node.conf(pci, fallback=pci is None)
-            env = {**node.env(command, c, f"/var/run/netns/{ns}"), "SRIOV_CNI_AGENT_SOCKET": str(sock)}
+            env = {
+                **node.env(command, c, f"/var/run/netns/{ns}"),
+                "SRIOV_CNI_AGENT_SOCKET": str(sock),
+            }
             return _timed(env, json.dumps(conf).encode())
 
         with ThreadPoolExecutor(max_workers=len(pods)) as pool:
@@ -87,8 +127,11 @@ def test_parallel_adds_then_dels_over_vfs_and_fallback(agent_node: Any) -> None:
             failed = [r.stdout for _, r in adds if r.rc != 0]
             assert failed == [], failed[:3]
             ips = [r.out["ips"][0]["address"] for _, r in adds]
-            pci_ids = [r.out["interfaces"][-1].get("pciID") for _, r in adds if
-                       r.out["interfaces"][-1].get("pciID")]
+            pci_ids = [
+                r.out["interfaces"][-1].get("pciID")
+                for _, r in adds
+                if r.out["interfaces"][-1].get("pciID")
+            ]
             assert len(set(ips)) == len(ips), "an IP was given twice"
             assert sorted(pci_ids) == sorted(vfs), "a VF was given twice or not at all"
             start = time.perf_counter()
@@ -104,12 +147,21 @@ def test_parallel_adds_then_dels_over_vfs_and_fallback(agent_node: Any) -> None:
         for ns, _, _ in pods:
             del_netns(ns)
     add_ms, del_ms = [t * 1000 for t, _ in adds], [t * 1000 for t, _ in dels]
-    write_artifact("concurrency", {
-        "pods": len(pods), "vf_pods": VF_PODS, "fallback_pods": FALLBACK_PODS,
-        "add_wall_s": add_wall, "del_wall_s": del_wall,
-        "add_pods_per_s": len(pods) / add_wall, "del_pods_per_s": len(pods) / del_wall,
-        "add_ms": {"p50": statistics.median(add_ms), "p99": _pct(add_ms, 0.99), "all": add_ms},
-        "del_ms": {"p50": statistics.median(del_ms), "p99": _pct(del_ms, 0.99), "all": del_ms}})
+    write_artifact(
+        "concurrency",
+        {
+            "pods": len(pods),
+            "vf_pods": VF_PODS,
+            "fallback_pods": FALLBACK_PODS,
+            **RETRIES,
+            "add_wall_s": add_wall,
+            "del_wall_s": del_wall,
+            "add_pods_per_s": len(pods) / add_wall,
+            "del_pods_per_s": len(pods) / del_wall,
+            "add_ms": {"p50": statistics.median(add_ms), "p99": _pct(add_ms, 0.99), "all": add_ms},
+            "del_ms": {"p50": statistics.median(del_ms), "p99": _pct(del_ms, 0.99), "all": del_ms},
+        },
+    )
 
 
 def _rss_kb(pid: int) -> int:
@@ -121,6 +173,7 @@ def _rss_kb(pid: int) -> int:
 
 def test_add_del_cycles_keep_agent_memory_fds_and_state_flat(agent_node: Any) -> None:
     node, proc, sock = agent_node
+    RETRIES["del_retries"] = 0
     vf = node.kernel_vfs()[0].address
     ns = new_netns()
     samples: list[dict[str, int]] = []
@@ -129,22 +182,39 @@ def test_add_del_cycles_keep_agent_memory_fds_and_state_flat(agent_node: Any) ->
         env = {**node.env("ADD", "x", f"/var/run/netns/{ns}"), "SRIOV_CNI_AGENT_SOCKET": str(sock)}
         for i in range(CYCLES):
             # alternate the VF mode and the macvlan fallback: both code paths under load
-            conf = json.dumps(node.conf(vf) if i % 2 == 0 else node.conf(None, fallback=True)).encode()
+            conf = json.dumps(
+                node.conf(vf) if i % 2 == 0 else node.conf(None, fallback=True)
+            ).encode()
             c = cid()
             t_add, add = _timed({**env, "CNI_CONTAINERID": c}, conf)
             assert add.rc == 0, add.stdout
             t_del, delete = _timed({**env, "CNI_COMMAND": "DEL", "CNI_CONTAINERID": c}, conf)
-            assert delete.rc == 0, delete.stdout
+            assert delete.rc == 0, (
+                f"cycle {i}: {delete.stdout}\n"
+                + subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+                + (node.tmp / "agent.log").read_text()[-3000:]
+            )
             latencies.append((t_add + t_del) * 1000)
             if (i + 1) % SAMPLE_EVERY == 0:
-                samples.append({"cycle": i + 1, "rss_kb": _rss_kb(proc.pid),
-                                "fds": len(list(Path(f"/proc/{proc.pid}/fd").iterdir())),
-                                "state_files": len(files_under(node.state_dir))})
+                samples.append(
+                    {
+                        "cycle": i + 1,
+                        "rss_kb": _rss_kb(proc.pid),
+                        "fds": len(list(Path(f"/proc/{proc.pid}/fd").iterdir())),
+                        "state_files": len(files_under(node.state_dir)),
+                    }
+                )
     finally:
         del_netns(ns)
-    write_artifact("cycles", {"cycles": CYCLES, "samples": samples,
-                              "add_del_ms": {"p50": statistics.median(latencies),
-                                             "p99": _pct(latencies, 0.99)}})
+    write_artifact(
+        "cycles",
+        {
+            "cycles": CYCLES,
+            "samples": samples,
+            **RETRIES,
+            "add_del_ms": {"p50": statistics.median(latencies), "p99": _pct(latencies, 0.99)},
+        },
+    )
     warm = samples[1:] if len(samples) > 2 else samples
     growth = warm[-1]["rss_kb"] - warm[0]["rss_kb"]
     assert growth < RSS_GROWTH_LIMIT_KB, f"agent RSS grew {growth} kB after warm-up: {samples}"

@@ -14,8 +14,13 @@ from cni.protocol import CmdArgs
 from cni.skel import request_version
 from cni.state import StateStore
 
-ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "abc", "CNI_NETNS": "/var/run/netns/x",
-       "CNI_IFNAME": "net1", "CNI_PATH": "/usr/lib/cni"}
+ENV = {
+    "CNI_COMMAND": "ADD",
+    "CNI_CONTAINERID": "abc",
+    "CNI_NETNS": "/var/run/netns/x",
+    "CNI_IFNAME": "net1",
+    "CNI_PATH": "/usr/lib/cni",
+}
 CONF = {"cniVersion": "1.1.0", "name": "net", "type": "sriov", "deviceID": "0000:3b:10.0"}
 
 
@@ -38,8 +43,10 @@ def test_network_name_too_long_or_with_trailing_newline_is_code_7(name: str) -> 
     assert _code(lambda: NetConf.parse(json.dumps({**CONF, "name": name}).encode())) == 7
 
 
-@pytest.mark.parametrize("key,value", [("mac", False), ("mac", 0), ("deviceID", 0),
-                                       ("deviceID", []), ("pciBusID", False)])
+@pytest.mark.parametrize(
+    "key,value",
+    [("mac", False), ("mac", 0), ("deviceID", 0), ("deviceID", []), ("pciBusID", False)],
+)
 def test_falsy_non_string_values_are_a_type_error_not_unset(key: str, value: object) -> None:
     # was: silently treated as "not set" ("mac": false attached the VF with its own MAC)
     conf = {**CONF, key: value}

@@ -13,8 +13,15 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, require_root
-from tests.reliability.conftest import (AGENT, Node, cid, files_under, links, run_inprocess,
-                                        write_artifact)
+from tests.reliability.conftest import (
+    AGENT,
+    Node,
+    cid,
+    files_under,
+    links,
+    run_inprocess,
+    write_artifact,
+)
 
 SOURCE_DIRS = ("sriov", "cni", "deviceplugin", "demo", "hack", "tests")
 
@@ -23,8 +30,14 @@ def _python_sources() -> list[Path]:
     out = []
     for d in SOURCE_DIRS:
         for p in (REPO / d).rglob("*"):
-            if p.is_file() and "__pycache__" not in p.parts and (
-                    p.suffix == ".py" or p.read_bytes()[:64].startswith(b"#!") and b"python" in p.read_bytes()[:64]):
+            if (
+                p.is_file()
+                and "__pycache__" not in p.parts
+                and (
+                    p.suffix == ".py"
+                    or (p.read_bytes()[:64].startswith(b"#!") and b"python" in p.read_bytes()[:64])
+                )
+            ):
                 out.append(p)
     return out
 
@@ -37,13 +50,22 @@ def _shell_violations(tree: ast.AST) -> list[str]:
         f = node.func
         name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
         owner = f.value.id if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) else ""
-        if owner == "os" and name in ("system", "popen") or name in ("getoutput", "getstatusoutput"):
+        if (owner == "os" and name in ("system", "popen")) or name in (
+            "getoutput",
+            "getstatusoutput",
+        ):
             bad.append(f"line {node.lineno}: {owner}.{name}")
         for kw in node.keywords:
-            if kw.arg == "shell" and not (isinstance(kw.value, ast.Constant) and kw.value.value is False):
+            if kw.arg == "shell" and not (
+                isinstance(kw.value, ast.Constant) and kw.value.value is False
+            ):
                 bad.append(f"line {node.lineno}: shell={ast.unparse(kw.value)}")
-        if owner == "subprocess" and name in ("run", "Popen", "call", "check_call", "check_output") \
-                and node.args and isinstance(node.args[0], ast.Constant | ast.JoinedStr | ast.BinOp):
+        if (
+            owner == "subprocess"
+            and name in ("run", "Popen", "call", "check_call", "check_output")
+            and node.args
+            and isinstance(node.args[0], ast.Constant | ast.JoinedStr | ast.BinOp)
+        ):
             bad.append(f"line {node.lineno}: subprocess.{name} with a string command")
     return bad
 
@@ -65,19 +87,32 @@ def test_no_subprocess_takes_a_shell_string() -> None:
 
 
 def test_the_scan_catches_what_it_looks_for() -> None:
-    sample = ("import os, subprocess\nos.system('x')\nos.popen('x')\n"
-              "subprocess.run('ls -l', shell=True)\nsubprocess.run(f'ip {x}')\nsubprocess.run(['ip'])\n")
+    sample = (
+        "import os, subprocess\nos.system('x')\nos.popen('x')\n"
+        "subprocess.run('ls -l', shell=True)\nsubprocess.run(f'ip {x}')\nsubprocess.run(['ip'])\n"
+    )
     assert len(_shell_violations(ast.parse(sample))) == 5
 
 
-HOSTILE_IDS = ("0000:99:00.0", "../../etc", "/sys/bus/pci/devices/0000:3b:10.0", "0000:3b:10.0/../..",
-               "..", "0000:3b:10.0\n", "0000:3b:10.0;id", "", " ", "$(id)")
+HOSTILE_IDS = (
+    "0000:99:00.0",
+    "../../etc",
+    "/sys/bus/pci/devices/0000:3b:10.0",
+    "0000:3b:10.0/../..",
+    "..",
+    "0000:3b:10.0\n",
+    "0000:3b:10.0;id",
+    "",
+    " ",
+    "$(id)",
+)
 
 
 @pytest.mark.root
-@pytest.mark.parametrize("device_id", HOSTILE_IDS + ("<PF>",))
-def test_hostile_device_id_is_rejected_before_anything_is_touched(node: Node, pod: str,
-                                                                   device_id: str) -> None:
+@pytest.mark.parametrize("device_id", (*HOSTILE_IDS, "<PF>"))
+def test_hostile_device_id_is_rejected_before_anything_is_touched(
+    node: Node, pod: str, device_id: str
+) -> None:
     if device_id == "<PF>":
         device_id = node.host().sysfs.inventory().pfs[0].address
     views = [node.vf_view(v.index) for v in node.kernel_vfs()]
@@ -88,8 +123,9 @@ def test_hostile_device_id_is_rejected_before_anything_is_touched(node: Node, po
     assert err is not None and err["code"] in (7, 100) and err["msg"], reply.stdout
     assert "Traceback" not in reply.stderr
     assert [node.vf_view(v.index) for v in node.kernel_vfs()] == views
-    assert {n for n in links() if n.startswith(f"st-{node.tag}")} == \
-        {n for n in host_links if n.startswith(f"st-{node.tag}")}
+    assert {n for n in links() if n.startswith(f"st-{node.tag}")} == {
+        n for n in host_links if n.startswith(f"st-{node.tag}")
+    }
     assert links(Path(pod).name) == pod_links
     assert files_under(node.state_dir) == [] and node.leases() == []
 
@@ -120,8 +156,18 @@ def test_state_and_ipam_files_are_private(node: Node, pod: str) -> None:
 
 def test_agent_socket_is_owner_only(tmp_path: Path) -> None:
     sock = tmp_path / "run" / "agent.sock"
-    proc = subprocess.Popen([str(AGENT), "--socket", str(sock), "--state-dir", str(tmp_path / "s"),
-                             "--sysfs-root", str(tmp_path)], stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            str(AGENT),
+            "--socket",
+            str(sock),
+            "--state-dir",
+            str(tmp_path / "s"),
+            "--sysfs-root",
+            str(tmp_path),
+        ],
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 20
         while not sock.exists() and time.monotonic() < deadline and proc.poll() is None:
@@ -139,7 +185,9 @@ def test_device_plugin_sockets_are_owner_only(tmp_path: Path) -> None:
     from tests.reliability.dp_harness import device_plugin_stack
 
     with device_plugin_stack(tmp_path) as stack:
-        socks = [p for p in stack.plugin_dir.iterdir() if p.is_socket() and p.name != "kubelet.sock"]
+        socks = [
+            p for p in stack.plugin_dir.iterdir() if p.is_socket() and p.name != "kubelet.sock"
+        ]
         assert socks, "the device plugin created no socket"
         for s in socks:
             assert _mode(s) & 0o077 == 0, f"{s.name} is {oct(_mode(s))}"
@@ -159,14 +207,27 @@ def pod_resources(tmp_path: Path) -> Any:
     pods: list[Any] = []
 
     def set_pods(allocations: dict[str, list[str]]) -> None:
-        pods[:] = [pr.PodResources(name=name, namespace="st", containers=[pr.ContainerResources(
-            name="c", devices=[pr.ContainerDevices(resource_name="intel.com/st_net", device_ids=ids)])])
-            for name, ids in allocations.items()]
+        pods[:] = [
+            pr.PodResources(
+                name=name,
+                namespace="st",
+                containers=[
+                    pr.ContainerResources(
+                        name="c",
+                        devices=[
+                            pr.ContainerDevices(resource_name="intel.com/st_net", device_ids=ids)
+                        ],
+                    )
+                ],
+            )
+            for name, ids in allocations.items()
+        ]
 
     sock = tmp_path / "pr.sock"
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    pr_grpc.add_PodResourcesListerServicer_to_server(PodResourcesServicer(lambda: pods, lambda: []),
-                                                     server)
+    pr_grpc.add_PodResourcesListerServicer_to_server(
+        PodResourcesServicer(lambda: pods, lambda: []), server
+    )
     server.add_insecure_port(f"unix://{sock}")
     server.start()
     try:
@@ -176,16 +237,22 @@ def pod_resources(tmp_path: Path) -> Any:
 
 
 @pytest.mark.root
-def test_a_pod_cannot_claim_a_vf_kubelet_allocated_to_another_pod(node: Node, pod: str,
-                                                                   pod_resources: Any) -> None:
+def test_a_pod_cannot_claim_a_vf_kubelet_allocated_to_another_pod(
+    node: Node, pod: str, pod_resources: Any
+) -> None:
     sock, set_pods = pod_resources
     vf0, vf1 = (v.address for v in node.kernel_vfs()[:2])
     set_pods({"a": [vf0]})
     views = [node.vf_view(v.index) for v in node.kernel_vfs()]
 
     def add(pod_name: str, pci: str, c: str) -> Any:
-        env = node.env("ADD", c, pod, ifname="net1" if pod_name == "a" else "net2",
-                       CNI_ARGS=f"K8S_POD_NAME={pod_name};K8S_POD_NAMESPACE=st")
+        env = node.env(
+            "ADD",
+            c,
+            pod,
+            ifname="net1" if pod_name == "a" else "net2",
+            CNI_ARGS=f"K8S_POD_NAME={pod_name};K8S_POD_NAMESPACE=st",
+        )
         return run_inprocess(env, json.dumps(node.conf(pci, podResourcesSocket=str(sock))).encode())
 
     stolen = add("b", vf0, cid())
@@ -201,6 +268,8 @@ def test_a_pod_cannot_claim_a_vf_kubelet_allocated_to_another_pod(node: Node, po
     for state_file in list(node.state_dir.iterdir()):
         if state_file.is_file():
             rec = json.loads(state_file.read_text())
-            run_inprocess(node.env("DEL", rec["containerID"], pod, ifname=rec["ifname"]),
-                          json.dumps(node.conf(rec["deviceID"])).encode())
+            run_inprocess(
+                node.env("DEL", rec["containerID"], pod, ifname=rec["ifname"]),
+                json.dumps(node.conf(rec["deviceID"])).encode(),
+            )
     assert node.leases() == []

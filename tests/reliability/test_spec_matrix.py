@@ -15,8 +15,17 @@ from typing import Any
 
 import pytest
 
-from tests.reliability.conftest import (Node, Reply, cid, del_netns, files_under, links, new_netns,
-                                        run_inprocess, write_artifact)
+from tests.reliability.conftest import (
+    Node,
+    Reply,
+    cid,
+    del_netns,
+    files_under,
+    links,
+    new_netns,
+    run_inprocess,
+    write_artifact,
+)
 
 pytestmark = pytest.mark.root
 MODES = ("vf", "fallback")
@@ -81,7 +90,9 @@ def test_del_without_prev_result(node: Node, pod: str, mode: str) -> None:
     views, c, conf = _views(node), cid(), _conf(node, mode)
     added = _call(node, "ADD", conf, c, pod)
     assert added.rc == 0
-    with_prev = _call(node, "DEL", {**conf, "prevResult": added.out}, cid(), pod)  # other cid: no-op
+    with_prev = _call(
+        node, "DEL", {**conf, "prevResult": added.out}, cid(), pod
+    )  # other cid: no-op
     reply = _call(node, "DEL", conf, c, pod)
     assert (with_prev.rc, reply.rc) == (0, 0), reply.stdout
     _clean(node, views)
@@ -89,18 +100,24 @@ def test_del_without_prev_result(node: Node, pod: str, mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_add_on_an_existing_interface_name_fails_and_keeps_it(node: Node, pod: str, mode: str) -> None:
+def test_add_on_an_existing_interface_name_fails_and_keeps_it(
+    node: Node, pod: str, mode: str
+) -> None:
     ns = Path(pod).name
-    subprocess.run(["ip", "-n", ns, "link", "add", "net1", "type", "veth", "peer", "name", "st-peer"],
-                   check=True)
-    before = subprocess.run(["ip", "-n", ns, "-d", "link", "show", "net1"], capture_output=True,
-                            text=True, check=True).stdout
+    subprocess.run(
+        ["ip", "-n", ns, "link", "add", "net1", "type", "veth", "peer", "name", "st-peer"],
+        check=True,
+    )
+    before = subprocess.run(
+        ["ip", "-n", ns, "-d", "link", "show", "net1"], capture_output=True, text=True, check=True
+    ).stdout
     views = _views(node)
     reply = _call(node, "ADD", _conf(node, mode), cid(), pod)
     assert reply.rc != 0 and reply.out is not None
     assert reply.out["code"] == 107, reply.out
-    after = subprocess.run(["ip", "-n", ns, "-d", "link", "show", "net1"], capture_output=True,
-                           text=True, check=True).stdout
+    after = subprocess.run(
+        ["ip", "-n", ns, "-d", "link", "show", "net1"], capture_output=True, text=True, check=True
+    ).stdout
     assert after == before and links(ns) == {"lo", "net1", "st-peer"}
     _clean(node, views)
     _note("ADD, ifname exists", mode, f"code {reply.out['code']}, existing link untouched")
@@ -125,27 +142,24 @@ def test_check_after_an_out_of_band_change(node: Node, pod: str, mode: str) -> N
 @pytest.mark.parametrize("mode", MODES)
 def test_gc_empty_and_partial_valid_list(node: Node, pod: str, mode: str, key: str) -> None:
     views = _views(node)
-    ids = [cid(), cid()]
-    for i, c in enumerate(ids):
-        conf = _conf(node, mode, index=i)
-        assert _call(node, "ADD", conf, c, pod if i == 0 else pod).rc == 0 if i == 0 else True
-        if i == 1:
-            other = new_netns()
-            try:
-                assert run_inprocess(node.env("ADD", c, f"/var/run/netns/{other}"),
-                                     json.dumps(conf).encode()).rc == 0
-                gc_conf = {**_conf(node, mode), key: [{"containerID": ids[0], "ifname": "net1"}]}
-                gc_conf.pop("deviceID", None)
-                partial = _call(node, "GC", gc_conf, "", "")
-                assert partial.rc == 0, partial.stdout
-                assert len(_records(node)) == (2 if mode == "vf" else 1)  # VF: + owner record
-                assert len(node.leases()) == 1
-                assert links(other) == {"lo"}
-            finally:
-                del_netns(other)
-    gc_conf = {**_conf(node, mode), key: []}
-    gc_conf.pop("deviceID", None)
-    empty = _call(node, "GC", gc_conf, "", "")
+    kept, stale = cid(), cid()
+    other = new_netns()
+    try:
+        assert _call(node, "ADD", _conf(node, mode, index=0), kept, pod).rc == 0
+        assert (
+            _call(node, "ADD", _conf(node, mode, index=1), stale, f"/var/run/netns/{other}").rc == 0
+        )
+        gc_conf = {k: v for k, v in _conf(node, mode).items() if k != "deviceID"}
+        partial = _call(
+            node, "GC", {**gc_conf, key: [{"containerID": kept, "ifname": "net1"}]}, "", ""
+        )
+        assert partial.rc == 0, partial.stdout
+        assert len(_records(node)) == (2 if mode == "vf" else 1)  # VF: + its owner record
+        assert len(node.leases()) == 1
+        assert links(other) == {"lo"} and links(Path(pod).name) == {"lo", "net1"}
+    finally:
+        del_netns(other)
+    empty = _call(node, "GC", {**gc_conf, key: []}, "", "")
     assert empty.rc == 0, empty.stdout
     assert links(Path(pod).name) == {"lo"}
     _clean(node, views)
@@ -155,8 +169,7 @@ def test_gc_empty_and_partial_valid_list(node: Node, pod: str, mode: str, key: s
 @pytest.mark.parametrize("command", ["ADD", "DEL", "CHECK", "GC", "STATUS"])
 def test_unsupported_cni_version_is_code_1(node: Node, pod: str, command: str) -> None:
     for mode in MODES:
-        reply = _call(node, command, _conf(node, mode, cniVersion="1.2.0") | {"cniVersion": "1.2.0"},
-                      cid(), pod)
+        reply = _call(node, command, {**_conf(node, mode), "cniVersion": "1.2.0"}, cid(), pod)
         assert reply.rc == 1 and reply.out is not None and reply.out["code"] == 1, reply.stdout
         _note(f"{command}, cniVersion 1.2.0", mode, "code 1")
     assert _records(node) == [] and node.leases() == []
