@@ -99,20 +99,24 @@ class FallbackMode:
             nl.create_ipvlan(tmp, parent, fb.mode, netns, mtu=mtu)
         current = [tmp]  # the link's name right now, for the rollback
         undo.callback(lambda: self._delete_quietly(nl, netns, current[-1]))
+        # sysctls follow the link through the rename; this setns thread also opens the netns's
+        # netlink socket, and one lookup gives the ifindex for every later request and MAC/MTU
+        iface.write_notify_sysctls(nl, netns, tmp)
+        link = nl.link(tmp, netns)
+        if link is None:
+            raise DeviceNotFoundError("netdev", tmp, f"vanished from {netns} after its creation")
         try:
-            nl.rename(tmp, ifname, netns)
+            nl.rename(link.index, ifname, netns)
         except NetlinkOpError as e:
             if e.errno == errno.EEXIST:
                 raise CniError(CniCode.ATTACHMENT_EXISTS, f"interface {ifname} already exists in {netns}",
                                "CNI ADD must not replace an existing interface") from None
             raise
         current.append(ifname)
-        iface.write_notify_sysctls(nl, netns, ifname)
-        nl.set_up(ifname, netns)  # before IPAM: a DHCP client gets its answer on the first try
-        link = nl.link(ifname, netns) if mac is None or mtu is None else None
+        nl.set_up(link.index, netns)  # before IPAM: a DHCP client gets its answer on the first try
         ctx.record.update({"fallbackType": str(fb.type), "master": fb.master, "parent": parent})
-        interface = Interface(name=ifname, mac=str(link.mac or "") if link else str(mac),
-                              mtu=link.mtu if link else int(mtu or 0), sandbox=netns)
+        interface = Interface(name=ifname, mac=str(mac) if mac is not None else str(link.mac or ""),
+                              mtu=int(mtu) if mtu is not None else link.mtu, sandbox=netns)
         if not ctx.conf.ipam_type:
             return Result(cni_version=ctx.conf.cni_version, interfaces=(interface,), dns=ctx.conf.dns)
         undo.callback(self._ipam_release_quietly, ctx)
@@ -120,7 +124,7 @@ class FallbackMode:
         if not ipam_result.ips:
             raise CniError(CniCode.IPAM, f"IPAM {ctx.conf.ipam_type} returned no IP configuration")
         result = iface.with_interface(ipam_result, interface)
-        iface.configure(nl, netns, ifname, result)
+        iface.configure(nl, netns, link.index, result)
         if ctx.conf.dns.to_dict():
             import dataclasses
 

@@ -44,14 +44,16 @@ def _family_gateways(result: Result) -> dict[int, str]:
     return gateways
 
 
-def configure(netlink: Any, netns: str, ifname: str, result: Result) -> None:
-    """Add every address of ``result`` to ``ifname``, then its routes (gw defaults per family)."""
+def configure(netlink: Any, netns: str, link: str | int, result: Result) -> None:
+    """Add every address of ``result`` to ``link``, then its routes (gw defaults per family).
+
+    ``link`` is a name or an ifindex; an ifindex saves one lookup per address and route."""
     for ip in result.ips:
-        netlink.add_address(ifname, ip.address, netns)
+        netlink.add_address(link, ip.address, netns)
     gateways = _family_gateways(result)
     for route in result.routes:
         gw = route.gw or gateways.get(route.family) or None
-        netlink.add_route(route.dst, gw, ifname, netns, metric=route.priority or None,
+        netlink.add_route(route.dst, gw, link, netns, metric=route.priority or None,
                           table=route.table)
 
 

@@ -8,6 +8,11 @@ Sockets for other namespaces are opened by a short-lived thread that
 never changes namespace. That costs ~1.7 ms per namespace versus ~11 ms for
 pyroute2's ``IPRoute(netns=...)``, which forks a helper process.
 
+A link is named by its name or, to skip the RTM_GETLINK that resolves a name, by its ifindex
+(:data:`Link`): a caller that just looked the link up passes ``info.index`` on. ``delete``
+addresses a named link by ``IFLA_IFNAME`` directly (one request; RTM_SETLINK cannot do that
+safely: given an altname as ``IFLA_IFNAME`` it renames the link to it).
+
 Every kernel refusal becomes :class:`~sriov.errors.NetlinkOpError` (or
 :class:`~sriov.errors.DeviceNotFoundError` when a named link does not exist);
 pyroute2 exceptions never leave this module. A ``Netlink`` object is not
@@ -20,6 +25,7 @@ import contextlib
 import errno as E
 import logging
 from collections.abc import Callable, Iterator
+from socket import socket as RawSocket
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -30,24 +36,30 @@ from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_DELLINKPROP, RTM_GETLINK, RTM
 
 from sriov import netlink_msg as msgs
 from sriov.errors import DeviceNotFoundError, NetlinkOpError, SriovError
-from sriov.netlink_ns import netlink_socket_in, netns_fd, run_in_netns
+from sriov.netlink_ns import netlink_socket_in, netns_fd, new_netlink_socket, run_in_netns
 from sriov.netlink_types import AddressInfo, IpvlanMode, LinkInfo, MacvlanMode, RouteInfo
 from sriov.types import IfName, VfSetting, VfSettings, VfState, VlanProto
 from sriov.validate import ifname as valid_ifname
 from sriov.validate import mac_address
 
 __all__ = [
-    "AddressInfo", "IpvlanMode", "LinkInfo", "MacvlanMode", "Netlink", "RouteInfo",
+    "AddressInfo", "IpvlanMode", "Link", "LinkInfo", "MacvlanMode", "Netlink", "RouteInfo",
     "netns_fd", "run_in_netns",
 ]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _ACK = NLM_F_REQUEST | NLM_F_ACK
+Link = str | int
+"""A link by name, or by ifindex (no RTM_GETLINK needed to resolve it)."""
 
 
 def _where(netns: str | None) -> str:
     return f" in netns {netns}" if netns else ""
+
+
+def _label(link: Link) -> str:
+    return f"ifindex {link}" if isinstance(link, int) else link
 
 
 @contextlib.contextmanager
@@ -70,15 +82,19 @@ class Netlink:
 
     def __init__(self, socket_factory: Callable[[str | None], IPRoute] | None = None) -> None:
         self._open = socket_factory or self._open_socket
+        self._default_sockets = socket_factory is None
         self._sockets: dict[str | None, IPRoute] = {}
 
     # -- lifecycle -------------------------------------------------------------
     @staticmethod
     def _open_socket(netns: str | None) -> IPRoute:
         if netns is None:
-            ipr = IPRoute(groups=0)
-        else:
-            ipr = IPRoute(fileno=netlink_socket_in(netns).detach(), groups=0)
+            return Netlink._wrap(None)
+        return Netlink._wrap(netlink_socket_in(netns))
+
+    @staticmethod
+    def _wrap(sock: RawSocket | None) -> IPRoute:
+        ipr = IPRoute(groups=0) if sock is None else IPRoute(fileno=sock.detach(), groups=0)
         # pyroute2 0.9.7's sync nlm_request() reads status['nlm_generator'], which
         # IPRoute never sets (KeyError); we always want a materialised tuple.
         ipr.asyncore.status["nlm_generator"] = False
@@ -148,35 +164,55 @@ class Netlink:
         with kernel_op("list links", "all" + _where(netns)):
             return tuple(msgs.parse_link(m) for m in self._ipr(netns).link("dump"))
 
-    def index(self, name: str, netns: str | None = None) -> int:
+    def index(self, name: Link, netns: str | None = None) -> int:
         """Interface index of ``name``; :class:`DeviceNotFoundError` if there is none."""
+        if isinstance(name, int):
+            return name
         info = self.link(name, netns)
         if info is None:
             raise DeviceNotFoundError("netdev", name, f"no such interface{_where(netns)}" if netns else "")
         return info.index
 
     # -- link attributes ---------------------------------------------------------
-    def _set(self, name: str, netns: str | None, op: str, target: str = "", **kw: Any) -> None:
+    def _set(self, name: Link, netns: str | None, op: str, target: str = "", **kw: Any) -> None:
         idx = self.index(name, netns)
-        self._link_call(netns, op, target or name, "set", index=idx, **kw)
+        self._link_call(netns, op, target or _label(name), "set", index=idx, **kw)
 
-    def set_up(self, name: str, netns: str | None = None) -> None:
-        self._set(name, netns, "set link up", state="up")
+    def _by_name_or_index(self, link: Link, netns: str | None, op: str, msg: Any,
+                          msg_type: int) -> None:
+        """One request addressed by ifindex or ``IFLA_IFNAME``; a missing named link is
+        :class:`DeviceNotFoundError`, as if it had been looked up first."""
+        try:
+            self._request(netns, op, _label(link), msg, msg_type)
+        except NetlinkOpError as e:
+            if e.errno == E.ENODEV and isinstance(link, str):
+                raise DeviceNotFoundError("netdev", link, f"no such interface{_where(netns)}"
+                                          if netns else "") from e
+            raise
 
-    def set_down(self, name: str, netns: str | None = None) -> None:
-        self._set(name, netns, "set link down", state="down")
+    def _set_updown(self, link: Link, netns: str | None, up: bool) -> None:
+        # by index only: RTM_SETLINK addressed by IFLA_IFNAME renames a link found by an altname
+        idx = self.index(link, netns)
+        self._request(netns, "set link up" if up else "set link down", _label(link),
+                      msgs.updown_request(up=up, index=idx), RTM_SETLINK)
 
-    def rename(self, name: str, new: str, netns: str | None = None) -> None:
+    def set_up(self, name: Link, netns: str | None = None) -> None:
+        self._set_updown(name, netns, True)
+
+    def set_down(self, name: Link, netns: str | None = None) -> None:
+        self._set_updown(name, netns, False)
+
+    def rename(self, name: Link, new: str, netns: str | None = None) -> None:
         """Rename a link (kernels before 6.x answer EBUSY while it is up: set it down first)."""
-        self._set(name, netns, "rename link", f"{name} to {new}", ifname=valid_ifname(new))
+        self._set(name, netns, "rename link", f"{_label(name)} to {new}", ifname=valid_ifname(new))
 
-    def set_mac(self, name: str, mac: str, netns: str | None = None) -> None:
+    def set_mac(self, name: Link, mac: str, netns: str | None = None) -> None:
         self._set(name, netns, "set MAC", address=mac_address(mac))
 
-    def set_mtu(self, name: str, mtu: int, netns: str | None = None) -> None:
+    def set_mtu(self, name: Link, mtu: int, netns: str | None = None) -> None:
         self._set(name, netns, "set MTU", mtu=mtu)
 
-    def set_alias(self, name: str, alias: str, netns: str | None = None) -> None:
+    def set_alias(self, name: Link, alias: str, netns: str | None = None) -> None:
         """Set ``IFLA_IFALIAS``; an empty string clears it."""
         self._set(name, netns, "set alias", IFLA_IFALIAS=alias)
 
@@ -204,11 +240,11 @@ class Netlink:
             self._link_call(src_netns, f"move link to netns {dst_netns or 'host'}", name, "set",
                             index=idx, net_ns_fd=fd, **extra)
 
-    def delete(self, name: str, netns: str | None = None) -> None:
-        idx = self.index(name, netns)
-        self._link_call(netns, "delete link", name, "del", index=idx)
+    def delete(self, name: Link, netns: str | None = None) -> None:
+        by = {"index": name} if isinstance(name, int) else {"name": name}
+        self._by_name_or_index(name, netns, "delete link", msgs.getlink_request(**by), RTM_DELLINK)
 
-    def delete_if_exists(self, name: str, netns: str | None = None) -> bool:
+    def delete_if_exists(self, name: Link, netns: str | None = None) -> bool:
         """Delete ``name``; ``False`` if it was already gone (ENODEV tolerated)."""
         try:
             self.delete(name, netns)
@@ -283,10 +319,10 @@ class Netlink:
                       msgs.bridge_vlan_request(idx, vid, pvid=False, untagged=False), RTM_DELLINK)
 
     # -- addresses and routes ----------------------------------------------------
-    def add_address(self, name: str, cidr: str, netns: str | None = None) -> None:
+    def add_address(self, name: Link, cidr: str, netns: str | None = None) -> None:
         idx = self.index(name, netns)
         address, _, prefix = cidr.partition("/")
-        with kernel_op(f"add address {cidr}", name + _where(netns)):
+        with kernel_op(f"add address {cidr}", _label(name) + _where(netns)):
             self._ipr(netns).addr("add", index=idx, address=address,
                                   prefixlen=int(prefix or (128 if ":" in address else 32)))
 
@@ -300,7 +336,7 @@ class Netlink:
         with kernel_op("flush addresses", name + _where(netns)):
             self._ipr(netns).flush_addr(index=idx)
 
-    def add_route(self, dst: str | None, gw: str | None = None, dev: str | None = None,
+    def add_route(self, dst: str | None, gw: str | None = None, dev: Link | None = None,
                   netns: str | None = None, *, table: int | None = None,
                   metric: int | None = None) -> None:
         """Add a route; ``dst`` ``None`` or ``"default"`` is the default route."""
@@ -308,13 +344,14 @@ class Netlink:
                                 ("::/0" if gw and ":" in gw else "0.0.0.0/0")}
         if gw:
             spec["gateway"] = gw
-        if dev:
+        if dev is not None and dev != "":
             spec["oif"] = self.index(dev, netns)
         if table is not None:
             spec["table"] = table
         if metric is not None:
             spec["priority"] = metric
-        with kernel_op(f"add route {spec['dst']}", (dev or gw or "") + _where(netns)):
+        target = _label(dev) if dev else gw or ""
+        with kernel_op(f"add route {spec['dst']}", target + _where(netns)):
             self._ipr(netns).route("add", **spec)
 
     def routes(self, netns: str | None = None, family: int = 0) -> tuple[RouteInfo, ...]:
@@ -343,7 +380,24 @@ class Netlink:
         self._request(netns, f"set VF {setting}", f"{pf} vf {index}", request, RTM_SETLINK)
 
     # -- helpers -----------------------------------------------------------------
-    @staticmethod
-    def run_in_netns(netns: str | None, fn: Callable[[], T]) -> T:
-        """Run ``fn`` in a thread joined to ``netns`` (for /proc/sys writes); returns its result."""
-        return run_in_netns(netns, fn)
+    def run_in_netns(self, netns: str | None, fn: Callable[[], T]) -> T:
+        """Run ``fn`` in a thread joined to ``netns`` (for /proc/sys writes); returns its result.
+
+        When this object has no socket for ``netns`` yet, the same thread also opens it (one
+        setns thread instead of two: the next request in ``netns`` needs no thread).
+        """
+        if netns is None or netns in self._sockets or not self._default_sockets:
+            return run_in_netns(netns, fn)
+
+        def open_and_run() -> tuple[RawSocket, T]:
+            sock = new_netlink_socket()
+            try:
+                return sock, fn()
+            except BaseException:
+                sock.close()
+                raise
+
+        sock, result = run_in_netns(netns, open_and_run)
+        with kernel_op("open netlink socket", netns):
+            self._sockets[netns] = self._wrap(sock)
+        return result

@@ -73,6 +73,14 @@ def getlink_request(*, index: int = 0, name: str | None = None, ext_mask: int = 
     return msg
 
 
+def updown_request(*, up: bool, index: int) -> ifinfmsg:
+    """RTM_SETLINK body changing only ``IFF_UP`` of link ``index``."""
+    msg = getlink_request(index=index)
+    msg["flags"] = IFF_UP if up else 0
+    msg["change"] = IFF_UP
+    return msg
+
+
 def altname_request(index: int, altname: str) -> ifinfmsg:
     """Body of RTM_NEWLINKPROP / RTM_DELLINKPROP for one alternative name."""
     msg = ifinfmsg()

@@ -97,10 +97,13 @@ def run_in_netns(path: str | None, fn: Callable[[], T]) -> T:
     return outcome["result"]  # type: ignore[return-value]
 
 
+def new_netlink_socket() -> socket.socket:
+    """A raw ``NETLINK_ROUTE`` socket in the calling thread's netns."""
+    return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+
+
 def netlink_socket_in(path: str | None) -> socket.socket:
     """A raw ``NETLINK_ROUTE`` socket bound to netns ``path`` (``None``: host)."""
-    sock = run_in_netns(
-        path, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
-    )
+    sock = run_in_netns(path, new_netlink_socket)
     log.debug("opened rtnetlink socket fd %s in netns %s", sock.fileno(), path or "host")
     return sock
