@@ -36,7 +36,7 @@ from tests.reliability.conftest import (
 
 pytestmark = pytest.mark.root
 IN_PROCESS_CASES = size(250, 1500)
-SHIM_CASES = size(25, 120)
+SHIM_CASES = size(12, 120)
 COUNTS: collections.Counter[str] = collections.Counter()
 
 TRAVERSAL = st.sampled_from(

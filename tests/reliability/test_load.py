@@ -38,8 +38,8 @@ from tests.reliability.conftest import (
 pytestmark = pytest.mark.root
 VF_PODS = size(4, 8)
 FALLBACK_PODS = size(12, 56)
-CYCLES = size(100, 1000)
-SAMPLE_EVERY = size(20, 100)
+CYCLES = size(40, 1000)
+SAMPLE_EVERY = size(10, 100)
 RSS_GROWTH_LIMIT_KB = 4096
 
 
