@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
 
-from cni import skel
+from cni import skel, trace
 from cni.faults import FAULT_ENV, fault_hook
 from cni.main import Runtime
 from cni.shim import DEFAULT_SOCKET, decode_env, frame, recv_frame
@@ -193,7 +193,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="log per-step timings of every request (same as SRIOV_CNI_TRACE=1)",
+    )
     args = parser.parse_args(argv)
+    if args.trace:
+        trace.switch_on()
     logging.basicConfig(
         level=args.log_level.upper(),
         stream=sys.stderr,

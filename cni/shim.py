@@ -168,11 +168,10 @@ def main(site_dirs: "Sequence[str]" = ()) -> int:
 
 
 def _standalone(env: "Mapping[str, str]", stdin: bytes, site_dirs: "Sequence[str]") -> int:
-    if site_dirs:  # launcher started us with -S: make the venv's packages importable now
-        import site
-
-        for directory in site_dirs:
-            site.addsitedir(directory)
+    # The launcher started us with -S: make the venv's packages importable now. Plain sys.path
+    # entries, not site.addsitedir(): its .pth files (the editable-install finder, setuptools'
+    # distutils hack) cost ~10 ms and are not needed, the launcher already put the repo first.
+    sys.path.extend(d for d in site_dirs if d not in sys.path)
     try:
         from cni.main import main as main_no_command
         from cni.main import run

@@ -2,7 +2,7 @@
 
 Off by default and then nearly free (one ContextVar lookup per step). On when the plugin's
 process has ``SRIOV_CNI_TRACE=1`` in its environment (the agent's, or a standalone shim's),
-or the agent runs with ``--trace`` or ``--log-level debug``. Each traced request logs one line on the
+or the agent runs with ``--trace``. Each traced request logs one line on the
 ``cni.trace`` logger (so it reaches the request's stderr and the agent's log)::
 
     trace ADD 18.41 ms: parse 0.09, state.load 0.04, netlink.create_macvlan 1.21, ...
