@@ -29,18 +29,39 @@ from socket import socket as RawSocket
 from types import TracebackType
 from typing import Any, TypeVar
 
-from pyroute2 import IPRoute
-from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.rtnl import RTM_DELLINK, RTM_DELLINKPROP, RTM_GETLINK, RTM_NEWLINKPROP, RTM_SETLINK
+from sriov.netlink_import import lean_pyroute2
 
-from sriov import netlink_msg as msgs
-from sriov.errors import DeviceNotFoundError, NetlinkOpError, SriovError
-from sriov.netlink_ns import netlink_socket_in, netns_fd, new_netlink_socket, run_in_netns
-from sriov.netlink_types import AddressInfo, IpvlanMode, LinkInfo, MacvlanMode, RouteInfo
-from sriov.types import IfName, VfSetting, VfSettings, VfState, VlanProto
-from sriov.validate import ifname as valid_ifname
-from sriov.validate import mac_address
+lean_pyroute2()  # before the first pyroute2 import: skip its all-features package __init__
+# isort: split
+from pyroute2.iproute.linux import IPRoute  # noqa: E402
+from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST  # noqa: E402
+from pyroute2.netlink.exceptions import NetlinkError  # noqa: E402
+from pyroute2.netlink.rtnl import (  # noqa: E402
+    RTM_DELLINK,
+    RTM_DELLINKPROP,
+    RTM_GETLINK,
+    RTM_NEWLINKPROP,
+    RTM_SETLINK,
+)
+
+from sriov import netlink_msg as msgs  # noqa: E402
+from sriov.errors import DeviceNotFoundError, NetlinkOpError, SriovError  # noqa: E402
+from sriov.netlink_ns import (  # noqa: E402
+    netlink_socket_in,
+    netns_fd,
+    new_netlink_socket,
+    run_in_netns,
+)
+from sriov.netlink_types import (  # noqa: E402
+    AddressInfo,
+    IpvlanMode,
+    LinkInfo,
+    MacvlanMode,
+    RouteInfo,
+)
+from sriov.types import VfSetting, VfSettings, VfState, VlanProto  # noqa: E402
+from sriov.validate import ifname as valid_ifname  # noqa: E402
+from sriov.validate import mac_address  # noqa: E402
 
 __all__ = [
     "AddressInfo", "IpvlanMode", "Link", "LinkInfo", "MacvlanMode", "Netlink", "RouteInfo",
