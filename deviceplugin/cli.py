@@ -24,8 +24,7 @@ from deviceplugin.eventfilter import EventFilter, Rescan
 from deviceplugin.lifecycle import DEFAULT_PLUGIN_DIR, PluginManager
 from deviceplugin.metrics import Metrics
 from deviceplugin.pool import Policy
-from deviceplugin.registry import DeviceRegistry
-from deviceplugin.scanner import ConfigFile, HostScanner, SysfsCarrier
+from deviceplugin.scanner import ConfigFile, HostScanner, SysfsCarrier, registry_for
 from deviceplugin.servicer import ServiceOptions
 from deviceplugin.sysfswatch import SysfsWatch
 from sriov.errors import PoolConfigError, SriovError
@@ -110,7 +109,7 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
         return host.sysfs.inventory()
 
     scanner = HostScanner(config, inventory, SysfsCarrier(args.sysfs_root))
-    registry = DeviceRegistry(scanner, safety_interval_s=args.rescan_interval)
+    registry = registry_for(scanner, safety_interval_s=args.rescan_interval)
     options = ServiceOptions(policy=Policy(args.policy), use_cdi=args.use_cdi,
                              devinfo_dir=args.devinfo_dir)
     manager = PluginManager(args.plugin_dir, registry, options, metrics)

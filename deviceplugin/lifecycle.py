@@ -22,6 +22,7 @@ import grpc
 
 from deviceplugin.api.v1beta1 import api_pb2 as pb
 from deviceplugin.api.v1beta1 import api_pb2_grpc as pb_grpc
+from deviceplugin.devicelist import add_device_plugin_servicer
 from deviceplugin.dirwatch import InotifyEvent, Mask, Watcher
 from deviceplugin.metrics import Metrics
 from deviceplugin.registry import DeviceRegistry, Snapshot
@@ -73,7 +74,7 @@ class PoolServer:
                                               self._metrics)
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=8,
                                                         thread_name_prefix="dp-grpc"))
-        pb_grpc.add_DevicePluginServicer_to_server(self._servicer, server)
+        add_device_plugin_servicer(self._servicer, server)
         server.add_insecure_port(f"unix://{self.socket_path}")
         server.start()
         self._server = server

@@ -1,7 +1,7 @@
 """DeviceRegistry: the one place that rescans the host and tells streams about changes.
 
-Rescans are event driven (``trigger()`` from inotify/udev/netlink/SIGHUP,
-debounced) plus a slow safety timer. Each scan result that differs from the
+Rescans are event driven (``trigger()`` from inotify/udev/netlink/SIGHUP;
+full rescans debounced, health-only passes immediate) plus a slow safety timer. Each scan result that differs from the
 previous one bumps ``generation`` and wakes every waiter on one Condition; no
 sleep loops.
 """
@@ -151,8 +151,10 @@ class DeviceRegistry:
                 return
             if not self._kick.is_set():
                 self._full_pending = True  # safety timer: always a full rescan
-            elif self._debounce_s > 0:
-                self._stopped.wait(self._debounce_s)  # let a burst of events settle
+            elif self._full_pending and self._debounce_s > 0:
+                # let a burst of structural events (numvfs, rebinds) settle; health-only
+                # passes run at once (events during the pass coalesce into the next one)
+                self._stopped.wait(self._debounce_s)
             self._kick.clear()
             full, self._full_pending = self._full_pending, False
             self.rescan(health_only=not full)

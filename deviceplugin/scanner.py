@@ -7,14 +7,15 @@ are kept (upstream exits or ignores it instead).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import functools
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from deviceplugin.pool import PoolSpec, build_devices
-from deviceplugin.registry import PoolState
+from deviceplugin.pool import Health, PoolDevice, PoolSpec, build_devices
+from deviceplugin.registry import DeviceRegistry, PoolState
 from sriov.errors import PoolConfigError
 from sriov.pools import PoolConfig, ResourcePool, parse_pool_config, select
 from sriov.types import IfName, Inventory, VirtualFunction
@@ -102,7 +103,23 @@ class ConfigFile:
         return self.config
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class _PoolHealth:
+    """A pool's last state plus, per PF netdev, the positions of its VFs and their health."""
+
+    state: PoolState
+    positions: dict[IfName, tuple[int, ...]]
+    health: dict[IfName, Health]
+
+
 class HostScanner:
+    """``scanner()`` is the full rescan, ``scanner.health_only()`` the carrier-flip path.
+
+    The health path is incremental: one carrier read per PF netdev, and only the
+    devices of PFs whose health changed are rebuilt; an unchanged pool is returned
+    as the very same ``PoolState`` object, so comparing and re-encoding it is free.
+    """
+
     def __init__(self, config: ConfigFile, inventory: Callable[[], Inventory],
                  carrier: Callable[[IfName], bool | None]) -> None:
         self._config = config
@@ -110,6 +127,7 @@ class HostScanner:
         self._carrier = carrier
         self.last_inventory: Inventory | None = None
         self._last_selection: dict[str, tuple[PoolSpec, tuple[VirtualFunction, ...]]] = {}
+        self._pools: dict[str, _PoolHealth] = {}
 
     def __call__(self) -> Mapping[str, PoolState]:
         """Full rescan: config, inventory, selection, health."""
@@ -120,10 +138,54 @@ class HostScanner:
         self._last_selection = {
             pool.full_name: (pool_spec(pool), selection.pools.get(pool.full_name, ()))
             for pool in config.pools}
-        return self.health_only()
+        carrier = functools.cache(self._carrier)
+        self._pools = {name: _index(PoolState(spec=spec, devices=build_devices(spec, vfs, carrier)))
+                       for name, (spec, vfs) in self._last_selection.items()}
+        return {name: p.state for name, p in self._pools.items()}
 
     def health_only(self) -> Mapping[str, PoolState]:
-        """Recompute health of the last selection (one carrier read per PF netdev)."""
+        """Recompute health of the last selection: one carrier read per PF netdev."""
         carrier = functools.cache(self._carrier)
-        return {name: PoolState(spec=spec, devices=build_devices(spec, vfs, carrier))
-                for name, (spec, vfs) in self._last_selection.items()}
+        for name, pool in list(self._pools.items()):
+            changed = {pf: health for pf in pool.positions
+                       if (health := _pf_health(pf, carrier)) is not pool.health[pf]}
+            if changed:
+                self._pools[name] = _rebuild(pool, changed)
+        return {name: p.state for name, p in self._pools.items()}
+
+
+def _pf_health(pf: IfName, carrier: Callable[[IfName], bool | None]) -> Health:
+    return Health.UNHEALTHY if carrier(pf) is False else Health.HEALTHY
+
+
+def _index(state: PoolState) -> _PoolHealth:
+    positions: dict[IfName, list[int]] = {}
+    health: dict[IfName, Health] = {}
+    for i, device in enumerate(state.devices):
+        pf = device.vf.pf_netdev
+        if pf is not None:
+            positions.setdefault(pf, []).append(i)
+            health[pf] = device.health
+    return _PoolHealth(state=state, positions={pf: tuple(p) for pf, p in positions.items()},
+                       health=health)
+
+
+def _rebuild(pool: _PoolHealth, changed: Mapping[IfName, Health]) -> _PoolHealth:
+    """A new state where only the devices of the PFs in ``changed`` got their new health."""
+    devices: list[PoolDevice] = list(pool.state.devices)
+    for pf, health in changed.items():
+        for i in pool.positions[pf]:
+            devices[i] = dataclasses.replace(devices[i], health=health)
+    index = dict(pool.state.index)
+    index.update((devices[i].id, devices[i]) for pf in changed for i in pool.positions[pf])
+    log.info("health changed resource=%s %s", pool.state.spec.full_name,
+             " ".join(f"{pf}={h}" for pf, h in sorted(changed.items())))
+    state = PoolState(spec=pool.state.spec, devices=tuple(devices), index=index)
+    return _PoolHealth(state=state, positions=pool.positions,
+                       health={**pool.health, **changed})
+
+
+def registry_for(scanner: HostScanner, *, safety_interval_s: float) -> DeviceRegistry:
+    """The registry wired to both scan paths (full and health-only)."""
+    return DeviceRegistry(scanner, health_scan=scanner.health_only,
+                          safety_interval_s=safety_interval_s)

@@ -17,16 +17,18 @@ from pathlib import Path
 import grpc
 
 from deviceplugin.allocation import allocate_container
+from deviceplugin.devicelist import DeviceListEncoder
 from deviceplugin.api.v1beta1 import api_pb2 as pb
 from deviceplugin.api.v1beta1 import api_pb2_grpc as pb_grpc
 from deviceplugin.errors import DevicePluginError
 from deviceplugin.metrics import Metrics
-from deviceplugin.pool import Policy, PoolDevice, preferred_allocation
+from deviceplugin.pool import Policy, preferred_allocation
 from deviceplugin.registry import DeviceRegistry, PoolState
 
 log = logging.getLogger(__name__)
 
-STREAM_RECHECK_S = 1.0
+STREAM_RECHECK_S = 30.0
+"""Streams wake on every registry change, stop, and client cancel; this is only a backstop."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,16 +37,6 @@ class ServiceOptions:
     use_cdi: bool = False
     devinfo_dir: Path | None = None
     """Where NPWG device-info files go; None = do not write them."""
-
-
-def device_list(pool: PoolState) -> pb.ListAndWatchResponse:
-    devices = []
-    for d in pool.devices:
-        topology = None
-        if d.numa_node is not None:
-            topology = pb.TopologyInfo(nodes=[pb.NUMANode(ID=d.numa_node)])
-        devices.append(pb.Device(ID=d.id, health=str(d.health), topology=topology))
-    return pb.ListAndWatchResponse(devices=devices)
 
 
 def _write_atomic(path: Path, content: str) -> None:
@@ -67,7 +59,9 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
         self._options = options
         self._metrics = metrics
         self._stopped = threading.Event()
-        self.devinfo_files: set[Path] = set()
+        self.devinfo_files: dict[Path, str] = {}
+        """Device-info files written by Allocate -> their content (rewritten only if changed)."""
+        self._encoder = DeviceListEncoder()
 
     def stop(self) -> None:
         """End every ListAndWatch stream of this servicer."""
@@ -84,9 +78,10 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
                                       get_preferred_allocation_available=True)
 
     def ListAndWatch(self, request: pb.Empty, context: grpc.ServicerContext
-                     ) -> Iterator[pb.ListAndWatchResponse]:
+                     ) -> Iterator[bytes]:
+        """Yields wire bytes of ``ListAndWatchResponse`` (see deviceplugin.devicelist)."""
         context.add_callback(self._registry.wake_all)
-        last_sent: tuple[PoolDevice, ...] | None = None
+        last_sent: PoolState | None = None
         snapshot = self._registry.snapshot
         log.info("ListAndWatch opened resource=%s", self.resource)
         while context.is_active() and not self._stopped.is_set() and not self._registry.stopped:
@@ -94,12 +89,12 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
             if pool is None:
                 log.info("pool removed, ending ListAndWatch resource=%s", self.resource)
                 return
-            if pool.devices != last_sent:
-                last_sent = pool.devices
-                healthy = sum(1 for d in pool.devices if d.healthy)
-                log.info("ListAndWatch send resource=%s devices=%s healthy=%s",
-                         self.resource, len(pool.devices), healthy)
-                yield device_list(pool)
+            if pool is not last_sent and (last_sent is None or pool.devices != last_sent.devices):
+                last_sent = pool
+                encoded = self._encoder.encode(pool)
+                log.info("ListAndWatch send resource=%s devices=%s bytes=%s",
+                         self.resource, len(pool.devices), len(encoded))
+                yield encoded
             snapshot = self._registry.wait_for_change(snapshot.generation, STREAM_RECHECK_S)
         log.info("ListAndWatch closed resource=%s", self.resource)
 
@@ -150,9 +145,7 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
         if self._options.devinfo_dir is not None:
             for alloc in allocations:
                 for name, content in alloc.device_info.items():
-                    path = self._options.devinfo_dir / name
-                    _write_atomic(path, content)
-                    self.devinfo_files.add(path)
+                    self._write_devinfo(self._options.devinfo_dir / name, content)
         response = pb.AllocateResponse(container_responses=[
             pb.ContainerAllocateResponse(
                 envs=a.envs,
@@ -170,6 +163,13 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
     def PreStartContainer(self, request: pb.PreStartContainerRequest,
                           context: grpc.ServicerContext) -> pb.PreStartContainerResponse:
         return pb.PreStartContainerResponse()
+
+    def _write_devinfo(self, path: Path, content: str) -> None:
+        """Write a device-info file unless it already holds ``content`` (one stat, no write)."""
+        if self.devinfo_files.get(path) == content and path.exists():
+            return
+        _write_atomic(path, content)
+        self.devinfo_files[path] = content
 
     def remove_devinfo_files(self) -> None:
         for path in self.devinfo_files:

@@ -33,6 +33,7 @@ class SysfsWatch:
         self._on_change = on_change
         self._watcher = Watcher(self._on_events, name="dp-sysfswatch")
         self._watched: set[str] = set()
+        self._refreshed_for: Inventory | None = None
 
     def start(self, inventory: Inventory | None) -> None:
         self.refresh(inventory)
@@ -42,7 +43,13 @@ class SysfsWatch:
         self._watcher.stop()
 
     def refresh(self, inventory: Inventory | None) -> None:
-        """(Re)add watches for the bus, the drivers and every PF's dir and netdev."""
+        """(Re)add watches for the bus, the drivers and every PF's dir and netdev.
+
+        A no-op for the inventory already watched (health-only changes keep it).
+        """
+        if inventory is not None and inventory is self._refreshed_for and self._watched:
+            return
+        self._refreshed_for = inventory
         paths = [self._sys / "bus/pci/devices", self._sys / "bus/pci/drivers",
                  self._sys / "class/net"]
         drivers = self._sys / "bus/pci/drivers"

@@ -14,7 +14,7 @@ from deviceplugin.lifecycle import PluginManager
 from deviceplugin.metrics import Metrics
 from deviceplugin.pool import Policy
 from deviceplugin.registry import DeviceRegistry
-from deviceplugin.scanner import ConfigFile, HostScanner, SysfsCarrier
+from deviceplugin.scanner import ConfigFile, HostScanner, SysfsCarrier, registry_for
 from deviceplugin.servicer import ServiceOptions
 from deviceplugin.simulator import KubeletSimulator
 from deviceplugin.sysfswatch import SysfsWatch
@@ -77,7 +77,7 @@ def running_plugin(tmp_path: Path, config: object, *, use_cdi: bool = False,
     cfg.load_initial()
     scanner = HostScanner(cfg, SysfsReader(tmp_path / "host").inventory,
                           SysfsCarrier(tmp_path / "host"))
-    registry = DeviceRegistry(scanner, safety_interval_s=30)
+    registry = registry_for(scanner, safety_interval_s=30)
     manager = PluginManager(plugin_dir, registry, ServiceOptions(
         policy=policy, use_cdi=use_cdi, devinfo_dir=devinfo), metrics)
     sysfs_watch = SysfsWatch(tmp_path / "host", registry.trigger)
