@@ -23,7 +23,7 @@ from cni.protocol import Interface, Result
 from cni.vf_checks import check_interface, check_pf_settings
 from cni.vf_state import VfRecord, reclaim_if_stale, restore_vf
 from sriov.errors import DeviceNotFoundError
-from sriov.types import DriverKind, VirtualFunction
+from sriov.types import DriverKind, VfSetting, VirtualFunction
 
 log = logging.getLogger(__name__)
 ADD_STEPS = ("snapshot", "pf-config", "move", "rename", "mac-mtu", "up", "ipam", "save-result")
@@ -95,13 +95,17 @@ class _Attach:
         assert snap is not None
         host_netdev = self.record.netdev
         if host_netdev is not None:
+            # the VF driver reports the MAC its netdev gets back to the PF: clear it last
+            self.undo.callback(_quietly("restore PF-side VF MAC", lambda: vf_pf.restore(
+                self.admin, self.pf, self.vf.index, snap, (VfSetting.MAC,))))
             # an admin MAC also changes the VF netdev's MAC while it is in the host (igbvf and the
             # emulation both); undone after the PF-side restore below (ExitStack is LIFO)
             self.undo.callback(_quietly("restore host netdev MAC", lambda: vf_netdev.restore_mac(
                 self.nl, host_netdev)))
-        applied = vf_pf.apply(self.admin, self.pf, self.vf.index, self.ctx.conf.vf_settings(), snap)
-        self.undo.callback(_quietly("restore PF-side VF settings",
-                                    lambda: vf_pf.restore(self.admin, self.pf, self.vf.index, snap, applied)))
+        first = vf_pf.before_netdev_restore(snap, host_netdev.mac if host_netdev else None)
+        applied = vf_pf.apply(self.admin, self.pf, self.vf.index, self.ctx.conf.vf_settings(), first)
+        self.undo.callback(_quietly("restore PF-side VF settings", lambda: vf_pf.restore(
+            self.admin, self.pf, self.vf.index, first, applied)))
 
     def move_into_pod(self) -> Interface:
         """Steps 3: temp name in the pod netns, no altnames, CNI_IFNAME, MAC, MTU, sysctls, up."""

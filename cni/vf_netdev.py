@@ -7,17 +7,26 @@ that lingers as an altname makes the rename fail with EEXIST (sriov-cni #445).
 
 from __future__ import annotations
 
+import array
 import contextlib
 import dataclasses
 import errno
+import fcntl
 import logging
+import socket
+import struct
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 from sriov.errors import DeviceNotFoundError, NetlinkOpError
 
 log = logging.getLogger(__name__)
 TEMP_PREFIX = "sriovtmp"
+SIOCETHTOOL = 0x8946
+ETHTOOL_GPERMADDR = 0x20
+MIN_MTU = 68
+PermMacReader = Callable[[str], "str | None"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -29,10 +38,12 @@ class NetdevSnapshot:
     mtu: int
     altnames: tuple[str, ...] = ()
     up: bool = False
+    perm_mac: str | None = None
+    """The permanent address (``ip link``'s ``permaddr``); ``None``: the netdev has none."""
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "mac": self.mac, "mtu": self.mtu,
-                "altnames": list(self.altnames), "up": self.up}
+                "altnames": list(self.altnames), "up": self.up, "permMac": self.perm_mac}
 
     @classmethod
     def from_json(cls, raw: Any) -> NetdevSnapshot:
@@ -41,7 +52,8 @@ class NetdevSnapshot:
         try:
             return cls(name=str(raw["name"]), mac=str(raw["mac"]), mtu=int(raw["mtu"]),
                        altnames=tuple(str(a) for a in raw.get("altnames") or ()),
-                       up=bool(raw.get("up")))
+                       up=bool(raw.get("up")),
+                       perm_mac=str(raw["permMac"]) if raw.get("permMac") else None)
         except (KeyError, TypeError) as e:
             raise ValueError(f"netdev snapshot lacks or mistypes {e}") from None
 
@@ -51,12 +63,30 @@ def temp_name(pci: str) -> str:
     return f"{TEMP_PREFIX}{zlib.crc32(pci.encode()) & 0xFFFFFF:06x}"
 
 
-def snapshot(nl: Any, name: str) -> NetdevSnapshot:
+def read_perm_mac(name: str) -> str | None:
+    """``name``'s permanent address (ETHTOOL_GPERMADDR in the caller's netns); ``None`` when it
+    has none (all zero: veth, bridges) or cannot be read."""
+    request = array.array("B", struct.pack("=II", ETHTOOL_GPERMADDR, 32) + bytes(32))
+    ifreq = struct.pack("16sP", name.encode()[:15], request.buffer_info()[0]).ljust(40, b"\0")
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            fcntl.ioctl(sock.fileno(), SIOCETHTOOL, ifreq)
+    except OSError as e:
+        log.debug("no permanent address for %s: %s", name, e)
+        return None
+    size = struct.unpack_from("=I", request, 4)[0]
+    raw = bytes(request[8:8 + min(size, 32)])
+    if len(raw) != 6 or not any(raw):
+        return None
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+def snapshot(nl: Any, name: str, read_perm: PermMacReader = read_perm_mac) -> NetdevSnapshot:
     link = nl.link(name)
     if link is None:
         raise DeviceNotFoundError("VF netdev", name, "not in the host network namespace")
     return NetdevSnapshot(name=link.name, mac=link.mac or "", mtu=link.mtu,
-                          altnames=tuple(link.altnames), up=link.up)
+                          altnames=tuple(link.altnames), up=link.up, perm_mac=read_perm(link.name))
 
 
 def drop_altnames(nl: Any, name: str, netns: str | None, keep: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -95,9 +125,10 @@ def find(nl: Any, netns: str | None, *names: str) -> str | None:
     return None
 
 
-def restore_in_host(nl: Any, current: str, snap: NetdevSnapshot) -> None:
+def restore_in_host(nl: Any, current: str, snap: NetdevSnapshot,
+                    read_perm: PermMacReader = read_perm_mac) -> None:
     """Put a VF netdev that is back in the host netns exactly as ``snap``: name, MAC, MTU,
-    altnames, admin state. Each step is skipped when already so."""
+    permanent address, altnames, admin state. Each step is skipped when already so."""
     nl.set_down(current)
     drop_altnames(nl, current, None, keep=snap.altnames)
     rename(nl, current, snap.name, None)
@@ -108,6 +139,7 @@ def restore_in_host(nl: Any, current: str, snap: NetdevSnapshot) -> None:
         nl.set_mac(snap.name, snap.mac)
     if link.mtu != snap.mtu:
         nl.set_mtu(snap.name, snap.mtu)
+    refresh_perm_mac(nl, snap, read_perm)
     for alt in snap.altnames:
         if alt not in link.altnames:
             with contextlib.suppress(NetlinkOpError):  # taken by another link meanwhile
@@ -117,11 +149,44 @@ def restore_in_host(nl: Any, current: str, snap: NetdevSnapshot) -> None:
     log.info("VF netdev restored in the host as %s (mac %s, mtu %s)", snap.name, snap.mac, snap.mtu)
 
 
-def restore_mac(nl: Any, snap: NetdevSnapshot) -> None:
-    """Put the snapshotted MAC back on the VF netdev if it is (still) in the host netns."""
+def refresh_perm_mac(nl: Any, snap: NetdevSnapshot,
+                     read_perm: PermMacReader = read_perm_mac) -> bool:
+    """Give the VF netdev ``snap.name`` its snapshotted permanent address back; True if it did.
+
+    igbvf copies its current MAC into the permanent address at every VF reset, and a VF resets
+    when it goes down: DEL sets it down in the pod, netns teardown closes it, both while it wears
+    the pod's MAC. So once the host MAC is back, reset it once more. A down igbvf resets on an
+    MTU change (``igbvf_change_mtu``); going down and up would also attach a qdisc, which
+    ``ip link`` shows. Only done when the snapshot's permanent address was its MAC (what a reset
+    gives back) and the netdev now reports another one; drivers with a fixed one never do.
+    """
+    if not snap.perm_mac or snap.perm_mac != snap.mac:
+        return False
+    now = read_perm(snap.name)
+    if now is None or now == snap.perm_mac:
+        return False
+    bounce = snap.mtu - 1 if snap.mtu > MIN_MTU else snap.mtu + 1
+    nl.set_mtu(snap.name, bounce)
+    nl.set_mtu(snap.name, snap.mtu)
+    after = read_perm(snap.name)
+    if after != snap.perm_mac:
+        log.warning("VF netdev %s: permanent address is %s after a reset, not %s", snap.name,
+                    after, snap.perm_mac)
+        return False
+    log.info("VF netdev %s: permanent address %s restored (was %s) by a VF reset", snap.name,
+             snap.perm_mac, now)
+    return True
+
+
+def restore_mac(nl: Any, snap: NetdevSnapshot, read_perm: PermMacReader = read_perm_mac) -> None:
+    """Put the snapshotted MAC (and permanent address) back on the VF netdev if it is (still)
+    in the host netns."""
     link = nl.link(snap.name)
-    if link is not None and snap.mac and link.mac != snap.mac:
+    if link is None:
+        return
+    if snap.mac and link.mac != snap.mac:
         nl.set_mac(snap.name, snap.mac)
+    refresh_perm_mac(nl, snap, read_perm)
 
 
 def move_to_host(nl: Any, name: str, netns: str, temp: str) -> str:

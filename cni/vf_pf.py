@@ -14,7 +14,7 @@ from typing import Any
 
 from sriov import validate
 from sriov.errors import VfSettingError
-from sriov.types import IfName, LinkState, VfSetting, VfSettings, VfState, VlanProto
+from sriov.types import IfName, LinkState, MacAddress, VfSetting, VfSettings, VfState, VlanProto
 from sriov.vfadmin import VfAdmin, differing
 
 log = logging.getLogger(__name__)
@@ -91,3 +91,22 @@ def restore(admin: VfAdmin, pf: IfName, index: int, snapshot: VfState,
     if done:
         log.info("restored VF %s of %s: %s", index, pf, ", ".join(done))
     return done
+
+
+NO_ADMIN_MAC = MacAddress("00:00:00:00:00:00")
+
+
+def before_netdev_restore(snapshot: VfState, netdev_mac: str | None) -> VfState:
+    """The PF-side state to restore while the VF netdev does not wear its own MAC yet.
+
+    A VF driver reports the MAC its netdev wears to the PF, which then shows it as the VF's MAC
+    (igb does) although no admin MAC is set. Restoring that MAC as an admin MAC would pin it:
+    igb then refuses every MAC change from the VF, even to the same MAC (EADDRNOTAVAIL). So a
+    snapshot MAC equal to the netdev's own is first restored as "no admin MAC"; the netdev's MAC
+    restore reports it again, and a last MAC-only :func:`restore` sets it as an admin MAC only if
+    the PF still shows something else. (Netlink cannot tell an admin MAC equal to the netdev's
+    own from a reported one; both come back the same in ``ip link``.)
+    """
+    if netdev_mac and snapshot.mac != NO_ADMIN_MAC and snapshot.mac == netdev_mac.lower():
+        return dataclasses.replace(snapshot, mac=NO_ADMIN_MAC)
+    return snapshot

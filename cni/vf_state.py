@@ -16,7 +16,7 @@ from cni import vf_netdev, vf_pf
 from cni.errors import CniCode, CniError
 from cni.plugin import AttachmentContext
 from sriov.errors import DeviceNotFoundError, SriovError, VfBusyError
-from sriov.types import DriverKind, VfState
+from sriov.types import DriverKind, VfSetting, VfState
 
 log = logging.getLogger(__name__)
 NETNS_TEARDOWN_TIMEOUT = 10.0
@@ -69,22 +69,37 @@ def restore_vf(nl: Any, host: Any, record: VfRecord, netns: str) -> None:
     in the host by PCI address (the kernel returns a VF to the host, under the pod's name, MAC
     and MTU, once a deleted netns is torn down - asynchronously, so it is polled for). Then the
     PF-side settings (before the netdev MAC: some drivers refuse a MAC change while trust is
-    off), then the netdev's name, MAC, MTU, altnames and admin state.
+    off; a PF-side MAC that the VF driver reported goes back as "no admin MAC" first,
+    :func:`cni.vf_pf.before_netdev_restore`), then the netdev's name, MAC, MTU, permanent
+    address, altnames and admin state, then the PF-side MAC once more (the VF driver reports
+    its restored MAC to the PF). See docs/cni.md "Exact restore on real VF drivers".
     """
     snap = record.netdev
     current = _bring_home(nl, host, record, netns) if snap is not None else None
     if record.pf_state is not None:
         try:
-            vf_pf.restore(host.vf_admin, record.pf, record.vf_index, record.pf_state)
+            vf_pf.restore(host.vf_admin, record.pf, record.vf_index,
+                          vf_pf.before_netdev_restore(record.pf_state, snap.mac if snap else None))
         except DeviceNotFoundError as e:
             log.warning("VF %s: PF-side settings not restored: %s", record.device_id, e)
     if snap is None:
         return  # DPDK mode: nothing on the netdev side
     if current is None:
         log.warning("VF %s has no netdev in the host netns; netdev side left as is", record.device_id)
-        return
-    vf_netdev.restore_in_host(nl, current, snap)
+    else:
+        vf_netdev.restore_in_host(nl, current, snap)
+    if record.pf_state is not None:
+        # a VF driver reports the MAC it now wears to the PF (igb then shows it as the VF's MAC
+        # where the snapshot shows none): put the PF-side MAC back once more, after the netdev
+        _restore_pf_mac(host, record, record.pf_state)
     host.refresh()
+
+
+def _restore_pf_mac(host: Any, record: VfRecord, pf_state: VfState) -> None:
+    try:
+        vf_pf.restore(host.vf_admin, record.pf, record.vf_index, pf_state, (VfSetting.MAC,))
+    except DeviceNotFoundError as e:
+        log.warning("VF %s: PF-side MAC not restored: %s", record.device_id, e)
 
 
 def _bring_home(nl: Any, host: Any, record: VfRecord, netns: str) -> str | None:
