@@ -18,11 +18,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from deviceplugin.allocation import DEFAULT_DEVINFO_DIR
+from deviceplugin.cdi import DEFAULT_CDI_DIR, CdiSpecWriter
 from deviceplugin.dirwatch import Mask, Watcher
 from deviceplugin.errors import DevicePluginError
 from deviceplugin.eventfilter import EventFilter, Rescan
 from deviceplugin.lifecycle import DEFAULT_PLUGIN_DIR, PluginManager
 from deviceplugin.metrics import Metrics
+from deviceplugin.pluginwatcher import DEFAULT_PLUGINS_REGISTRY
 from deviceplugin.pool import Policy
 from deviceplugin.scanner import ConfigFile, HostScanner, SysfsCarrier, registry_for
 from deviceplugin.servicer import ServiceOptions
@@ -58,7 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", choices=[x.value for x in Policy], default=Policy.SPREAD.value,
                    help="GetPreferredAllocation placement across PFs (default: spread)")
     p.add_argument("--use-cdi", action="store_true",
-                   help="also return CDI device names <prefix>/net-pci=<pci>")
+                   help="write a CDI spec per pool and also return CDI device names "
+                   "<prefix>/net-pci=<pci>")
+    p.add_argument("--cdi-dir", type=Path, default=DEFAULT_CDI_DIR,
+                   help="CDI spec dir for --use-cdi (default: %(default)s)")
+    p.add_argument("--plugins-registry", type=Path, default=None, metavar="DIR",
+                   help="register through kubelet's plugin watcher: serve "
+                   "pluginregistration on a socket per pool in DIR (e.g. "
+                   f"{DEFAULT_PLUGINS_REGISTRY}) instead of calling kubelet.sock")
     p.add_argument("--rescan-interval", type=float, default=30.0,
                    help="safety rescan period in seconds (default: 30)")
     p.add_argument("--cni-agent-socket", type=Path, default=None,
@@ -112,7 +121,12 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     registry = registry_for(scanner, safety_interval_s=args.rescan_interval)
     options = ServiceOptions(policy=Policy(args.policy), use_cdi=args.use_cdi,
                              devinfo_dir=args.devinfo_dir)
-    manager = PluginManager(args.plugin_dir, registry, options, metrics)
+    manager = PluginManager(args.plugin_dir, registry, options, metrics,
+                            plugins_registry=args.plugins_registry)
+    cdi = CdiSpecWriter(args.cdi_dir) if args.use_cdi else None
+    if cdi is not None:
+        cdi.remove_stale()
+        registry.add_listener(lambda snap: cdi.update(snap.pools))
     sysfs_watch = SysfsWatch(args.sysfs_root, registry.trigger)
     config_watch = Watcher(lambda events: registry.trigger(), name="dp-configwatch")
     registry.add_listener(lambda snap: sysfs_watch.refresh(scanner.last_inventory))
@@ -157,6 +171,8 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     finally:
         for part in reversed(started):
             getattr(part, "stop", getattr(part, "close", None))()
+        if cdi is not None:
+            cdi.remove_all()
         netlink.close()
 
 

@@ -3,7 +3,10 @@
 One gRPC server and unix socket per pool (socket name unique per start). Kubelet
 restarts are detected with inotify on the plugin dir, not by polling: our socket
 deleted (kubelet's CleanupPluginDirectory) restarts that pool's server under a new
-name and re-registers; ``kubelet.sock`` (re-)created re-registers every pool.
+name and re-registers; ``kubelet.sock`` (re-)created re-registers every pool. A
+failed ``Register`` (kubelet absent or refusing) is retried with backoff (1 s
+doubling to 30 s). With ``plugins_registry`` set, registration is the plugin-watcher
+socket instead (deviceplugin.pluginwatcher) and ``kubelet.sock`` is not used.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from deviceplugin.api.v1beta1 import api_pb2_grpc as pb_grpc
 from deviceplugin.devicelist import add_device_plugin_servicer
 from deviceplugin.dirwatch import InotifyEvent, Mask, Watcher
 from deviceplugin.metrics import Metrics
+from deviceplugin.pluginwatcher import WatcherRegistration
 from deviceplugin.registry import DeviceRegistry, Snapshot
+from deviceplugin.retry import Backoff, RetryTimer
 from deviceplugin.servicer import DevicePluginServicer, ServiceOptions
 
 log = logging.getLogger(__name__)
@@ -53,7 +58,8 @@ class PoolServer:
     """The gRPC server of one pool on its own socket in the plugin dir."""
 
     def __init__(self, resource: str, plugin_dir: Path, registry: DeviceRegistry,
-                 options: ServiceOptions, metrics: Metrics) -> None:
+                 options: ServiceOptions, metrics: Metrics,
+                 plugins_registry: Path | None = None) -> None:
         self.resource = resource
         self.plugin_dir = plugin_dir
         self._registry = registry
@@ -63,6 +69,8 @@ class PoolServer:
         self._servicer: DevicePluginServicer | None = None
         self.socket_name = ""
         self.registered = False
+        self._watcher = (None if plugins_registry is None else
+                         WatcherRegistration(resource, plugins_registry, self._on_watcher_status))
 
     @property
     def socket_path(self) -> Path:
@@ -85,7 +93,14 @@ class PoolServer:
         log.info("serving resource=%s socket=%s", self.resource, self.socket_path)
 
     def register(self) -> bool:
-        """Call kubelet's Registration.Register; False (logged) when kubelet is not there."""
+        """Call kubelet's Registration.Register; False (logged) when kubelet is not there.
+
+        In plugin-watcher mode: (re)create our Registration socket; kubelet calls us.
+        """
+        if self._watcher is not None:
+            self.registered = False
+            self._watcher.serve(self.socket_path, self.socket_name)
+            return True
         kubelet = self.plugin_dir / KUBELET_SOCKET
         request = pb.RegisterRequest(
             version=API_VERSION, endpoint=self.socket_name, resource_name=self.resource,
@@ -97,6 +112,7 @@ class PoolServer:
         except grpc.RpcError as e:
             log.warning("register failed resource=%s kubelet=%s code=%s detail=%s",
                         self.resource, kubelet, e.code(), e.details())
+            self._metrics.registration_failures.labels(self.resource).inc()
             self.registered = False
             return False
         self.registered = True
@@ -104,7 +120,19 @@ class PoolServer:
         log.info("registered resource=%s endpoint=%s", self.resource, self.socket_name)
         return True
 
+    def _on_watcher_status(self, registered: bool, error: str) -> None:
+        self.registered = registered
+        self._metrics.watcher_status.labels(self.resource, str(registered).lower()).inc()
+        if registered:
+            self._metrics.registrations.labels(self.resource).inc()
+            log.info("registered via plugin watcher resource=%s endpoint=%s",
+                     self.resource, self.socket_path)
+        else:
+            log.error("plugin watcher rejected resource=%s error=%s", self.resource, error)
+
     def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
         if self._servicer is not None:
             self._servicer.stop()
             self._servicer.remove_devinfo_files()
@@ -121,18 +149,22 @@ class PluginManager:
     """Keeps one running, registered PoolServer per configured pool."""
 
     def __init__(self, plugin_dir: Path, registry: DeviceRegistry, options: ServiceOptions,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, *, backoff: Backoff = Backoff(),
+                 plugins_registry: Path | None = None) -> None:
         self.plugin_dir = plugin_dir
+        self.plugins_registry = plugins_registry
         self._registry = registry
         self._options = options
         self._metrics = metrics
         self._lock = threading.RLock()
         self.servers: dict[str, PoolServer] = {}
         self._watcher = Watcher(self._on_dir_events, name="dp-plugindir")
+        self.retry = RetryTimer(self._retry_register, backoff, name="dp-register-retry")
         self._stopped = False
 
     def start(self) -> None:
         self.plugin_dir.mkdir(parents=True, exist_ok=True)
+        self.retry.start()
         self._watcher.watch(self.plugin_dir, Mask.CREATE | Mask.DELETE | Mask.MOVED_FROM
                             | Mask.MOVED_TO | Mask.ONLYDIR)
         self._watcher.start()
@@ -145,8 +177,23 @@ class PluginManager:
             servers = list(self.servers.values())
             self.servers.clear()
         self._watcher.stop()
+        self.retry.stop()
         for server in servers:
             server.stop()
+
+    def _register(self, server: PoolServer) -> None:
+        """Register now; on failure retry with backoff (kubelet.sock re-creation also retries)."""
+        if server.register():
+            self.retry.succeeded(server.resource)
+        else:
+            self.retry.failed(server.resource)
+
+    def _retry_register(self, resource: str) -> None:
+        with self._lock:
+            server = self.servers.get(resource)
+            if server is not None and not self._stopped and not server.registered:
+                log.info("retrying registration resource=%s", resource)
+                self._register(server)
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
         self._metrics.observe_snapshot(snapshot)
@@ -155,13 +202,14 @@ class PluginManager:
                 return
             for name in sorted(set(self.servers) - set(snapshot.pools)):
                 log.info("pool removed from config resource=%s", name)
+                self.retry.cancel(name)
                 self.servers.pop(name).stop()
             for name in sorted(set(snapshot.pools) - set(self.servers)):
                 server = PoolServer(name, self.plugin_dir, self._registry, self._options,
-                                    self._metrics)
+                                    self._metrics, self.plugins_registry)
                 server.start()
                 self.servers[name] = server
-                server.register()
+                self._register(server)
 
     def _on_dir_events(self, events: Iterable[InotifyEvent]) -> None:
         with self._lock:
@@ -178,10 +226,10 @@ class PluginManager:
                     self._metrics.restarts.labels(server.resource).inc()
                     server.stop()
                     server.start()
-                    server.register()
+                    self._register(server)
                 elif event.name == KUBELET_SOCKET and event.mask & (Mask.CREATE | Mask.MOVED_TO):
                     kubelet_back = True
-            if kubelet_back:
+            if kubelet_back and self.plugins_registry is None:
                 log.info("kubelet.sock created; re-registering pools=%s", len(self.servers))
                 for server in self.servers.values():
-                    server.register()
+                    self._register(server)

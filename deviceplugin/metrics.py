@@ -28,6 +28,13 @@ class Metrics:
         self.registrations = Counter("sriov_dp_registrations_total",
                                      "Successful Register calls to kubelet", ["resource"],
                                      registry=r)
+        self.registration_failures = Counter(
+            "sriov_dp_registration_failures_total",
+            "Failed Register calls to kubelet (retried with backoff)", ["resource"], registry=r)
+        self.watcher_status = Counter(
+            "sriov_dp_plugin_watcher_status_total",
+            "NotifyRegistrationStatus calls from kubelet's plugin watcher",
+            ["resource", "registered"], registry=r)
         self.restarts = Counter("sriov_dp_server_restarts_total",
                                 "gRPC server restarts (kubelet restart detected)", ["resource"],
                                 registry=r)

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +19,7 @@ from deviceplugin.devicelist import DeviceListEncoder
 from deviceplugin.api.v1beta1 import api_pb2 as pb
 from deviceplugin.api.v1beta1 import api_pb2_grpc as pb_grpc
 from deviceplugin.errors import DevicePluginError
+from deviceplugin.files import write_atomic
 from deviceplugin.metrics import Metrics
 from deviceplugin.pool import Policy, preferred_allocation
 from deviceplugin.registry import DeviceRegistry, PoolState
@@ -37,18 +36,6 @@ class ServiceOptions:
     use_cdi: bool = False
     devinfo_dir: Path | None = None
     """Where NPWG device-info files go; None = do not write them."""
-
-
-def _write_atomic(path: Path, content: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(content)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class DevicePluginServicer(pb_grpc.DevicePluginServicer):
@@ -168,7 +155,7 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
         """Write a device-info file unless it already holds ``content`` (one stat, no write)."""
         if self.devinfo_files.get(path) == content and path.exists():
             return
-        _write_atomic(path, content)
+        write_atomic(path, content)
         self.devinfo_files[path] = content
 
     def remove_devinfo_files(self) -> None:

@@ -24,6 +24,7 @@ from deviceplugin.api.podresources.v1 import api_pb2 as pr
 from deviceplugin.api.podresources.v1 import api_pb2_grpc as pr_grpc
 from deviceplugin.api.v1beta1 import api_pb2 as pb
 from deviceplugin.api.v1beta1 import api_pb2_grpc as pb_grpc
+from deviceplugin.simulator.pluginwatcher import PluginWatcherSim
 from deviceplugin.simulator.podresources import PodResourcesServicer
 
 log = logging.getLogger(__name__)
@@ -93,8 +94,15 @@ class _Registration(pb_grpc.RegistrationServicer):
         if "/" not in request.resource_name or request.resource_name.startswith("kubernetes.io/"):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"not an extended resource name: {request.resource_name!r}")
+        if "/" in request.endpoint:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"endpoint must be a file name, got {request.endpoint!r}")
+        if self._sim.refuse_registrations > 0:
+            self._sim.refuse_registrations -= 1
+            context.abort(grpc.StatusCode.UNAVAILABLE, "simulated: kubelet not ready")
         try:
-            self._sim._add_endpoint(request.resource_name, request.endpoint)
+            self._sim._add_endpoint(request.resource_name,
+                                    self._sim.plugin_dir / request.endpoint)
         except grpc.RpcError as e:
             context.abort(grpc.StatusCode.UNAVAILABLE,
                           f"cannot reach plugin at {request.endpoint}: {e.code()}")
@@ -102,8 +110,15 @@ class _Registration(pb_grpc.RegistrationServicer):
 
 
 class KubeletSimulator:
-    def __init__(self, plugin_dir: Path, pod_resources_socket: Path | None = None) -> None:
+    """``plugins_registry``: also discover plugins there (plugin-watcher mode).
+    ``refuse_registrations``: answer that many Register calls with UNAVAILABLE."""
+
+    def __init__(self, plugin_dir: Path, pod_resources_socket: Path | None = None, *,
+                 plugins_registry: Path | None = None, refuse_registrations: int = 0) -> None:
         self.plugin_dir = plugin_dir
+        self.refuse_registrations = refuse_registrations
+        self.plugin_watcher = (None if plugins_registry is None else PluginWatcherSim(
+            plugins_registry, self._add_endpoint, self._remove_endpoint))
         self.pod_resources_socket = (pod_resources_socket or
                                      plugin_dir.parent / "pod-resources" / KUBELET_SOCKET)
         self._cond = threading.Condition()
@@ -126,8 +141,12 @@ class KubeletSimulator:
         server.add_insecure_port(f"unix://{self.pod_resources_socket}")
         server.start()
         self._pr_server = server
+        if self.plugin_watcher is not None:
+            self.plugin_watcher.start()
 
     def stop(self) -> None:
+        if self.plugin_watcher is not None:
+            self.plugin_watcher.stop()
         self._stop_registration()
         if self._pr_server is not None:
             self._pr_server.stop(grace=0).wait(5)
@@ -170,10 +189,8 @@ class KubeletSimulator:
             if entry.name != CHECKPOINT and not entry.is_dir():
                 entry.unlink(missing_ok=True)
 
-    def _add_endpoint(self, resource: str, endpoint: str) -> None:
-        if "/" in endpoint:
-            raise SimulatorError(f"endpoint must be a file name, got {endpoint!r}")
-        ep = _Endpoint(resource, self.plugin_dir / endpoint, self._notify)
+    def _add_endpoint(self, resource: str, socket: Path) -> None:
+        ep = _Endpoint(resource, socket, self._notify)
         with self._cond:
             old = self._endpoints.pop(resource, None)
             self._endpoints[resource] = ep
@@ -181,7 +198,14 @@ class KubeletSimulator:
             self._cond.notify_all()
         if old is not None:
             old.close()
-        log.info("plugin registered resource=%s endpoint=%s", resource, endpoint)
+        log.info("plugin registered resource=%s endpoint=%s", resource, socket)
+
+    def _remove_endpoint(self, resource: str) -> None:
+        with self._cond:
+            ep = self._endpoints.pop(resource, None)
+            self._cond.notify_all()
+        if ep is not None:
+            ep.close()
 
     def _notify(self) -> None:
         with self._cond:

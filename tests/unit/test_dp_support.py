@@ -9,11 +9,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from deviceplugin.cdi import CdiSpecWriter
 from deviceplugin.dirwatch import Mask, Watcher
 from deviceplugin.lifecycle import PluginManager
 from deviceplugin.metrics import Metrics
 from deviceplugin.pool import Policy
 from deviceplugin.registry import DeviceRegistry
+from deviceplugin.retry import Backoff
 from deviceplugin.scanner import ConfigFile, HostScanner, SysfsCarrier, registry_for
 from deviceplugin.servicer import ServiceOptions
 from deviceplugin.simulator import KubeletSimulator
@@ -54,12 +56,20 @@ class RunningPlugin:
     plugin_dir: Path
     devinfo_dir: Path
     config_rejected: threading.Event
+    cdi_dir: Path
+    plugins_registry: Path | None
 
 
 @contextmanager
 def running_plugin(tmp_path: Path, config: object, *, use_cdi: bool = False,
-                   policy: Policy = Policy.SPREAD) -> Iterator[RunningPlugin]:
-    """The same wiring as deviceplugin.cli.run, in-process, against a simulator."""
+                   policy: Policy = Policy.SPREAD, plugin_watcher: bool = False,
+                   backoff: Backoff = Backoff(), start_kubelet: bool = True,
+                   refuse_registrations: int = 0) -> Iterator[RunningPlugin]:
+    """The same wiring as deviceplugin.cli.run, in-process, against a simulator.
+
+    ``start_kubelet=False``: the simulator is created but not started (the test
+    starts it late with ``sim.start()``).
+    """
     plugin_dir = tmp_path / "d"
     devinfo = tmp_path / "devinfo"
     cfg_dir = tmp_path / "etc"
@@ -78,22 +88,31 @@ def running_plugin(tmp_path: Path, config: object, *, use_cdi: bool = False,
     scanner = HostScanner(cfg, SysfsReader(tmp_path / "host").inventory,
                           SysfsCarrier(tmp_path / "host"))
     registry = registry_for(scanner, safety_interval_s=30)
+    registry_dir = tmp_path / "plugins_registry" if plugin_watcher else None
     manager = PluginManager(plugin_dir, registry, ServiceOptions(
-        policy=policy, use_cdi=use_cdi, devinfo_dir=devinfo), metrics)
+        policy=policy, use_cdi=use_cdi, devinfo_dir=devinfo), metrics, backoff=backoff,
+        plugins_registry=registry_dir)
+    cdi = CdiSpecWriter(tmp_path / "cdi")
+    if use_cdi:
+        registry.add_listener(lambda snap: cdi.update(snap.pools))
     sysfs_watch = SysfsWatch(tmp_path / "host", registry.trigger)
     cfg_watch = Watcher(lambda ev: registry.trigger(), name="test-cfgwatch")
     registry.add_listener(lambda snap: sysfs_watch.refresh(scanner.last_inventory))
-    sim = KubeletSimulator(plugin_dir, tmp_path / "p.sock")
-    sim.start()
+    sim = KubeletSimulator(plugin_dir, tmp_path / "p.sock", plugins_registry=registry_dir,
+                           refuse_registrations=refuse_registrations)
+    if start_kubelet:
+        sim.start()
     registry.start()
     sysfs_watch.start(scanner.last_inventory)
     cfg_watch.watch(cfg_dir, Mask.dir_changes() | Mask.MODIFY)
     cfg_watch.start()
     manager.start()
     try:
-        yield RunningPlugin(sim, registry, manager, metrics, plugin_dir, devinfo, rejected)
+        yield RunningPlugin(sim, registry, manager, metrics, plugin_dir, devinfo, rejected,
+                            tmp_path / "cdi", registry_dir)
     finally:
         manager.stop()
+        cdi.remove_all()
         cfg_watch.stop()
         sysfs_watch.stop()
         registry.stop()
