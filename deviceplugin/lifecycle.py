@@ -99,7 +99,8 @@ class PoolServer:
         """
         if self._watcher is not None:
             self.registered = False
-            self._watcher.serve(self.socket_path, self.socket_name)
+            self._watcher.serve(self.socket_path,
+                                socket_name(self.resource, self._watcher.registry_dir))
             return True
         kubelet = self.plugin_dir / KUBELET_SOCKET
         request = pb.RegisterRequest(

@@ -20,12 +20,14 @@ import grpc
 
 from deviceplugin.api.pluginregistration import api_pb2 as reg
 from deviceplugin.api.pluginregistration import api_pb2_grpc as reg_grpc
+from deviceplugin.errors import DevicePluginError
 
 log = logging.getLogger(__name__)
 
 PLUGIN_TYPE = "DevicePlugin"
 SUPPORTED_VERSIONS = ("v1beta1",)
 DEFAULT_PLUGINS_REGISTRY = Path("/var/lib/kubelet/plugins_registry")
+UNIX_PATH_LIMIT = 107  # sun_path is 108 bytes with the NUL; gRPC refuses longer
 
 StatusCallback = Callable[[bool, str], None]
 
@@ -63,6 +65,10 @@ class WatcherRegistration:
         self.stop()
         self.registry_dir.mkdir(parents=True, exist_ok=True)
         path = self.registry_dir / socket_name
+        if len(str(path).encode()) >= UNIX_PATH_LIMIT:
+            raise DevicePluginError("--plugins-registry",
+                                    f"socket path {path} exceeds the unix limit "
+                                    f"({UNIX_PATH_LIMIT} bytes); use a shorter dir")
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=2,
                                                         thread_name_prefix="dp-reg"))
         reg_grpc.add_RegistrationServicer_to_server(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,17 @@ def write_config(path: Path, obj: object) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(obj))
     tmp.replace(path)
+
+
+def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll ``predicate`` until it holds or the deadline passes (for state without a wakeup)."""
+    deadline = time.monotonic() + timeout
+    tick = threading.Event()
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        tick.wait(0.01)
+    return True
 
 
 @dataclass
@@ -88,7 +100,7 @@ def running_plugin(tmp_path: Path, config: object, *, use_cdi: bool = False,
     scanner = HostScanner(cfg, SysfsReader(tmp_path / "host").inventory,
                           SysfsCarrier(tmp_path / "host"))
     registry = registry_for(scanner, safety_interval_s=30)
-    registry_dir = tmp_path / "plugins_registry" if plugin_watcher else None
+    registry_dir = tmp_path / "pr" if plugin_watcher else None  # short: unix path limit
     manager = PluginManager(plugin_dir, registry, ServiceOptions(
         policy=policy, use_cdi=use_cdi, devinfo_dir=devinfo), metrics, backoff=backoff,
         plugins_registry=registry_dir)
