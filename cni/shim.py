@@ -161,6 +161,10 @@ def main(site_dirs: "Sequence[str]" = ()) -> int:
             sys.stderr.flush()
             sys.stdout.buffer.write(out)
             sys.stdout.flush()
+            if sys.flags.isolated and sys.flags.no_site:
+                # Started as the CNI executable (both launchers run python -IS): everything is
+                # written, so skip the interpreter's teardown (~1-1.5 ms of every verb).
+                posix._exit(status & 0xFF)
             return status
     import os  # standalone: the plugin needs os anyway
 
