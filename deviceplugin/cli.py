@@ -10,6 +10,7 @@ and only here (the one allowed exception to "deviceplugin never imports cni").
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -39,6 +40,7 @@ from sriov.types import Inventory
 log = logging.getLogger("deviceplugin")
 
 DEFAULT_CONFIG = Path("/etc/pcidp/config.json")
+SWITCH_INTERVAL_S = 0.001
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,6 +133,9 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     config_watch = Watcher(lambda events: registry.trigger(), name="dp-configwatch")
     registry.add_listener(lambda snap: sysfs_watch.refresh(scanner.last_inventory))
     registry.add_listener(lambda snap: metrics.config_valid.set(config.last_error is None))
+    # the device lists are long-lived: keep them out of the cyclic GC's full passes,
+    # which otherwise walk every VF object during an Allocate (p99 spikes at 4,096 VFs)
+    registry.add_listener(lambda snap: gc.freeze())
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGHUP, lambda *_: registry.trigger())  # operator: rescan now
     started: list[object] = []
@@ -180,6 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s")
+    # Allocate must not wait 5 ms (the default) for the GIL while the event thread
+    # parses a burst of netlink messages: hand the GIL over every 1 ms instead
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -58,6 +58,8 @@ class _Endpoint:
         self.options = self.stub.GetDevicePluginOptions(pb.Empty(), timeout=10)
         self.devices: dict[str, pb.Device] = {}
         self.updates = 0
+        self.received_at = 0.0
+        """``time.monotonic()`` when the latest ListAndWatch response arrived."""
         self.connected = True
         self._on_update = on_update
         self._stream = self.stub.ListAndWatch(pb.Empty())
@@ -68,6 +70,7 @@ class _Endpoint:
     def _consume(self) -> None:
         try:
             for response in self._stream:
+                self.received_at = time.monotonic()
                 self.devices = {d.ID: d for d in response.devices}
                 self.updates += 1
                 self._on_update()
@@ -220,6 +223,12 @@ class KubeletSimulator:
         with self._cond:
             ep = self._endpoints.get(resource)
             return dict(ep.devices) if ep is not None and ep.connected else {}
+
+    def received_at(self, resource: str) -> float:
+        """When the resource's latest ListAndWatch response arrived (0.0: none)."""
+        with self._cond:
+            ep = self._endpoints.get(resource)
+            return ep.received_at if ep is not None else 0.0
 
     def capacity(self, resource: str) -> int:
         return len(self.devices(resource))
