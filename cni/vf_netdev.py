@@ -13,6 +13,7 @@ import dataclasses
 import errno
 import fcntl
 import logging
+import secrets
 import socket
 import struct
 import zlib
@@ -61,6 +62,16 @@ class NetdevSnapshot:
 def temp_name(pci: str) -> str:
     """A per-VF interface name used only while a VF netdev changes name or netns (<=15 chars)."""
     return f"{TEMP_PREFIX}{zlib.crc32(pci.encode()) & 0xFFFFFF:06x}"
+
+
+def host_temp_name() -> str:
+    """A unique temporary name for a VF on its way back into the shared host netns.
+
+    Unlike :func:`temp_name` (used inside the pod's private netns, where DEL looks for it by
+    name after a crash) it is random: the host netns is shared, and a name derived only from
+    the PCI address could collide (EEXIST) with another host's VF — e.g. two emulated hosts on
+    one machine. A VF left under it is found again by PCI address, not by name."""
+    return f"{TEMP_PREFIX}{secrets.token_hex(4)[:7]}"
 
 
 def read_perm_mac(name: str) -> str | None:

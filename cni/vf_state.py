@@ -107,7 +107,7 @@ def _bring_home(nl: Any, host: Any, record: VfRecord, netns: str) -> str | None:
     if netns and os.path.exists(netns):
         in_pod = vf_netdev.find(nl, netns, record.ifname, vf_netdev.temp_name(record.device_id))
         if in_pod is not None:
-            return vf_netdev.move_to_host(nl, in_pod, netns, vf_netdev.temp_name(record.device_id))
+            return vf_netdev.move_to_host(nl, in_pod, netns, vf_netdev.host_temp_name())
     deadline = time.monotonic() + NETNS_TEARDOWN_TIMEOUT
     while True:
         host.refresh()

@@ -40,6 +40,12 @@ def test_temp_name_is_a_valid_per_vf_ifname() -> None:
     assert a != b and len(a) <= 15 and a.startswith("sriovtmp")
 
 
+def test_host_side_temp_names_are_unique_valid_ifnames() -> None:
+    names = {vf_netdev.host_temp_name() for _ in range(50)}
+    assert len(names) == 50
+    assert all(len(n) <= 15 and n.startswith("sriovtmp") for n in names)
+
+
 def test_only_keeps_the_fields_of_the_named_settings() -> None:
     full = VfSettings.restoring(STATE)
     vlan_only = vf_pf.only(full, [VfSetting.VLAN])
