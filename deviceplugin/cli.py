@@ -10,7 +10,6 @@ and only here (the one allowed exception to "deviceplugin never imports cni").
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import signal
 import sys
@@ -133,9 +132,6 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     config_watch = Watcher(lambda events: registry.trigger(), name="dp-configwatch")
     registry.add_listener(lambda snap: sysfs_watch.refresh(scanner.last_inventory))
     registry.add_listener(lambda snap: metrics.config_valid.set(config.last_error is None))
-    # the device lists are long-lived: keep them out of the cyclic GC's full passes,
-    # which otherwise walk every VF object during an Allocate (p99 spikes at 4,096 VFs)
-    registry.add_listener(lambda snap: gc.freeze())
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGHUP, lambda *_: registry.trigger())  # operator: rescan now
     started: list[object] = []
