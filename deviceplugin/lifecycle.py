@@ -30,7 +30,7 @@ from deviceplugin.dirwatch import InotifyEvent, Mask, Watcher
 from deviceplugin.metrics import Metrics
 from deviceplugin.pluginwatcher import WatcherRegistration
 from deviceplugin.registry import DeviceRegistry, Snapshot
-from deviceplugin.retry import Backoff, RetryTimer
+from deviceplugin.retry import DEFAULT_BACKOFF, Backoff, RetryTimer
 from deviceplugin.servicer import DevicePluginServicer, ServiceOptions
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ class PluginManager:
     """Keeps one running, registered PoolServer per configured pool."""
 
     def __init__(self, plugin_dir: Path, registry: DeviceRegistry, options: ServiceOptions,
-                 metrics: Metrics, *, backoff: Backoff = Backoff(),
+                 metrics: Metrics, *, backoff: Backoff = DEFAULT_BACKOFF,
                  plugins_registry: Path | None = None) -> None:
         self.plugin_dir = plugin_dir
         self.plugins_registry = plugins_registry

@@ -1,9 +1,9 @@
 """DeviceRegistry: the one place that rescans the host and tells streams about changes.
 
-Rescans are event driven (``trigger()`` from inotify/udev/netlink/SIGHUP;
-full rescans debounced, health-only passes immediate) plus a slow safety timer. Each scan result that differs from the
-previous one bumps ``generation`` and wakes every waiter on one Condition; no
-sleep loops.
+Rescans are event driven (``trigger()`` from inotify/udev/netlink/SIGHUP; full
+rescans debounced, health-only passes immediate) plus a slow safety timer. Each
+scan result that differs from the previous one bumps ``generation`` and wakes
+every waiter on one Condition; no sleep loops.
 """
 
 from __future__ import annotations

@@ -26,6 +26,9 @@ class Backoff:
         return min(self.maximum_s, self.initial_s * 2 ** max(0, failures - 1))
 
 
+DEFAULT_BACKOFF = Backoff()
+
+
 class RetryTimer:
     def __init__(self, action: Callable[[str], None], backoff: Backoff,
                  clock: Callable[[], float] = time.monotonic, name: str = "dp-retry") -> None:

@@ -15,9 +15,9 @@ from pathlib import Path
 import grpc
 
 from deviceplugin.allocation import allocate_container
-from deviceplugin.devicelist import DeviceListEncoder
 from deviceplugin.api.v1beta1 import api_pb2 as pb
 from deviceplugin.api.v1beta1 import api_pb2_grpc as pb_grpc
+from deviceplugin.devicelist import DeviceListEncoder
 from deviceplugin.errors import DevicePluginError
 from deviceplugin.files import write_atomic
 from deviceplugin.metrics import Metrics

@@ -97,3 +97,36 @@ def test_plugin_watcher_mode_registers_through_plugins_registry(tmp_path: Path) 
         assert _get_info(new[0]).endpoint == str(
             dp.plugin_dir / dp.manager.servers[RES].socket_name)
     assert list(dp.plugins_registry.iterdir()) == []
+
+
+def test_cli_plugins_registry_flag_registers_and_sigterm_removes_sockets(tmp_path: Path) -> None:
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from deviceplugin.simulator import KubeletSimulator
+
+    build_tree(tmp_path / "host")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(NETDEV_CONFIG))
+    registry_dir = tmp_path / "pr"
+    argv = [sys.executable, "-m", "deviceplugin.cli", "--config", str(config),
+            "--plugin-dir", str(tmp_path / "d"), "--sysfs-root", str(tmp_path / "host"),
+            "--devinfo-dir", str(tmp_path / "devinfo"), "--plugins-registry", str(registry_dir)]
+    with KubeletSimulator(tmp_path / "d", tmp_path / "p.sock",
+                          plugins_registry=registry_dir) as sim:
+        proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+        try:
+            assert sim.wait_until(lambda s: s.capacity(RES) == 8, 15), "never registered"
+            assert eventually(lambda: [st[1] for st in sim.plugin_watcher.statuses] == [True])
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, stderr
+    assert list(registry_dir.iterdir()) == []
+    assert "registered via plugin watcher resource=intel.com/sriov_net" in stderr
+    assert "kubelet.sock" not in stderr  # no Register calls in plugin-watcher mode

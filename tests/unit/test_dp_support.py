@@ -16,7 +16,7 @@ from deviceplugin.lifecycle import PluginManager
 from deviceplugin.metrics import Metrics
 from deviceplugin.pool import Policy
 from deviceplugin.registry import DeviceRegistry
-from deviceplugin.retry import Backoff
+from deviceplugin.retry import DEFAULT_BACKOFF, Backoff
 from deviceplugin.scanner import ConfigFile, HostScanner, SysfsCarrier, registry_for
 from deviceplugin.servicer import ServiceOptions
 from deviceplugin.simulator import KubeletSimulator
@@ -75,7 +75,7 @@ class RunningPlugin:
 @contextmanager
 def running_plugin(tmp_path: Path, config: object, *, use_cdi: bool = False,
                    policy: Policy = Policy.SPREAD, plugin_watcher: bool = False,
-                   backoff: Backoff = Backoff(), start_kubelet: bool = True,
+                   backoff: Backoff = DEFAULT_BACKOFF, start_kubelet: bool = True,
                    refuse_registrations: int = 0) -> Iterator[RunningPlugin]:
     """The same wiring as deviceplugin.cli.run, in-process, against a simulator.
 
