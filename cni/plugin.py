@@ -106,9 +106,9 @@ def load_mode(name: str) -> Mode:
 DeviceLookup = Callable[[CmdArgs, NetConf, StateStore], PciAddress | None]
 """Finds the pod's allocated VF when the netconf has no deviceID (pod-resources)."""
 ModeOfDevice = Callable[[PciAddress], str]
+"""Tells ``vf`` or ``dpdk`` for a VF (raises DeviceNotFoundError when it is neither)."""
 ClaimCheck = Callable[[CmdArgs, NetConf, PciAddress], None]
 """Raises when the configured deviceID is allocated by kubelet to another pod (pod-resources)."""
-"""Tells ``vf`` or ``dpdk`` for a VF (raises DeviceNotFoundError when it is neither)."""
 
 
 class Plugin:
