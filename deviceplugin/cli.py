@@ -22,6 +22,7 @@ from deviceplugin.cdi import DEFAULT_CDI_DIR, CdiSpecWriter
 from deviceplugin.dirwatch import Mask, Watcher
 from deviceplugin.errors import DevicePluginError
 from deviceplugin.eventfilter import EventFilter, Rescan
+from deviceplugin.fingerprint import SysfsFingerprint
 from deviceplugin.lifecycle import DEFAULT_PLUGIN_DIR, PluginManager
 from deviceplugin.metrics import Metrics
 from deviceplugin.pluginwatcher import DEFAULT_PLUGINS_REGISTRY
@@ -118,7 +119,9 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
         host.refresh()  # emulated host: sync netdev names/carrier from the real veths
         return host.sysfs.inventory()
 
-    scanner = HostScanner(config, inventory, SysfsCarrier(args.sysfs_root))
+    # an emulated host's tree is only synced with its veths by a full rescan: no shortcut
+    fingerprint = None if host.emulated else SysfsFingerprint(args.sysfs_root)
+    scanner = HostScanner(config, inventory, SysfsCarrier(args.sysfs_root), fingerprint)
     registry = registry_for(scanner, safety_interval_s=args.rescan_interval)
     options = ServiceOptions(policy=Policy(args.policy), use_cdi=args.use_cdi,
                              devinfo_dir=args.devinfo_dir)

@@ -73,9 +73,14 @@ class WatcherRegistration:
                                                         thread_name_prefix="dp-reg"))
         reg_grpc.add_RegistrationServicer_to_server(
             RegistrationServicer(self.resource, endpoint, self._on_status), server)
-        server.add_insecure_port(f"unix://{path}")
+        # bind under a hidden name (the watcher skips dot files) and rename it into place
+        # once serving, so kubelet never dials a socket that does not answer yet
+        hidden = self.registry_dir / f".{socket_name}"
+        hidden.unlink(missing_ok=True)
+        server.add_insecure_port(f"unix://{hidden}")
         server.start()
-        os.chmod(path, 0o600)
+        os.chmod(hidden, 0o600)
+        os.replace(hidden, path)
         self._server = server
         self.socket_path = path
         log.info("plugin-watcher socket resource=%s socket=%s endpoint=%s",

@@ -53,11 +53,13 @@ class DeviceRegistry:
         scan: Scan,
         *,
         health_scan: Scan | None = None,
+        safety_scan: Scan | None = None,
         debounce_s: float = DEFAULT_DEBOUNCE_S,
         safety_interval_s: float = DEFAULT_SAFETY_INTERVAL_S,
     ) -> None:
         self._scan = scan
         self._health_scan = health_scan or scan
+        self._safety_scan = safety_scan or scan
         self._full_pending = True
         self._debounce_s = debounce_s
         self._safety_interval_s = safety_interval_s
@@ -122,10 +124,11 @@ class DeviceRegistry:
             self._changed.notify_all()
 
     # -- scanning ------------------------------------------------------------------
-    def rescan(self, *, health_only: bool = False) -> bool:
+    def rescan(self, *, health_only: bool = False, safety: bool = False) -> bool:
         """Scan now; returns whether anything changed."""
+        scan = self._health_scan if health_only else self._safety_scan if safety else self._scan
         try:
-            pools = dict(self._health_scan() if health_only else self._scan())
+            pools = dict(scan())
         except Exception:
             log.exception("rescan failed; keeping the previous device lists")
             return False
@@ -150,8 +153,9 @@ class DeviceRegistry:
             if self._stopped.is_set():
                 return
             if not self._kick.is_set():
-                self._full_pending = True  # safety timer: always a full rescan
-            elif self._full_pending and self._debounce_s > 0:
+                self.rescan(safety=True)  # safety timer: full unless provably unchanged
+                continue
+            if self._full_pending and self._debounce_s > 0:
                 # let a burst of structural events (numvfs, rebinds) settle; health-only
                 # passes run at once (events during the pass coalesce into the next one)
                 self._stopped.wait(self._debounce_s)

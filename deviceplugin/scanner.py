@@ -22,6 +22,9 @@ from sriov.types import IfName, Inventory, VirtualFunction
 
 log = logging.getLogger(__name__)
 
+SAFETY_FULL_EVERY = 10
+"""The safety timer does an unconditional full rescan every this many ticks (5 min)."""
+
 
 def pool_spec(pool: ResourcePool) -> PoolSpec:
     return PoolSpec(
@@ -121,10 +124,17 @@ class HostScanner:
     """
 
     def __init__(self, config: ConfigFile, inventory: Callable[[], Inventory],
-                 carrier: Callable[[IfName], bool | None]) -> None:
+                 carrier: Callable[[IfName], bool | None],
+                 fingerprint: Callable[[], object] | None = None,
+                 full_every: int = SAFETY_FULL_EVERY) -> None:
         self._config = config
         self._inventory = inventory
         self._carrier = carrier
+        self._fingerprint = fingerprint
+        self._last_fingerprint: object = None
+        self._last_config: PoolConfig | None = None
+        self._full_every = full_every
+        self._ticks = 0
         self.last_inventory: Inventory | None = None
         self._last_selection: dict[str, tuple[PoolSpec, tuple[VirtualFunction, ...]]] = {}
         self._pools: dict[str, _PoolHealth] = {}
@@ -132,7 +142,10 @@ class HostScanner:
     def __call__(self) -> Mapping[str, PoolState]:
         """Full rescan: config, inventory, selection, health."""
         config = self._config.current()
-        inventory = self._inventory()
+        self._last_config = config
+        if self._fingerprint is not None:
+            self._last_fingerprint = self._fingerprint()  # before: a change during the scan
+        inventory = self._inventory()                      # shows up at the next check
         self.last_inventory = inventory
         selection = select(config, inventory)
         self._last_selection = {
@@ -142,6 +155,19 @@ class HostScanner:
         self._pools = {name: _index(PoolState(spec=spec, devices=build_devices(spec, vfs, carrier)))
                        for name, (spec, vfs) in self._last_selection.items()}
         return {name: p.state for name, p in self._pools.items()}
+
+    def safety(self) -> Mapping[str, PoolState]:
+        """The safety timer's pass: a full rescan only if the config or the host's device
+        structure changed (or every ``full_every``-th tick, or without a fingerprint);
+        otherwise just the health pass."""
+        self._ticks += 1
+        if self._fingerprint is None or self._ticks % self._full_every == 0:
+            return self()
+        if (self._config.current() is not self._last_config
+                or self._fingerprint() != self._last_fingerprint):
+            log.info("safety check found a change the events missed; full rescan")
+            return self()
+        return self.health_only()
 
     def health_only(self) -> Mapping[str, PoolState]:
         """Recompute health of the last selection: one carrier read per PF netdev."""
@@ -188,4 +214,4 @@ def _rebuild(pool: _PoolHealth, changed: Mapping[IfName, Health]) -> _PoolHealth
 def registry_for(scanner: HostScanner, *, safety_interval_s: float) -> DeviceRegistry:
     """The registry wired to both scan paths (full and health-only)."""
     return DeviceRegistry(scanner, health_scan=scanner.health_only,
-                          safety_interval_s=safety_interval_s)
+                          safety_scan=scanner.safety, safety_interval_s=safety_interval_s)

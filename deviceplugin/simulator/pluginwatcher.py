@@ -23,6 +23,7 @@ from deviceplugin.dirwatch import InotifyEvent, Mask, Watcher
 log = logging.getLogger(__name__)
 
 GET_INFO_TIMEOUT_S = 1.0
+GET_INFO_ATTEMPTS = 5
 
 
 class PluginWatcherSim:
@@ -65,12 +66,16 @@ class PluginWatcherSim:
             return
         with grpc.insecure_channel(f"unix://{path}") as channel:
             stub = reg_grpc.RegistrationStub(channel)
-            try:
-                info = stub.GetInfo(reg.InfoRequest(), timeout=GET_INFO_TIMEOUT_S,
-                                    wait_for_ready=True)
-            except grpc.RpcError as e:
-                log.warning("GetInfo failed socket=%s code=%s", path, e.code())
-                return
+            for attempt in range(1, GET_INFO_ATTEMPTS + 1):  # kubelet's reconciler retries too
+                try:
+                    info = stub.GetInfo(reg.InfoRequest(), timeout=GET_INFO_TIMEOUT_S,
+                                        wait_for_ready=True)
+                    break
+                except grpc.RpcError as e:
+                    log.warning("GetInfo failed socket=%s attempt=%s code=%s",
+                                path, attempt, e.code())
+                    if attempt == GET_INFO_ATTEMPTS or not path.exists():
+                        return
             error = self._validate(info)
             if not error:
                 endpoint = Path(info.endpoint) if info.endpoint else path

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from deviceplugin.cdi import CdiSpecWriter
 from deviceplugin.dirwatch import Mask, Watcher
+from deviceplugin.fingerprint import SysfsFingerprint
 from deviceplugin.lifecycle import PluginManager
 from deviceplugin.metrics import Metrics
 from deviceplugin.pool import Policy
@@ -98,7 +99,7 @@ def running_plugin(tmp_path: Path, config: object, *, use_cdi: bool = False,
     cfg = ConfigFile(cfg_dir / "config.json", "intel.com", on_invalid=on_invalid)
     cfg.load_initial()
     scanner = HostScanner(cfg, SysfsReader(tmp_path / "host").inventory,
-                          SysfsCarrier(tmp_path / "host"))
+                          SysfsCarrier(tmp_path / "host"), SysfsFingerprint(tmp_path / "host"))
     registry = registry_for(scanner, safety_interval_s=30)
     registry_dir = tmp_path / "pr" if plugin_watcher else None  # short: unix path limit
     manager = PluginManager(plugin_dir, registry, ServiceOptions(
