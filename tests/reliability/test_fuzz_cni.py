@@ -245,8 +245,13 @@ def _is_json_object(data: bytes) -> bool:
 
 
 def _maybe_valid(key: str, value: Any) -> bool:
-    """True when a random value might be acceptable for ``key`` (then we add a sure defect)."""
-    return value is None or key in (
+    """True when a random value might be acceptable for ``key`` (then we add a sure defect).
+
+    Any number or bool may be valid (``"vlan": 0``, ``"mtu": 1500``, ``"trust": true``).
+    """
+    if value is None or isinstance(value, int | float):
+        return True
+    return key in (
         "dns",
         "args",
         "runtimeConfig",
