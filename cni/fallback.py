@@ -1,6 +1,9 @@
 """Fallback attachment mode: a macvlan or ipvlan on ``fallback.master`` when no VF is available.
 
 ADD (reference macvlan/ipvlan behaviour, plus an optional on-demand 8021q parent):
+  0. a *provisional* attachment record is saved before anything changes (network, netns, the
+     link's temporary name, the VLAN parent): a crash at any later point leaves a record that
+     the runtime's DEL or a GC finds and undoes (the plugin replaces it with the full record);
   1. the master (or ``<master>.<vid>``, created on demand, see :mod:`cni.fallback_vlan`) must
      exist; ``mtu`` must not exceed its MTU; ``CNI_IFNAME`` must not exist in the pod netns;
   2. the link is created under a random temporary name directly in the pod netns
@@ -8,8 +11,11 @@ ADD (reference macvlan/ipvlan behaviour, plus an optional on-demand 8021q parent
      brought **up before IPAM runs**, so a DHCP delegate's first DISCOVER leaves at once;
   3. IPAM ADD (in-process host-local, or the delegate from ``CNI_PATH``), addresses and routes.
   Any failure undoes everything in reverse order (IPAM DEL, link, VLAN parent, record).
-DEL: (IPAM DEL is done by the plugin first) delete the link if the netns still exists, then
-drop the VLAN parent when no attachment record uses it any more. Idempotent.
+  Fault points (``ctx.faults(step)``, a no-op outside tests) sit before each step:
+  :data:`ADD_STEPS`.
+DEL: (IPAM DEL is done by the plugin first) delete the link (final or temporary name) if the
+netns still exists, then drop the VLAN parent when no attachment record uses it any more.
+Idempotent.
 CHECK: link exists in the netns with the right kind, MAC, MTU and prevResult's addresses.
 """
 
@@ -23,7 +29,7 @@ from typing import Any
 
 from cni import fallback_iface as iface
 from cni.errors import CniCode, CniError, config_error
-from cni.fallback_vlan import RECORD_KEY, VlanParents
+from cni.fallback_vlan import RECORD_KEY, VlanParents, vlan_ifname
 from cni.netconf import FallbackConf, FallbackType
 from cni.plugin import require_netns
 from cni.protocol import Interface, Result
@@ -33,6 +39,11 @@ from sriov.types import MacAddress
 
 log = logging.getLogger(__name__)
 TEMP_PREFIX = "sfb"
+TEMP_KEY = "tempIfname"
+"""Record key: the link's name before its rename (a crash between create and rename leaves it)."""
+ADD_STEPS = ("record", "vlan-parent", "create", "rename", "up", "ipam", "save-result")
+"""Named ADD steps; ``ctx.faults`` is called with each just before it runs (``vlan-parent``
+only with ``fallback.vlan``; ``save-result`` = everything done, the full record not yet saved)."""
 
 
 def temp_ifname() -> str:
@@ -83,16 +94,18 @@ class FallbackMode:
 
     def _add(self, ctx: Any, fb: FallbackConf, nl: Any, netns: str, ifname: str, mtu: int | None,
              mac: MacAddress | None, undo: contextlib.ExitStack) -> Result:
-        parent = fb.master
+        tmp = temp_ifname()
+        parent = vlan_ifname(fb.master, fb.vlan) if fb.vlan is not None else fb.master
+        self._save_provisional(ctx, netns, tmp, parent if fb.vlan is not None else None, undo)
         if fb.vlan is not None:
-            parent = self._vlan_parent(ctx, fb, nl, netns, ifname, undo)
+            self._vlan_parent(ctx, fb, nl, parent, undo)
         if mtu is not None:  # otherwise creating the link is the existence check (one request less)
             master = nl.link(parent)
             if master is None:
                 raise DeviceNotFoundError("fallback master", parent, "no such interface in the host netns")
             if mtu > master.mtu:
                 raise config_error("fallback.mtu", mtu, f"exceeds the MTU {master.mtu} of {parent}")
-        tmp = temp_ifname()
+        ctx.faults("create")
         if fb.type is FallbackType.MACVLAN:
             nl.create_macvlan(tmp, parent, fb.mode, netns, mtu=mtu, mac=mac)
         else:
@@ -105,6 +118,7 @@ class FallbackMode:
         link = nl.link(tmp, netns)
         if link is None:
             raise DeviceNotFoundError("netdev", tmp, f"vanished from {netns} after its creation")
+        ctx.faults("rename")
         try:
             nl.rename(link.index, ifname, netns)
         except NetlinkOpError as e:
@@ -113,12 +127,15 @@ class FallbackMode:
                                "CNI ADD must not replace an existing interface") from None
             raise
         current.append(ifname)
+        ctx.faults("up")
         nl.set_up(link.index, netns)  # before IPAM: a DHCP client gets its answer on the first try
         ctx.record.update({"fallbackType": str(fb.type), "master": fb.master, "parent": parent})
         interface = Interface(name=ifname, mac=str(mac) if mac is not None else str(link.mac or ""),
                               mtu=int(mtu) if mtu is not None else link.mtu, sandbox=netns)
         if not ctx.conf.ipam_type:
+            ctx.faults("save-result")
             return Result(cni_version=ctx.conf.cni_version, interfaces=(interface,), dns=ctx.conf.dns)
+        ctx.faults("ipam")
         undo.callback(self._ipam_release_quietly, ctx)
         ipam_result = ctx.ipam.add(ctx.conf, ctx.args)
         if not ipam_result.ips:
@@ -129,28 +146,41 @@ class FallbackMode:
             import dataclasses
 
             result = dataclasses.replace(result, dns=ctx.conf.dns)
+        ctx.faults("save-result")  # the plugin saves the full record once this returns
         return result.with_version(ctx.conf.cni_version)
 
-    def _vlan_parent(self, ctx: Any, fb: FallbackConf, nl: Any, netns: str, ifname: str,
-                     undo: contextlib.ExitStack) -> str:
-        """Ensure ``<master>.<vid>`` and publish a provisional record naming it, under the lock.
+    @staticmethod
+    def _save_provisional(ctx: Any, netns: str, tmp: str, vlan_parent: str | None,
+                          undo: contextlib.ExitStack) -> None:
+        """Save the provisional record before the first change (what DEL/GC need to undo a crash).
 
-        The provisional record makes this attachment a user of the sub-interface before the lock
-        is released, so a concurrent DEL of the previous last user cannot delete it under us.
+        With a VLAN it also makes this attachment a user of ``<master>.<vid>`` before the
+        sub-interface is ensured, so a concurrent DEL of its previous last user (which counts the
+        users under the VLAN lock) cannot delete it under us, and a crash right after its
+        creation leaves a record naming it.
         """
+        ctx.faults("record")
+        key = (ctx.args.container_id, ctx.args.ifname)
+        record: dict[str, Any] = {"mode": "fallback", "network": ctx.conf.name, "netns": netns,
+                                  TEMP_KEY: tmp, "provisional": True}
+        if vlan_parent is not None:
+            record[RECORD_KEY] = vlan_parent
+            ctx.record[RECORD_KEY] = vlan_parent
+        ctx.state.save(*key, record)
+        undo.callback(ctx.state.delete, *key)  # registered first: runs last on rollback
+
+    def _vlan_parent(self, ctx: Any, fb: FallbackConf, nl: Any, parent: str,
+                     undo: contextlib.ExitStack) -> None:
+        """Ensure ``<master>.<vid>`` (named by the provisional record already), under the lock."""
         assert fb.vlan is not None
+        ctx.faults("vlan-parent")
         vlans = VlanParents(ctx.state, nl)
         if nl.link(fb.master) is None:
             raise DeviceNotFoundError("fallback master", fb.master, "no such interface in the host netns")
         key = (ctx.args.container_id, ctx.args.ifname)
-        with vlans.locked():
-            parent = vlans.ensure(fb.master, fb.vlan)
-            ctx.state.save(*key, {"mode": "fallback", "network": ctx.conf.name, "netns": netns,
-                                  RECORD_KEY: parent, "provisional": True})
-        ctx.record[RECORD_KEY] = parent
         undo.callback(self._release_vlan_quietly, vlans, parent, key)
-        undo.callback(ctx.state.delete, *key)
-        return parent
+        with vlans.locked():
+            vlans.ensure(fb.master, fb.vlan)
 
     # ------------------------------------------------------------------ DEL
     def delete(self, ctx: Any) -> None:
@@ -162,6 +192,11 @@ class FallbackMode:
             return
         if iface.delete_link_in_netns(nl, netns, ifname):
             ctx.log.info("deleted %s in %s", ifname, netns)
+        temp = ctx.record.get(TEMP_KEY) if ctx.record.get("provisional") else None
+        if temp and str(temp).startswith(TEMP_PREFIX):  # ADD crashed between create and rename
+            with contextlib.suppress(InvalidInputError):
+                if iface.delete_link_in_netns(nl, netns, validate.ifname(str(temp))):
+                    ctx.log.info("deleted %s (temporary name of a crashed ADD) in %s", temp, netns)
         parent = ctx.record.get(RECORD_KEY)
         if parent:
             vlans = VlanParents(ctx.state, nl)

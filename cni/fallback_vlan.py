@@ -70,9 +70,11 @@ class VlanParents:
                 self.netlink.set_up(name)
             return name
         log.info("creating VLAN sub-interface %s on %s", name, master)
-        self.netlink.create_vlan(name, master, vid)
+        # the marker first: a crash right after the creation must not leave a sub-interface that
+        # looks like an administrator's (never deleted); a marker without a link is harmless
         atomic_write(self._marker(name), b"created by the sriov CNI fallback\n")
         try:
+            self.netlink.create_vlan(name, master, vid)
             self.netlink.set_up(name)
         except Exception:
             self.netlink.delete_if_exists(name)

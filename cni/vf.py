@@ -79,13 +79,17 @@ class _Attach:
     def step(self, name: str) -> None:
         self.ctx.faults(name)
 
+    def record_json(self) -> dict[str, Any]:
+        """The record as saved while ADD runs: with ``network``, so a GC finds a crashed ADD."""
+        return {**self.record.to_json(), "network": self.ctx.conf.name}
+
     def snapshot_and_save(self, mode: str, netdev: str | None) -> None:
         self.step("snapshot")
         pf_state = self.admin.read(self.pf, self.vf.index)
         snap = vf_netdev.snapshot(self.nl, netdev) if netdev else None
         self.record = dataclasses.replace(self.record, mode=mode, pf_state=pf_state, netdev=snap)
         args = self.ctx.args
-        self.ctx.state.save(args.container_id, args.ifname, self.record.to_json())
+        self.ctx.state.save(args.container_id, args.ifname, self.record_json())
         self.undo.callback(_quietly("remove attachment record",
                                     lambda: self.ctx.state.delete(args.container_id, args.ifname)))
 
@@ -164,7 +168,7 @@ class _Attach:
         args, state = self.ctx.args, self.ctx.state
         self.record = dataclasses.replace(self.record, complete=True,
                                           result=result.to_dict(result.cni_version or "1.1.0"))
-        state.save(args.container_id, args.ifname, self.record.to_json())
+        state.save(args.container_id, args.ifname, self.record_json())
         state.set_owner(self.vf.address, args.container_id, args.ifname, self.netns)
         self.undo.callback(_quietly("clear VF owner", lambda: state.clear_owner(
             self.vf.address, args.container_id, args.ifname)))
