@@ -2,8 +2,11 @@
 
 ``SRIOV_CNI_FAULT=<step>:kill`` (cni/faults.py) kills the process just before ``<step>`` runs,
 i.e. right after the previous step. After the crash, the runtime's DEL (standalone, or a fresh
-agent) must leave nothing behind: the VF back in the host with its original name, MAC, MTU and
-PF-side settings; no IPAM lease; no attachment or owner record; no 8021q sub-interface.
+agent) - or instead a GC whose ``cni.dev/valid-attachments`` is empty - must leave nothing
+behind: the VF back in the host with its original name, MAC, MTU and PF-side settings; no IPAM
+lease; no attachment or owner record; no 8021q sub-interface. GC can do it at every step
+because ADD saves a pending record (with the network name) before its first change.
+The fallback mode's kill points: test_faults_fallback.py.
 Also: SIGKILL the device plugin mid-ListAndWatch -> the kubelet sees the stream end; a restarted
 plugin re-registers and the devices come back.
 """
@@ -26,6 +29,7 @@ from tests.reliability.conftest import (
     FAULT_MATRIX,
     FULL,
     Node,
+    Reply,
     cid,
     files_under,
     links,
@@ -135,6 +139,62 @@ def test_kill_standalone_cni_mid_add_then_del_leaves_nothing(
         else f"DEL rc={delete.rc}; " + "; ".join(problems)
     )
     assert delete.rc == 0, delete.stdout
+    assert problems == []
+
+
+def _gc_without(node: Node, pci: str, **extra: str) -> Reply:
+    """GC as a runtime that lost the pod sends it: the network's conf, an empty valid list."""
+    conf = {k: v for k, v in _conf(node, pci).items() if k != "deviceID"}
+    gc = json.dumps({**conf, "cni.dev/valid-attachments": []}).encode()
+    return run_shim({**node.env("GC", "", ""), **extra}, gc)
+
+
+@pytest.mark.parametrize("step", ADD_STEPS)
+def test_kill_standalone_cni_mid_add_then_gc_leaves_nothing(
+    vf_node: Node, pod: str, step: str
+) -> None:
+    node = vf_node
+    vf = node.kernel_vfs()[0]
+    before, c = node.vf_view(0), cid()
+    stdin = json.dumps(_conf(node, vf.address)).encode()
+    add = run_shim(node.env("ADD", c, pod, SRIOV_CNI_FAULT=f"{step}:kill"), stdin)
+    assert add.rc == -signal.SIGKILL, f"ADD was not killed at {step}: rc={add.rc} {add.stdout}"
+    gc = _gc_without(node, vf.address)
+    problems = _leftovers(node, pod, before)
+    FAULT_MATRIX[("standalone, GC", AFTER[step])] = (
+        "clean" if gc.rc == 0 and not problems else f"GC rc={gc.rc}; " + "; ".join(problems)
+    )
+    assert gc.rc == 0, gc.stdout
+    assert problems == []
+
+
+@pytest.mark.parametrize("step", AGENT_STEPS)
+def test_kill_agent_mid_add_then_gc_through_new_agent_leaves_nothing(
+    vf_node: Node, pod: str, step: str
+) -> None:
+    node = vf_node
+    vf = node.kernel_vfs()[0]
+    before, c = node.vf_view(0), cid()
+    sock = node.tmp / "agent.sock"
+    via_agent = {"SRIOV_CNI_AGENT_SOCKET": str(sock)}
+    stdin = json.dumps(_conf(node, vf.address)).encode()
+    agent = _start_agent(node, sock, f"{step}:kill")
+    try:
+        run_shim({**node.env("ADD", c, pod), **via_agent}, stdin)
+        assert agent.wait(30) == -signal.SIGKILL, "the agent was not killed"
+    finally:
+        _stop(agent)
+    sock.unlink(missing_ok=True)
+    agent = _start_agent(node, sock, None)
+    try:
+        gc = _gc_without(node, vf.address, **via_agent)
+    finally:
+        _stop(agent)
+    problems = _leftovers(node, pod, before)
+    FAULT_MATRIX[("agent, GC", AFTER[step])] = (
+        "clean" if gc.rc == 0 and not problems else f"GC rc={gc.rc}; " + "; ".join(problems)
+    )
+    assert gc.rc == 0, gc.stdout
     assert problems == []
 
 
