@@ -132,7 +132,8 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
         cdi.remove_stale()
         registry.add_listener(lambda snap: cdi.update(snap.pools))
     sysfs_watch = SysfsWatch(args.sysfs_root, registry.trigger)
-    config_watch = Watcher(lambda events: registry.trigger(), name="dp-configwatch")
+    config_watch = Watcher(lambda events: config.affected_by(e.name for e in events)
+                           and registry.trigger(), name="dp-configwatch")
     registry.add_listener(lambda snap: sysfs_watch.refresh(scanner.last_inventory))
     registry.add_listener(lambda snap: metrics.config_valid.set(config.last_error is None))
     if threading.current_thread() is threading.main_thread():

@@ -11,7 +11,7 @@ import dataclasses
 import errno
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from deviceplugin.pool import Health, PoolDevice, PoolSpec, build_devices
@@ -22,6 +22,7 @@ from sriov.types import IfName, Inventory, VirtualFunction
 
 log = logging.getLogger(__name__)
 
+CONFIGMAP_DATA = "..data"
 SAFETY_FULL_EVERY = 10
 """The safety timer does an unconditional full rescan every this many ticks (5 min)."""
 
@@ -64,6 +65,12 @@ class ConfigFile:
         self._last_bytes: bytes | None = None
         self.config: PoolConfig | None = None
         self.last_error: PoolConfigError | None = None
+
+    def affected_by(self, names: Iterable[str]) -> bool:
+        """Whether changes to these entries of the config's directory can change the config:
+        the file itself or a ConfigMap ``..data`` symlink swap (not, e.g., a device-info dir
+        created next to it, which would otherwise cost a full rescan)."""
+        return any(name in (self.path.name, CONFIGMAP_DATA) for name in names)
 
     def load_initial(self) -> PoolConfig:
         """First load: errors propagate (the CLI exits non-zero)."""

@@ -100,3 +100,9 @@ def test_metrics_use_their_own_registry() -> None:
     assert 'sriov_dp_allocate_seconds_count{resource="intel.com/x"} 2.0' in text
     from prometheus_client import REGISTRY
     assert REGISTRY.get_sample_value("sriov_dp_pool_allocated", {"resource": "intel.com/x"}) is None
+
+
+def test_config_watch_ignores_unrelated_entries_of_its_dir(tmp_path: Path) -> None:
+    cfg = ConfigFile(tmp_path / "config.json", "intel.com")
+    assert cfg.affected_by(["config.json"]) and cfg.affected_by(["..data", "..2024_x"])
+    assert not cfg.affected_by(["devinfo", ".tmp-abc", "config.json.swp"])

@@ -109,7 +109,8 @@ def running_plugin(tmp_path: Path, config: object, *, use_cdi: bool = False,
     if use_cdi:
         registry.add_listener(lambda snap: cdi.update(snap.pools))
     sysfs_watch = SysfsWatch(tmp_path / "host", registry.trigger)
-    cfg_watch = Watcher(lambda ev: registry.trigger(), name="test-cfgwatch")
+    cfg_watch = Watcher(lambda ev: cfg.affected_by(e.name for e in ev) and registry.trigger(),
+                        name="test-cfgwatch")
     registry.add_listener(lambda snap: sysfs_watch.refresh(scanner.last_inventory))
     sim = KubeletSimulator(plugin_dir, tmp_path / "p.sock", plugins_registry=registry_dir,
                            refuse_registrations=refuse_registrations)
