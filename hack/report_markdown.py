@@ -268,6 +268,7 @@ def concurrency_section(art: Path, figs: Path) -> list[str]:
                     "DEL pods/s",
                     "DEL p50 / p99 ms",
                     "DEL retries",
+                    "load1 at start",
                 ],
                 [
                     [
@@ -277,6 +278,7 @@ def concurrency_section(art: Path, figs: Path) -> list[str]:
                         f1(r["del_pods_per_s"]),
                         f"{r['del_ms']['p50']:.0f} / {r['del_ms']['p99']:.0f}",
                         r.get("del_retries", 0),
+                        f"{r['load_avg_1m']:.2f}" if "load_avg_1m" in r else "?",
                     ]
                     for r in sweep
                 ],

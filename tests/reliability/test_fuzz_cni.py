@@ -247,10 +247,13 @@ def _is_json_object(data: bytes) -> bool:
 def _maybe_valid(key: str, value: Any) -> bool:
     """True when a random value might be acceptable for ``key`` (then we add a sure defect).
 
-    Any number or bool may be valid (``"vlan": 0``, ``"mtu": 1500``, ``"trust": true``).
+    Any number or bool may be valid (``"vlan": 0``, ``"mtu": 1500``, ``"trust": true``), and
+    so is ``"cniVersion": ""``.
     """
     if value is None or isinstance(value, int | float):
         return True
+    if key == "cniVersion" and value == "":
+        return True  # an empty version means 0.1.0 (libcni), a valid one
     return key in (
         "dns",
         "args",
