@@ -41,8 +41,9 @@ def _log_ms_axis(ax: Any, values: list[float], axis: str = "x") -> None:
         ax.set_ylim(low / 1.3, high * 1.3)
 
 
-def _save(fig: Any, out: Path, name: str) -> str:
-    fig.tight_layout()
+def _save(fig: Any, out: Path, name: str, layout_done: bool = False) -> str:
+    if not layout_done:
+        fig.tight_layout()
     fig.savefig(out / name, dpi=DPI)
     plt.close(fig)
     return name
@@ -118,23 +119,25 @@ def cni_ecdf(cni: dict[str, Any] | None, out: Path) -> str | None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
     for ax, verb in zip(axes, VERBS, strict=True):
         for name, row in picked.items():
-            median = row[verb]["median_ms"]
-            _ecdf(ax, row["samples_ms"][verb], f"{name} (median {median:.1f} ms)")
+            _ecdf(ax, row["samples_ms"][verb], name)
+        medians = " / ".join(f"{row[verb]['median_ms']:.1f}" for row in picked.values())
         ax.axhline(0.5, color="grey", linewidth=0.6, linestyle=":")
         ax.set_xlabel(f"{verb} time per invocation, ms")
-        ax.set_title(verb)
+        ax.set_title(f"{verb}: medians {medians} ms (legend order)")
         right = max(x for row in picked.values() for x in row["samples_ms"][verb])
         ax.set_xlim(0, right * 1.05)
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="upper left")
     axes[0].set_ylabel("fraction of invocations at or below")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9)
     fig.suptitle(
         "Go reference macvlan vs ours (shim + agent), rows run interleaved cycle by cycle: "
         "empirical CDF (hack/bench-cni)",
         fontsize=10,
     )
-    return _save(fig, out, "cni-ecdf.png")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return _save(fig, out, "cni-ecdf.png", layout_done=True)
 
 
 def cni_dhcp(cni: dict[str, Any] | None, out: Path) -> str | None:
