@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from cni.fallback import ADD_STEPS
-from tests.reliability.conftest import AGENT, BASE_PATH, CNI_BIN, Reply, files_under, links, run_shim
+from tests.reliability.conftest import (
+    AGENT,
+    BASE_PATH,
+    CNI_BIN,
+    Reply,
+    files_under,
+    links,
+    run_shim,
+)
 
 RECOVERIES = ("DEL", "GC")
 """How the crashed attachment is cleaned: the runtime's DEL, or a GC that does not list it."""
@@ -33,7 +41,7 @@ NO_VLAN_STEPS = tuple(s for s in ADD_STEPS if s != "vlan-parent")
 
 
 def after(steps: tuple[str, ...]) -> dict[str, str]:
-    """Killing before step X == crashing right after the step before it (``start`` for the first)."""
+    """Killing before step X == crashing right after the step before it (first: ``start``)."""
     return dict(zip(steps, ("start", *steps[:-1]), strict=True))
 
 
@@ -45,8 +53,11 @@ def _ip(*argv: str) -> None:
 def fallback_master() -> Iterator[str]:
     tag = secrets.token_hex(3)
     master, peer = f"st-fm{tag}", f"st-fp{tag}"
-    subprocess.run(["ip", "link", "add", master, "type", "veth", "peer", "name", peer],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["ip", "link", "add", master, "type", "veth", "peer", "name", peer],
+        check=True,
+        capture_output=True,
+    )
     try:
         _ip("link", "set", master, "up")
         _ip("link", "set", peer, "up")
@@ -57,8 +68,9 @@ def fallback_master() -> Iterator[str]:
 
 def vlan_links_on(master: str) -> list[str]:
     """8021q sub-interfaces whose lower device is ``master`` (``ip -d link show type vlan``)."""
-    out = subprocess.run(["ip", "-o", "link", "show", "type", "vlan"], capture_output=True,
-                         text=True, check=False).stdout
+    out = subprocess.run(
+        ["ip", "-o", "link", "show", "type", "vlan"], capture_output=True, text=True, check=False
+    ).stdout
     names = (line.split(": ")[1] for line in out.splitlines() if ": " in line)
     return sorted(name.split("@")[0] for name in names if name.endswith(f"@{master}"))
 
@@ -94,16 +106,30 @@ class FallbackRig:
         fallback: dict[str, Any] = {"type": self.kind, "master": self.master}
         if self.vlan is not None:
             fallback["vlan"] = self.vlan
-        return {"cniVersion": "1.1.0", "name": self.network, "type": "sriov",
-                "ipam": {"type": "host-local", "dataDir": str(self.ipam_dir),
-                         "ranges": [[{"subnet": "10.78.0.0/16"}]]},
-                "fallback": fallback}
+        return {
+            "cniVersion": "1.1.0",
+            "name": self.network,
+            "type": "sriov",
+            "ipam": {
+                "type": "host-local",
+                "dataDir": str(self.ipam_dir),
+                "ranges": [[{"subnet": "10.78.0.0/16"}]],
+            },
+            "fallback": fallback,
+        }
 
     def env(self, command: str, cid: str, pod: str, **extra: str) -> dict[str, str]:
-        return {"CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_NETNS": pod,
-                "CNI_IFNAME": "net1", "CNI_PATH": CNI_BIN, "PATH": BASE_PATH,
-                "SRIOV_CNI_STATE_DIR": str(self.state_dir),
-                "SRIOV_CNI_AGENT_SOCKET": str(self.tmp / "no-agent.sock"), **extra}
+        return {
+            "CNI_COMMAND": command,
+            "CNI_CONTAINERID": cid,
+            "CNI_NETNS": pod,
+            "CNI_IFNAME": "net1",
+            "CNI_PATH": CNI_BIN,
+            "PATH": BASE_PATH,
+            "SRIOV_CNI_STATE_DIR": str(self.state_dir),
+            "SRIOV_CNI_AGENT_SOCKET": str(self.tmp / "no-agent.sock"),
+            **extra,
+        }
 
     def stdin(self, **extra: Any) -> bytes:
         return json.dumps({**self.conf(), **extra}).encode()
@@ -149,12 +175,25 @@ def outcome(reply: Reply, problems: list[str], how: str) -> str:
 
 
 @contextlib.contextmanager
-def agent(rig: FallbackRig, sock: Path, fault: str | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def agent(
+    rig: FallbackRig, sock: Path, fault: str | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """A real agent serving ``sock``; stopped (SIGTERM, then SIGKILL) unless it already died."""
     env = {"PATH": BASE_PATH, **({"SRIOV_CNI_FAULT": fault} if fault else {})}
-    proc = subprocess.Popen([str(AGENT), "--socket", str(sock), "--state-dir", str(rig.state_dir),
-                             "--log-level", "warning"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            str(AGENT),
+            "--socket",
+            str(sock),
+            "--state-dir",
+            str(rig.state_dir),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while not sock.exists():
