@@ -26,6 +26,7 @@ from typing import TextIO
 from cni import skel, trace
 from cni.faults import FAULT_ENV, fault_hook
 from cni.main import Runtime
+from cni.pool_guard import POOL_CONFIG_ENV, pool_config_from_env
 from cni.shim import DEFAULT_SOCKET, decode_env, frame, recv_frame
 from cni.state import DEFAULT_STATE_DIR
 
@@ -140,9 +141,9 @@ class CniAgent:
             self.socket_path.unlink()
 
 
-def warm_runtime(sysfs_root: Path, state_dir: Path) -> Runtime:
+def warm_runtime(sysfs_root: Path, state_dir: Path, pool_config: Path | None = None) -> Runtime:
     """The agent's runtime, with pyroute2 imported and a netlink socket open up front."""
-    runtime = Runtime(sysfs_root=sysfs_root, state_dir=state_dir,
+    runtime = Runtime(sysfs_root=sysfs_root, state_dir=state_dir, pool_config=pool_config,
                       faults=fault_hook(os.environ.get(FAULT_ENV)))  # test hook, inert unless set
     try:
         runtime.netlink()  # warm: pay the pyroute2 import once, not per pod
@@ -153,9 +154,11 @@ def warm_runtime(sysfs_root: Path, state_dir: Path) -> Runtime:
 
 
 def serve(socket_path: Path, stop: threading.Event, *, sysfs_root: Path = Path("/"),
-          state_dir: Path = DEFAULT_STATE_DIR) -> None:
-    """Serve until ``stop`` is set: the device plugin's ``--cni-agent-socket`` embedding."""
-    runtime = warm_runtime(sysfs_root, state_dir)
+          state_dir: Path = DEFAULT_STATE_DIR, pool_config: Path | None = None) -> None:
+    """Serve until ``stop`` is set: the device plugin's ``--cni-agent-socket`` embedding.
+
+    ``pool_config``: the device plugin's ``--config``; ADD then takes only VFs of its pools."""
+    runtime = warm_runtime(sysfs_root, state_dir, pool_config)
     agent = CniAgent(socket_path, runtime.plugin)
     agent.bind()
     server = threading.Thread(target=agent.serve_forever, name="cni-agent-server", daemon=True)
@@ -191,6 +194,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="root holding sys/ (default /; an emulated host's root in dev)",
     )
     parser.add_argument(
+        "--pool-config",
+        type=Path,
+        default=pool_config_from_env(os.environ.get(POOL_CONFIG_ENV)),
+        metavar="FILE",
+        help="device plugin pool config (resourceList JSON): ADD takes only VFs of its pools "
+        f"(default ${POOL_CONFIG_ENV}; unset: any VF of the node)",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     parser.add_argument(
@@ -206,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    runtime = warm_runtime(args.sysfs_root, args.state_dir)
+    runtime = warm_runtime(args.sysfs_root, args.state_dir, args.pool_config)
     agent = CniAgent(args.socket, runtime.plugin)
     try:
         agent.bind()

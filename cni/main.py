@@ -4,7 +4,9 @@
 the agent keeps one for its lifetime, standalone mode builds one per invocation. Environment
 knobs (all optional): ``SRIOV_CNI_STATE_DIR`` (default /var/lib/cni/sriov), ``SRIOV_SYSFS_ROOT``
 (default /, an emulated host's root in dev/test), ``SRIOV_CNI_TIMEOUT`` (seconds, default 55),
-``SRIOV_CNI_EXEC_IPAM=1`` (always exec the IPAM delegate, never in-process host-local).
+``SRIOV_CNI_EXEC_IPAM=1`` (always exec the IPAM delegate, never in-process host-local),
+``SRIOV_CNI_POOL_CONFIG`` (device plugin pool config: ADD takes only VFs of its pools; unset =
+any VF of the node, see :mod:`cni.pool_guard`).
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from cni.ipam import IpamRunner, make_ipam
 from cni.netconf import NetConf
 from cni.plugin import Plugin
 from cni.podresources import PodResourcesLookup
+from cni.pool_guard import POOL_CONFIG_ENV, PoolGuard, pool_config_from_env
 from cni.protocol import SUPPORTED_VERSIONS, CmdArgs
 from cni.state import DEFAULT_STATE_DIR, StateStore
+from sriov.types import PciAddress, VirtualFunction
 
 log = logging.getLogger(__name__)
 ABOUT = "sriov-k8s CNI plugin (SR-IOV VF, DPDK and macvlan/ipvlan fallback)"
@@ -68,6 +72,7 @@ class Runtime:
         state_dir: Path = DEFAULT_STATE_DIR,
         prefer_in_process_ipam: bool = True,
         faults: Callable[[str], None] | None = None,
+        pool_config: Path | None = None,
     ) -> None:
         self.sysfs_root = sysfs_root
         self.state_dir = state_dir
@@ -75,6 +80,8 @@ class Runtime:
         self.faults = faults
         """Test hook (``SRIOV_CNI_FAULT``, :mod:`cni.faults`) given to every plugin; None: inert."""
         self.host_local = HostLocal()
+        self.pool_guard = None if pool_config is None else PoolGuard(pool_config, self._read_vf)
+        """One per runtime: the agent re-reads the config only when the file changes."""
         self.netlink = _per_thread(self._open_netlink)  # pyroute2 objects are per-thread
         self._opened: list[Any] = []
 
@@ -84,6 +91,11 @@ class Runtime:
         nl = Netlink()
         self._opened.append(nl)
         return nl
+
+    def _read_vf(self, device: PciAddress) -> VirtualFunction:
+        from sriov.sysfs import SysfsReader  # sysfs only: the guard needs no netlink
+
+        return SysfsReader(self.sysfs_root).vf(device)
 
     def _open_host(self) -> Any:
         from sriov.host import open_host
@@ -105,6 +117,7 @@ class Runtime:
             state=StateStore(self.state_dir),
             device_lookup=pod_resources,
             claim_check=pod_resources.verify_claim,
+            device_guard=self.pool_guard.check if self.pool_guard is not None else None,
             sysfs_root=self.sysfs_root,
         )
         if self.faults is not None:
@@ -125,6 +138,7 @@ class Runtime:
             state_dir=Path(env.get("SRIOV_CNI_STATE_DIR") or DEFAULT_STATE_DIR),
             prefer_in_process_ipam=env.get("SRIOV_CNI_EXEC_IPAM", "") not in ("1", "true"),
             faults=fault_hook(env.get(FAULT_ENV)),
+            pool_config=pool_config_from_env(env.get(POOL_CONFIG_ENV)),
         )
 
 

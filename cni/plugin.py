@@ -109,6 +109,8 @@ ModeOfDevice = Callable[[PciAddress], str]
 """Tells ``vf`` or ``dpdk`` for a VF (raises DeviceNotFoundError when it is neither)."""
 ClaimCheck = Callable[[CmdArgs, NetConf, PciAddress], None]
 """Raises when the configured deviceID is allocated by kubelet to another pod (pod-resources)."""
+DeviceGuard = Callable[[PciAddress], None]
+"""Raises when a VF is not managed (no pool of the device plugin config selects it)."""
 
 
 class Plugin:
@@ -122,6 +124,7 @@ class Plugin:
         device_lookup: DeviceLookup | None = None,
         mode_of_device: ModeOfDevice | None = None,
         claim_check: ClaimCheck | None = None,
+        device_guard: DeviceGuard | None = None,
         sysfs_root: Path = Path("/"),
     ) -> None:
         self.netlink_factory = netlink_factory
@@ -130,6 +133,8 @@ class Plugin:
         self.state = state or StateStore()
         self.device_lookup = device_lookup
         self.claim_check = claim_check
+        self.device_guard = device_guard
+        """None: any VF of the node; else ADD refuses VFs outside the pools (cni.pool_guard)."""
         self.mode_of_device = mode_of_device or self._mode_from_sysfs
         self.sysfs_root = sysfs_root
         self.faults: Callable[[str], None] = lambda step: None
@@ -179,6 +184,8 @@ class Plugin:
         if device is None and self.device_lookup is not None:
             device = self.device_lookup(args, conf, state)
         if device is not None:
+            if self.device_guard is not None:
+                self.device_guard(device)  # before anything is touched (even the emulated tree)
             return self.mode_of_device(device), device
         if conf.fallback is not None:
             return "fallback", None

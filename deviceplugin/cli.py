@@ -79,11 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _start_cni_agent(socket: Path, stop: threading.Event, sysfs_root: Path,
-                     ) -> threading.Thread:
+                     pool_config: Path) -> threading.Thread:
     import cni.agent as agent  # lazy: documented exception to the layering rule
 
     thread = threading.Thread(target=agent.serve, args=(socket, stop), daemon=True,
-                              kwargs={"sysfs_root": sysfs_root}, name="cni-agent")
+                              kwargs={"sysfs_root": sysfs_root, "pool_config": pool_config},
+                              name="cni-agent")
     thread.start()
     return thread
 
@@ -163,7 +164,7 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
             metrics.serve(args.metrics_port)
         agent = None
         if args.cni_agent_socket is not None:
-            agent = _start_cni_agent(args.cni_agent_socket, stop, args.sysfs_root)
+            agent = _start_cni_agent(args.cni_agent_socket, stop, args.sysfs_root, args.config)
         log.info("running pools=%s plugin_dir=%s", len(registry.snapshot.pools), args.plugin_dir)
         stop.wait()
         log.info("stopping")
