@@ -108,16 +108,35 @@ HOSTILE_IDS = (
 )
 
 
+def _pool_config(node: Node, selected: str) -> dict[str, str]:
+    """A device plugin config whose one pool takes VFs ``selected`` (e.g. ``#0``) of the PF."""
+    path = node.tmp / "pcidp-config.json"
+    pool = {"resourceName": "st_pool", "selectors": {"pfNames": [f"{node.pf}{selected}"]}}
+    path.write_text(json.dumps({"resourceList": [pool]}))
+    return {"SRIOV_CNI_POOL_CONFIG": str(path)}
+
+
 @pytest.mark.root
-@pytest.mark.parametrize("device_id", (*HOSTILE_IDS, "<PF>"))
+@pytest.mark.parametrize(
+    "device_id", (*HOSTILE_IDS, "<PF>", "<PF with pools>", "<VF outside pools>", "/<VF path>")
+)
 def test_hostile_device_id_is_rejected_before_anything_is_touched(
     node: Node, pod: str, device_id: str
 ) -> None:
-    if device_id == "<PF>":
+    extra_env: dict[str, str] = {}
+    if device_id.startswith("<PF"):
         device_id = node.host().sysfs.inventory().pfs[0].address
+        extra_env = _pool_config(node, "") if "pools" in device_id else {}
+    elif device_id == "<VF outside pools>":  # a VF of this node, but not a managed one
+        extra_env = _pool_config(node, "#0")
+        device_id = node.kernel_vfs()[1].address
+    elif device_id == "/<VF path>":
+        extra_env = _pool_config(node, "")
+        device_id = f"/sys/bus/pci/devices/{node.kernel_vfs()[0].address}"
     views = [node.vf_view(v.index) for v in node.kernel_vfs()]
     host_links, pod_links = links(), links(Path(pod).name)
-    reply = run_inprocess(node.env("ADD", cid(), pod), json.dumps(node.conf(device_id)).encode())
+    env = node.env("ADD", cid(), pod, **extra_env)
+    reply = run_inprocess(env, json.dumps(node.conf(device_id)).encode())
     assert reply.rc != 0
     err = reply.out
     assert err is not None and err["code"] in (7, 100) and err["msg"], reply.stdout
@@ -128,6 +147,23 @@ def test_hostile_device_id_is_rejected_before_anything_is_touched(
     }
     assert links(Path(pod).name) == pod_links
     assert files_under(node.state_dir) == [] and node.leases() == []
+
+
+@pytest.mark.root
+def test_a_vf_of_a_pool_is_accepted_and_released(node: Node, pod: str) -> None:
+    vf = node.kernel_vfs()[0]
+    before = node.vf_view(vf.index)
+    pools = _pool_config(node, "#0")
+    c, body = cid(), json.dumps(node.conf(vf.address)).encode()
+    added = run_inprocess(node.env("ADD", c, pod, **pools), body)
+    assert added.rc == 0, added.stdout
+    assert "net1" in links(Path(pod).name)
+    Path(pools["SRIOV_CNI_POOL_CONFIG"]).write_text("{broken")  # DEL must not depend on it
+    deleted = run_inprocess(node.env("DEL", c, pod, **pools), body)
+    assert deleted.rc == 0, deleted.stdout
+    assert node.vf_view(vf.index) == before
+    records = [f for f in files_under(node.state_dir) if not f.startswith("pci/vf_lock/")]
+    assert records == [] and node.leases() == []  # the per-VF lock file is kept by design
 
 
 def _mode(path: Path) -> int:
