@@ -215,3 +215,17 @@ def test_agent_flag_reaches_the_runtime(node: Node, tmp_path: Path,
     with pytest.raises(_Started):
         agent_main(["--socket", str(tmp_path / "a.sock"), "--pool-config", str(node.config)])
     assert seen[0][2] == node.config
+
+
+def test_device_plugin_hands_its_config_to_the_embedded_agent(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import cni.agent
+    from deviceplugin.cli import _start_cni_agent
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(cni.agent, "serve", lambda sock, stop, **kw: seen.update(kw))
+    config = tmp_path / "config.json"
+    _start_cni_agent(tmp_path / "a.sock", threading.Event(), tmp_path, config).join(5)
+    assert seen == {"sysfs_root": tmp_path, "pool_config": config}
