@@ -89,12 +89,15 @@ class CniAgent:
         """Run one forwarded invocation; returns (exit status, stdout, stderr)."""
         out, err = io.StringIO(), io.StringIO()
         status = skel.dispatch(env, stdin, out, err, self.handlers_factory(env, err))
-        return status, out.getvalue().encode(), err.getvalue().encode()
+        # surrogateescape: an env value with undecodable bytes may be echoed into logs/errors
+        return (status, out.getvalue().encode("utf-8", "surrogateescape"),
+                err.getvalue().encode("utf-8", "surrogateescape"))
 
     def bind(self) -> None:
         directory = self.socket_path.parent
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(directory, 0o700)
+        if not directory.exists():
+            directory.mkdir(mode=0o700, parents=True)
+            os.chmod(directory, 0o700)  # ours: owner only (never chmod a shared dir like /run)
         if self.socket_path.exists() or self.socket_path.is_symlink():
             probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:

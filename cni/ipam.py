@@ -84,9 +84,14 @@ class ExecIpam:
         self.stderr = stderr
         self.timeout = timeout
 
-    def _exec(self, command: Command, conf: NetConf) -> bytes:
+    def _exec(self, command: Command, conf: NetConf, args: CmdArgs | None = None) -> bytes:
         plugin = find_plugin(conf.ipam_type, self.cni_path)
         env = {**self.env, "CNI_COMMAND": str(command)}
+        if args is not None and args.container_id:
+            # the attachment this call is about: GC releases stale attachments whose IDs are
+            # not in GC's own (empty) CNI_CONTAINERID/CNI_IFNAME
+            env.update(CNI_CONTAINERID=args.container_id, CNI_IFNAME=args.ifname,
+                       CNI_NETNS=args.netns)
         log.debug("exec IPAM %s %s", plugin, command)
         try:
             proc = subprocess.run(
@@ -126,7 +131,7 @@ class ExecIpam:
             return CniError(CniCode.IPAM, f"IPAM plugin {name} {command} failed", text)
 
     def add(self, conf: NetConf, args: CmdArgs) -> Result:
-        out = self._exec(Command.ADD, conf)
+        out = self._exec(Command.ADD, conf, args)
         try:
             obj = json.loads(out)
         except ValueError as e:
@@ -138,10 +143,10 @@ class ExecIpam:
         return Result.from_json(obj)
 
     def delete(self, conf: NetConf, args: CmdArgs) -> None:
-        self._exec(Command.DEL, conf)
+        self._exec(Command.DEL, conf, args)
 
     def check(self, conf: NetConf, args: CmdArgs) -> None:
-        self._exec(Command.CHECK, conf)
+        self._exec(Command.CHECK, conf, args)
 
     def gc(self, conf: NetConf, args: CmdArgs) -> None:
         self._tolerate_old(Command.GC, conf)

@@ -111,11 +111,16 @@ def _bring_home(nl: Any, host: Any, record: VfRecord, netns: str) -> str | None:
     deadline = time.monotonic() + NETNS_TEARDOWN_TIMEOUT
     while True:
         host.refresh()
-        current = host.sysfs.vf_netdev(record.device_id)
-        if current is not None:
-            return str(current)
-        if host.sysfs.vf(record.device_id).driver_kind is not DriverKind.KERNEL:
-            return None  # rebound to vfio/uio meanwhile: no netdev will come back
+        try:
+            current = host.sysfs.vf_netdev(record.device_id)
+            if current is not None:
+                return str(current)
+            if host.sysfs.vf(record.device_id).driver_kind is not DriverKind.KERNEL:
+                return None  # rebound to vfio/uio meanwhile: no netdev will come back
+        except DeviceNotFoundError:
+            log.warning("VF %s no longer exists (numvfs changed?): nothing to bring home",
+                        record.device_id)
+            return None  # DEL must still succeed and drop the record
         if time.monotonic() >= deadline:
             return None
         time.sleep(POLL_INTERVAL)  # netns teardown is asynchronous in the kernel; poll to a deadline
