@@ -237,6 +237,8 @@ class Plugin:
             except OSError as e:
                 log.error("cannot save attachment record: %s; rolling back", e)
                 self._undo(mode, dataclasses.replace(ctx, record=record))
+                with contextlib.suppress(OSError):  # the mode's pending record, if it wrote one
+                    state.delete(args.container_id, args.ifname)
                 raise CniError(CniCode.STATE, "cannot save attachment state", str(e)) from e
             return result
 
