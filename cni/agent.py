@@ -151,8 +151,8 @@ def warm_runtime(sysfs_root: Path, state_dir: Path, pool_config: Path | None = N
     try:
         runtime.netlink()  # warm: pay the pyroute2 import once, not per pod
     except Exception as e:  # the agent still serves fallback/IPAM-only requests
+        # the per-thread factory retries on each worker's first use
         log.warning("netlink not available yet (%s); opening it on first use", e)
-        runtime.netlink = Runtime(sysfs_root=sysfs_root).netlink
     return runtime
 
 

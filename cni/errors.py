@@ -7,7 +7,6 @@ module raises. Imports only the standard library and :mod:`sriov.errors`.
 from __future__ import annotations
 
 import enum
-import json
 import logging
 
 from sriov import errors as core
@@ -57,9 +56,6 @@ class CniError(Exception):
         if self.details:
             out["details"] = self.details
         return out
-
-    def to_json(self, cni_version: str) -> str:
-        return json.dumps(self.to_dict(cni_version))
 
 
 def config_error(key: str, value: object, reason: str) -> CniError:

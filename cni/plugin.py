@@ -12,7 +12,7 @@ import dataclasses
 import importlib
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -367,7 +367,3 @@ class Plugin:
             raise CniError(
                 CniCode.NOT_AVAILABLE, f"IPAM {conf.ipam_type} not available: {e.msg}", e.details
             ) from e
-
-
-def env_state_dir(env: Mapping[str, str]) -> Path:
-    return Path(env.get("SRIOV_CNI_STATE_DIR") or os.fspath(StateStore().root))
