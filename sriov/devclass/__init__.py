@@ -1,0 +1,126 @@
+"""Device classes: one seam for everything a device class adds to discovery and Allocate.
+
+Each class is one module with a ``HANDLER`` (see :mod:`sriov.devclass.base`) and one
+line in :data:`HANDLERS`; the device plugin's Allocate, its CDI specs and the device-info
+file all go through :func:`allocate` / :func:`device_info_document`, so the ``/dev``
+rules live here only. The CNI can use the same seam (a device's nodes and RDMA devices).
+
+========  ===================================  ===========================================
+key       applies when                         device nodes
+========  ===================================  ===========================================
+generic   always                               none
+vfio      driver ``vfio-pci``                  ``/dev/vfio/vfio``, group (noiommu-aware)
+uio       driver ``uio``/``igb_uio``/          ``/dev/uioN``
+          ``uio_pci_generic``
+rdma      selector ``isRdma`` + RDMA device    ``/dev/infiniband/{ucm,issm,umad,uverbs}N``,
+                                               ``rdma_cm``
+vdpa      selector ``vdpaType`` = its driver   ``/dev/vhost-vdpa-N`` (vhost only)
+vhost     selector ``needVhostNet``            ``/dev/vhost-net``, ``/dev/net/tun``
+========  ===================================  ===========================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+from sriov.devclass import generic, rdma, uio, vdpa, vfio, vhost
+from sriov.devclass.base import (
+    DEFAULT_DEV_ROOT,
+    AllocOptions,
+    DeviceClassHandler,
+    DeviceNode,
+    node_exists,
+)
+from sriov.types import Device, DriverKind
+
+__all__ = [
+    "DEFAULT_DEV_ROOT",
+    "HANDLERS",
+    "AllocOptions",
+    "DeviceAllocation",
+    "DeviceNode",
+    "allocate",
+    "char_devices",
+    "class_label",
+    "device_info_document",
+]
+
+log = logging.getLogger(__name__)
+
+DEVINFO_VERSION = "1.1.0"
+
+HANDLERS: tuple[DeviceClassHandler, ...] = (
+    generic.HANDLER, vfio.HANDLER, uio.HANDLER, rdma.HANDLER, vdpa.HANDLER, vhost.HANDLER)
+"""In upstream's info-provider order, which is also the order of the device specs."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceAllocation:
+    """What one device contributes to a container."""
+
+    nodes: tuple[DeviceNode, ...]
+    info: dict[str, dict[str, str]]
+    """``{class key: entry}`` for ``PCIDEVICE_*_INFO``."""
+    missing: tuple[str, ...] = ()
+    """Host paths a class wanted but ``dev_root`` does not have (skipped, logged)."""
+
+
+def allocate(device: Device, options: AllocOptions,
+             dev_root: Path = DEFAULT_DEV_ROOT) -> DeviceAllocation:
+    """Nodes and ``_INFO`` entries of every class that applies to ``device``."""
+    nodes: list[DeviceNode] = []
+    missing: list[str] = []
+    info: dict[str, dict[str, str]] = {}
+    for handler in HANDLERS:
+        if not handler.applies(device, options, dev_root):
+            continue
+        wanted = handler.nodes(device, options, dev_root)
+        present = tuple(n for n in wanted if node_exists(dev_root, n.host_path))
+        for node in wanted:
+            if node not in present:
+                log.warning("device node missing on the host, not handed out device=%s "
+                            "class=%s path=%s", device.id, handler.name, node.host_path)
+                missing.append(node.host_path)
+        nodes.extend(present)
+        info[handler.name] = handler.info(device, options, present)
+    return DeviceAllocation(nodes=tuple(nodes), info=info, missing=tuple(missing))
+
+
+def device_info_document(device: Device, options: AllocOptions,
+                         dev_root: Path = DEFAULT_DEV_ROOT) -> dict[str, object]:
+    """The NPWG device-info file content (``type`` ``pci``, or ``vdpa`` for vDPA pools)."""
+    if vdpa.HANDLER.applies(device, options, dev_root):
+        return {"type": "vdpa", "version": DEVINFO_VERSION,
+                "vdpa": vdpa.HANDLER.document(device, options)}
+    pci: dict[str, object] = {"pci-address": device.id}
+    for handler in HANDLERS:
+        if handler.applies(device, options, dev_root):
+            pci.update(handler.device_info(device, options) or {})
+    return {"type": "pci", "version": DEVINFO_VERSION, "pci": pci}
+
+
+def class_label(device: Device) -> str:
+    """Short class for people: ``vf``, ``vf/vfio``, ``nic``, ``accelerator/uio``, ``sf``..."""
+    kind = device.driver_kind
+    label = str(device.device_class)
+    if kind in (DriverKind.VFIO, DriverKind.UIO):
+        label += "/" + ("vfio-noiommu" if device.noiommu else str(kind))
+    if device.vdpa is not None:
+        label += "/vdpa-" + (vdpa.vdpa_type(device) or "unbound")
+    if device.rdma_devices:
+        label += "+rdma"
+    return label
+
+
+def char_devices(device: Device) -> tuple[str, ...]:
+    """Every /dev node the device has (whatever a pool would ask for), for ``sriovctl list``."""
+    everything = AllocOptions(is_rdma=True, vdpa_type=vdpa.vdpa_type(device))
+    paths: list[str] = []
+    for handler in HANDLERS:
+        if handler is vhost.HANDLER or not handler.applies(device, everything, Path("/")):
+            continue
+        paths.extend(n.host_path for n in handler.nodes(device, everything, Path("/nonexistent")))
+    return tuple(dict.fromkeys(p for p in paths if p != vfio.VFIO_CONTAINER))
+
