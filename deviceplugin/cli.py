@@ -124,11 +124,12 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     fingerprint = None if host.emulated else SysfsFingerprint(args.sysfs_root)
     scanner = HostScanner(config, inventory, SysfsCarrier(args.sysfs_root), fingerprint)
     registry = registry_for(scanner, safety_interval_s=args.rescan_interval)
+    dev_root = Path(args.sysfs_root) / "dev"  # /dev on a real host, <root>/dev emulated
     options = ServiceOptions(policy=Policy(args.policy), use_cdi=args.use_cdi,
-                             devinfo_dir=args.devinfo_dir)
+                             devinfo_dir=args.devinfo_dir, dev_root=dev_root)
     manager = PluginManager(args.plugin_dir, registry, options, metrics,
                             plugins_registry=args.plugins_registry)
-    cdi = CdiSpecWriter(args.cdi_dir) if args.use_cdi else None
+    cdi = CdiSpecWriter(args.cdi_dir, dev_root) if args.use_cdi else None
     if cdi is not None:
         cdi.remove_stale()
         registry.add_listener(lambda snap: cdi.update(snap.pools))

@@ -19,7 +19,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from deviceplugin.errors import DevicePluginError
-from sriov.types import IfName, PciAddress, VirtualFunction
+from sriov.devclass import AllocOptions
+from sriov.types import IfName, VirtualFunction
 
 
 class Health(enum.StrEnum):
@@ -66,13 +67,17 @@ class PoolDevice:
     """One advertised device: a VF and its current health."""
 
     vf: VirtualFunction
+    """The device (a VF, NIC, accelerator or SF record)."""
     health: Health
     numa_node: int | None
     """``None`` when sysfs has no topology or the pool sets ``excludeTopology``."""
+    options: AllocOptions = AllocOptions()
+    """What the selector object that claimed the device asks for (isRdma, vdpaType,
+    needVhostNet), as upstream decides these per selector."""
 
     @property
-    def id(self) -> PciAddress:
-        return self.vf.address
+    def id(self) -> str:
+        return self.vf.id
 
     @property
     def healthy(self) -> bool:
@@ -90,14 +95,18 @@ def vf_health(vf: VirtualFunction, carrier: CarrierProbe) -> Health:
 
 
 def build_devices(
-    spec: PoolSpec, vfs: Iterable[VirtualFunction], carrier: CarrierProbe
+    spec: PoolSpec, vfs: Iterable[VirtualFunction], carrier: CarrierProbe,
+    options: Mapping[str, AllocOptions] | None = None,
 ) -> tuple[PoolDevice, ...]:
-    """The pool's full device list, sorted by PCI address."""
+    """The pool's full device list, sorted by ID. ``options``: per device ID (default:
+    the pool-wide flags of ``spec``)."""
+    pool_wide = AllocOptions(is_rdma=spec.is_rdma, need_vhost_net=spec.need_vhost_net)
     devices = (
         PoolDevice(
             vf=vf,
             health=vf_health(vf, carrier),
             numa_node=None if spec.exclude_topology else vf.numa_node,
+            options=(options or {}).get(vf.id, pool_wide),
         )
         for vf in vfs
     )

@@ -17,7 +17,8 @@ from pathlib import Path
 from deviceplugin.pool import Health, PoolDevice, PoolSpec, build_devices
 from deviceplugin.registry import DeviceRegistry, PoolState
 from sriov.errors import PoolConfigError
-from sriov.pools import PoolConfig, ResourcePool, parse_pool_config, select
+from sriov.devclass import AllocOptions
+from sriov.pools import PoolConfig, ResourcePool, Selection, parse_pool_config, select
 from sriov.types import IfName, Inventory, VirtualFunction
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,18 @@ def pool_spec(pool: ResourcePool) -> PoolSpec:
         is_rdma=pool.is_rdma,
         additional_info={k: dict(v) for k, v in pool.additional_info.items()},
     )
+
+
+def selector_options(config: PoolConfig, selection: Selection) -> dict[str, AllocOptions]:
+    """Device ID -> the Allocate options of the selector object that claimed it."""
+    found: dict[str, AllocOptions] = {}
+    for device_id in selection.claimed_by:
+        selector = selection.selector(config, device_id)
+        if selector is not None:
+            found[device_id] = AllocOptions(
+                is_rdma=selector.is_rdma, need_vhost_net=selector.need_vhost_net,
+                vdpa_type=str(selector.vdpa_type) if selector.vdpa_type else None)
+    return found
 
 
 class SysfsCarrier:
@@ -158,9 +171,11 @@ class HostScanner:
         self._last_selection = {
             pool.full_name: (pool_spec(pool), selection.pools.get(pool.full_name, ()))
             for pool in config.pools}
+        options = selector_options(config, selection)
         carrier = functools.cache(self._carrier)
-        self._pools = {name: _index(PoolState(spec=spec, devices=build_devices(spec, vfs, carrier)))
-                       for name, (spec, vfs) in self._last_selection.items()}
+        self._pools = {
+            name: _index(PoolState(spec=spec, devices=build_devices(spec, vfs, carrier, options)))
+            for name, (spec, vfs) in self._last_selection.items()}
         return {name: p.state for name, p in self._pools.items()}
 
     def safety(self) -> Mapping[str, PoolState]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 
 from deviceplugin.allocation import allocate_container
+from sriov.devclass import DEFAULT_DEV_ROOT
 from deviceplugin.api.v1beta1 import api_pb2 as pb
 from deviceplugin.api.v1beta1 import api_pb2_grpc as pb_grpc
 from deviceplugin.devicelist import DeviceListEncoder
@@ -36,6 +37,8 @@ class ServiceOptions:
     use_cdi: bool = False
     devinfo_dir: Path | None = None
     """Where NPWG device-info files go; None = do not write them."""
+    dev_root: Path = DEFAULT_DEV_ROOT
+    """Where device nodes are checked (``<sysfs-root>/dev``); missing ones are left out."""
 
 
 class DevicePluginServicer(pb_grpc.DevicePluginServicer):
@@ -127,7 +130,8 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
                 log.warning("Allocate of unhealthy devices resource=%s ids=%s",
                             self.resource, ",".join(unhealthy))
             allocations.append(allocate_container(pool.spec, [devices[i] for i in ids],
-                                                  use_cdi=self._options.use_cdi))
+                                                  use_cdi=self._options.use_cdi,
+                                                  dev_root=self._options.dev_root))
             all_ids.extend(ids)
         if self._options.devinfo_dir is not None:
             for alloc in allocations:

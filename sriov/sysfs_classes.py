@@ -96,11 +96,23 @@ def _numa(dev: str) -> int | None:
     return None if node < 0 else node
 
 
-def _link_type(dev: str, netdevs: tuple[str, ...], pci_class: int) -> LinkType:
+def net_dir(dev: str) -> str:
+    """Where a function's netdevs are listed: ``<dev>/net``, or for virtio-net (whose
+    netdev hangs off the virtio device) ``<dev>/virtioN/net``."""
+    own = os.path.join(dev, "net")
+    if os.path.isdir(own):
+        return own
+    for name in _fs.entries(dev):
+        if name.startswith("virtio") and os.path.isdir(os.path.join(dev, name, "net")):
+            return os.path.join(dev, name, "net")
+    return own
+
+
+def _link_type(net: str, netdevs: tuple[str, ...], pci_class: int) -> LinkType:
     if netdevs:
         try:
             return LinkType.from_arphrd(int(_fs.read(
-                os.path.join(dev, "net", netdevs[0], "type")) or "-1"))
+                os.path.join(net, netdevs[0], "type")) or "-1"))
         except ValueError:
             return LinkType.UNKNOWN
     return LinkType.INFINIBAND if pci_class >> 8 == 0x0207 else LinkType.UNKNOWN
@@ -118,8 +130,9 @@ def pci_device(ctx: ClassContext, name: PciAddress, dev: str, pci_class: int,
     vendor, device = _hex(dev, "vendor"), _hex(dev, "device")
     if vendor is None or device is None:
         return None
-    netdevs = tuple(_fs.entries(os.path.join(dev, "net")))
-    link_type = _link_type(dev, netdevs, pci_class)
+    net = net_dir(dev)
+    netdevs = tuple(_fs.entries(net))
+    link_type = _link_type(net, netdevs, pci_class)
     driver = _fs.link_name(os.path.join(dev, "driver"))
     facts = ctx.facts(name, dev, netdevs, link_type, driver)
     return VirtualFunction(
@@ -160,7 +173,7 @@ def aux_sfs(ctx: ClassContext, root: str, parents: dict[str, Any],
             continue
         sfnum = _fs.read(os.path.join(path, "sfnum"))
         netdevs = tuple(_fs.entries(os.path.join(path, "net")))
-        link_type = _link_type(path, netdevs, 0x0200)
+        link_type = _link_type(os.path.join(path, "net"), netdevs, 0x0200)
         rdma_devices = rdma.discover(path, ctx)
         found.append(VirtualFunction(
             address=PciAddress(parent_addr), index=int(sfnum) if sfnum and sfnum.isdigit()

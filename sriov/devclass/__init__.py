@@ -114,13 +114,15 @@ def class_label(device: Device) -> str:
     return label
 
 
-def char_devices(device: Device) -> tuple[str, ...]:
-    """Every /dev node the device has (whatever a pool would ask for), for ``sriovctl list``."""
+def char_devices(device: Device, dev_root: Path = DEFAULT_DEV_ROOT) -> tuple[str, ...]:
+    """Every /dev node the device has (whatever a pool would ask for), for ``sriovctl list``;
+    shared nodes (``/dev/vfio/vfio``, ``rdma_cm``, vhost-net) are left out."""
     everything = AllocOptions(is_rdma=True, vdpa_type=vdpa.vdpa_type(device))
     paths: list[str] = []
     for handler in HANDLERS:
-        if handler is vhost.HANDLER or not handler.applies(device, everything, Path("/")):
+        if handler is vhost.HANDLER or not handler.applies(device, everything, dev_root):
             continue
-        paths.extend(n.host_path for n in handler.nodes(device, everything, Path("/nonexistent")))
-    return tuple(dict.fromkeys(p for p in paths if p != vfio.VFIO_CONTAINER))
+        paths.extend(n.host_path for n in handler.nodes(device, everything, dev_root)
+                     if n.host_path not in (vfio.VFIO_CONTAINER, rdma.RDMA_CM))
+    return tuple(dict.fromkeys(paths))
 

@@ -115,14 +115,25 @@ def test_env_name_like_upstream(name, env) -> None:
     assert env_name(name) == env
 
 
-def test_allocate_vfio_dedups_device_nodes_and_adds_vhost() -> None:
+def dev_root(tmp_path, *nodes: str):
+    """A stand-in /dev holding ``nodes`` (paths relative to /dev)."""
+    root = tmp_path / "dev"
+    for node in nodes:
+        (root / node).parent.mkdir(parents=True, exist_ok=True)
+        (root / node).touch()
+    return root
+
+
+def test_allocate_vfio_dedups_device_nodes_and_adds_vhost(tmp_path) -> None:
     spec = PoolSpec(prefix="intel.com", name="dpdk", need_vhost_net=True,
                     additional_info={"*": {"a": "1"}, "0000:3b:02.1": {"a": "2"}})
     devs = build_devices(spec, [vf("a", 0, driver="vfio-pci", group=40),
                                 vf("a", 1, driver="vfio-pci", group=41)], lambda _: True)
-    alloc = allocate_container(spec, devs, use_cdi=True)
+    root = dev_root(tmp_path, "vfio/vfio", "vfio/40", "vfio/41", "vhost-net", "net/tun")
+    alloc = allocate_container(spec, devs, use_cdi=True, dev_root=root)
+    # upstream's order: each device's specs in info-provider order, first host path wins
     assert [n.host_path for n in alloc.devices] == [
-        "/dev/vfio/vfio", "/dev/vfio/40", "/dev/vfio/41", "/dev/vhost-net", "/dev/net/tun"]
+        "/dev/vfio/vfio", "/dev/vfio/40", "/dev/vhost-net", "/dev/net/tun", "/dev/vfio/41"]
     assert all(n.permissions == "rw" for n in alloc.devices)
     assert alloc.envs["PCIDEVICE_INTEL_COM_DPDK"] == "0000:3b:02.0,0000:3b:02.1"
     info = json.loads(alloc.envs["PCIDEVICE_INTEL_COM_DPDK_INFO"])
