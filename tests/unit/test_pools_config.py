@@ -12,9 +12,9 @@ import pytest
 from sriov.errors import PoolConfigError
 from sriov.pools import (
     DeviceType,
-    SelectorSet,
     PoolConfig,
     PoolConfigProblems,
+    SelectorSet,
     VdpaType,
     load_pool_config,
     parse_pool_config,
