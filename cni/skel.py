@@ -138,6 +138,8 @@ def _run(
             return 0
         conf = NetConf.parse(stdin, args)
     logs.configure(conf.log_level, conf.log_file)
+    for warning in conf.warnings:
+        log.warning("netconf: %s", warning)
     log.debug("%s netconf: %s", args.command, stdin)
     require_version_for(args.command, conf.cni_version)
     override = env.get("CNI_NETNS_OVERRIDE", "").lower() in ("1", "true")

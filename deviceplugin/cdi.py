@@ -5,8 +5,8 @@
 as upstream), one device per pool device named by its ID, so the Allocate answer's
 ``cdi_devices`` ``<kind>=<id>`` resolve. Each device carries the nodes its classes give
 it (:mod:`sriov.devclass`: vfio, uio, RDMA, vDPA, vhost-net; ``path``, ``hostPath`` and
-``permissions`` as upstream writes them; the paths differ for vfio no-IOMMU); every device sets ``PCIDEVICE_<PREFIX>_<NAME>_<ID>=<id>``
-(CDI refuses devices without edits).
+``permissions`` as upstream writes them; the paths differ for vfio no-IOMMU); every
+device sets ``PCIDEVICE_<PREFIX>_<NAME>_<ID>=<id>`` (CDI refuses devices without edits).
 Files are rewritten only when a pool's VFs change (not on health flips) and are
 removed when the pool goes away and at shutdown.
 """
@@ -45,11 +45,12 @@ def spec_file_name(full_name: str) -> str:
     return f"{FILE_PREFIX}{full_name.replace('/', '_')}.json"
 
 
-def _device_edits(spec: PoolSpec, device: PoolDevice, dev_root: Path) -> dict[str, Any]:
+def _device_edits(spec: PoolSpec, device: PoolDevice, dev_root: Path | None) -> dict[str, Any]:
     device_id = device.id
     env = f"{env_name(spec.full_name)}_{re.sub(r'[:.-]', '_', device_id.upper())}={device_id}"
     edits: dict[str, Any] = {"env": [env]}
-    nodes = devclass.allocate(device.vf, device.options, dev_root).nodes
+    nodes = devclass.allocate(device.vf, device.options,
+                             devclass.under(dev_root) if dev_root else lambda _: True).nodes
     if nodes:
         edits["deviceNodes"] = [_node(n) for n in nodes]
     return edits
@@ -62,8 +63,9 @@ def _node(node: DeviceNode) -> dict[str, str]:
 
 
 def cdi_spec(spec: PoolSpec, devices: Sequence[PoolDevice],
-             dev_root: Path = DEFAULT_DEV_ROOT) -> dict[str, Any]:
-    """The CDI spec document of one pool. Pure apart from checking nodes under ``dev_root``."""
+             dev_root: Path | None = None) -> dict[str, Any]:
+    """The CDI spec document of one pool; nodes checked under ``dev_root`` (``None``: all
+    trusted, pure)."""
     return {
         "cdiVersion": CDI_VERSION,
         "kind": cdi_kind(spec.prefix, spec.device_type),
@@ -95,7 +97,8 @@ class CdiSpecWriter:
             if previous is not None and previous[0] == vfs:
                 continue  # health flips do not change the spec
             path = self.cdi_dir / spec_file_name(name)
-            write_atomic(path, json.dumps(cdi_spec(pool.spec, pool.devices, self.dev_root), indent=1) + "\n")
+            document = cdi_spec(pool.spec, pool.devices, self.dev_root)
+            write_atomic(path, json.dumps(document, indent=1) + "\n")
             self._written[name] = (vfs, path)
             log.info("CDI spec written resource=%s devices=%s path=%s", name, len(vfs), path)
 

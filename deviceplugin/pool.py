@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 
 from deviceplugin.errors import DevicePluginError
 from sriov.devclass import AllocOptions
@@ -47,7 +47,6 @@ class PoolSpec:
     """Resource name within the domain, e.g. ``sriov_netdevice``."""
     device_type: str = "netDevice"
     exclude_topology: bool = False
-    need_vhost_net: bool = False
     is_rdma: bool = False
     additional_info: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
     """``{"*" | <pci>: {key: value}}``; a per-address entry overrides ``"*"``."""
@@ -71,13 +70,18 @@ class PoolDevice:
     health: Health
     numa_node: int | None
     """``None`` when sysfs has no topology or the pool sets ``excludeTopology``."""
-    options: AllocOptions = AllocOptions()
+    options: AllocOptions = dataclasses.field(default_factory=AllocOptions)
     """What the selector object that claimed the device asks for (isRdma, vdpaType,
     needVhostNet), as upstream decides these per selector."""
 
     @property
     def id(self) -> str:
         return self.vf.id
+
+    @property
+    def need_vhost_net(self) -> bool:
+        """Its owning selector object (the first that matched it) sets ``needVhostNet``."""
+        return self.options.need_vhost_net
 
     @property
     def healthy(self) -> bool:
@@ -96,17 +100,21 @@ def vf_health(vf: VirtualFunction, carrier: CarrierProbe) -> Health:
 
 def build_devices(
     spec: PoolSpec, vfs: Iterable[VirtualFunction], carrier: CarrierProbe,
-    options: Mapping[str, AllocOptions] | None = None,
+    options: Mapping[str, AllocOptions] | None = None, *,
+    vhost_net: Container[str] = frozenset(),
 ) -> tuple[PoolDevice, ...]:
-    """The pool's full device list, sorted by ID. ``options``: per device ID (default:
-    the pool-wide flags of ``spec``)."""
-    pool_wide = AllocOptions(is_rdma=spec.is_rdma, need_vhost_net=spec.need_vhost_net)
+    """The pool's full device list, sorted by ID. ``options``: per device ID, from the
+    selector object that claimed it (default: the pool's ``isRdma``, plus
+    ``needVhostNet`` for the IDs in ``vhost_net``)."""
+    def default(vf: VirtualFunction) -> AllocOptions:
+        return AllocOptions(is_rdma=spec.is_rdma, need_vhost_net=vf.id in vhost_net)
+
     devices = (
         PoolDevice(
             vf=vf,
             health=vf_health(vf, carrier),
             numa_node=None if spec.exclude_topology else vf.numa_node,
-            options=(options or {}).get(vf.id, pool_wide),
+            options=(options or {}).get(vf.id) or default(vf),
         )
         for vf in vfs
     )

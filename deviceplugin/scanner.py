@@ -16,8 +16,8 @@ from pathlib import Path
 
 from deviceplugin.pool import Health, PoolDevice, PoolSpec, build_devices
 from deviceplugin.registry import DeviceRegistry, PoolState
-from sriov.errors import PoolConfigError
 from sriov.devclass import AllocOptions
+from sriov.errors import PoolConfigError
 from sriov.pools import PoolConfig, ResourcePool, Selection, parse_pool_config, select
 from sriov.types import IfName, Inventory, VirtualFunction
 
@@ -34,7 +34,6 @@ def pool_spec(pool: ResourcePool) -> PoolSpec:
         name=pool.resource_name,
         device_type=str(pool.device_type),
         exclude_topology=pool.exclude_topology,
-        need_vhost_net=pool.need_vhost_net,
         is_rdma=pool.is_rdma,
         additional_info={k: dict(v) for k, v in pool.additional_info.items()},
     )
@@ -71,9 +70,11 @@ class ConfigFile:
     """The pool config file, re-parsed only when its content changes."""
 
     def __init__(self, path: Path, default_prefix: str,
-                 on_invalid: Callable[[PoolConfigError], None] = lambda e: None) -> None:
+                 on_invalid: Callable[[PoolConfigError], None] = lambda e: None, *,
+                 strict: bool = False) -> None:
         self.path = path
         self._default_prefix = default_prefix
+        self._strict = strict
         self._on_invalid = on_invalid
         self._last_bytes: bytes | None = None
         self.config: PoolConfig | None = None
@@ -91,7 +92,8 @@ class ConfigFile:
             data = self.path.read_bytes()
         except OSError as e:
             raise PoolConfigError(str(self.path), f"cannot read: {e.strerror or e}") from e
-        self.config = parse_pool_config(data, default_prefix=self._default_prefix)
+        self.config = parse_pool_config(data, default_prefix=self._default_prefix,
+                                        strict=self._strict)
         self._last_bytes = data
         return self.config
 
@@ -110,7 +112,8 @@ class ConfigFile:
             return self.config
         if data is not None:
             try:
-                self.config = parse_pool_config(data, default_prefix=self._default_prefix)
+                self.config = parse_pool_config(data, default_prefix=self._default_prefix,
+                                        strict=self._strict)
                 self._last_bytes = data
                 self.last_error = None
                 log.info("config reloaded path=%s pools=%s", self.path,

@@ -15,7 +15,6 @@ from pathlib import Path
 import grpc
 
 from deviceplugin.allocation import allocate_container
-from sriov.devclass import DEFAULT_DEV_ROOT
 from deviceplugin.api.v1beta1 import api_pb2 as pb
 from deviceplugin.api.v1beta1 import api_pb2_grpc as pb_grpc
 from deviceplugin.devicelist import DeviceListEncoder
@@ -24,6 +23,7 @@ from deviceplugin.files import write_atomic
 from deviceplugin.metrics import Metrics
 from deviceplugin.pool import Policy, preferred_allocation
 from deviceplugin.registry import DeviceRegistry, PoolState
+from sriov.devclass import DEFAULT_DEV_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +129,13 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
             if unhealthy:
                 log.warning("Allocate of unhealthy devices resource=%s ids=%s",
                             self.resource, ",".join(unhealthy))
-            allocations.append(allocate_container(pool.spec, [devices[i] for i in ids],
-                                                  use_cdi=self._options.use_cdi,
-                                                  dev_root=self._options.dev_root))
+            alloc = allocate_container(pool.spec, [devices[i] for i in ids],
+                                       use_cdi=self._options.use_cdi,
+                                       dev_root=self._options.dev_root)
+            if alloc.missing_nodes:
+                log.warning("device nodes missing on the host, not handed to the runtime "
+                            "resource=%s paths=%s", self.resource, ",".join(alloc.missing_nodes))
+            allocations.append(alloc)
             all_ids.extend(ids)
         if self._options.devinfo_dir is not None:
             for alloc in allocations:

@@ -15,7 +15,8 @@ uio       driver ``uio``/``igb_uio``/          ``/dev/uioN``
 rdma      selector ``isRdma`` + RDMA device    ``/dev/infiniband/{ucm,issm,umad,uverbs}N``,
                                                ``rdma_cm``
 vdpa      selector ``vdpaType`` = its driver   ``/dev/vhost-vdpa-N`` (vhost only)
-vhost     selector ``needVhostNet``            ``/dev/vhost-net``, ``/dev/net/tun``
+vhost     selector ``needVhostNet``            ``/dev/vhost-net``, ``/dev/net/tun`` (both or
+                                               neither)
 ========  ===================================  ===========================================
 """
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from pathlib import Path
+import os
 
 from sriov.devclass import generic, rdma, uio, vdpa, vfio, vhost
 from sriov.devclass.base import (
@@ -31,7 +32,8 @@ from sriov.devclass.base import (
     AllocOptions,
     DeviceClassHandler,
     DeviceNode,
-    node_exists,
+    NodeExists,
+    under,
 )
 from sriov.types import Device, DriverKind
 
@@ -41,10 +43,12 @@ __all__ = [
     "AllocOptions",
     "DeviceAllocation",
     "DeviceNode",
+    "NodeExists",
     "allocate",
     "char_devices",
     "class_label",
     "device_info_document",
+    "under",
 ]
 
 log = logging.getLogger(__name__)
@@ -64,45 +68,47 @@ class DeviceAllocation:
     info: dict[str, dict[str, str]]
     """``{class key: entry}`` for ``PCIDEVICE_*_INFO``."""
     missing: tuple[str, ...] = ()
-    """Host paths a class wanted but ``dev_root`` does not have (skipped, logged)."""
+    """Host paths a class wanted but the host does not have (left out)."""
 
 
 def allocate(device: Device, options: AllocOptions,
-             dev_root: Path = DEFAULT_DEV_ROOT) -> DeviceAllocation:
+             exists: NodeExists = os.path.exists) -> DeviceAllocation:
     """Nodes and ``_INFO`` entries of every class that applies to ``device``."""
     nodes: list[DeviceNode] = []
     missing: list[str] = []
     info: dict[str, dict[str, str]] = {}
     for handler in HANDLERS:
-        if not handler.applies(device, options, dev_root):
+        if not handler.applies(device, options):
             continue
-        wanted = handler.nodes(device, options, dev_root)
-        present = tuple(n for n in wanted if node_exists(dev_root, n.host_path))
-        for node in wanted:
-            if node not in present:
-                log.warning("device node missing on the host, not handed out device=%s "
-                            "class=%s path=%s", device.id, handler.name, node.host_path)
-                missing.append(node.host_path)
+        wanted = handler.nodes(device, options, exists)
+        present = tuple(n for n in wanted if exists(n.host_path))
+        missing.extend(n.host_path for n in wanted if n not in present)
+        if handler.all_or_nothing and len(present) < len(wanted):
+            present = ()
+        if len(present) < len(wanted):
+            log.debug("device nodes missing on the host device=%s class=%s", device.id,
+                      handler.name)
         nodes.extend(present)
-        info[handler.name] = handler.info(device, options, present)
+        entry = handler.info(device, options, present, exists)
+        if entry is not None:
+            info[handler.name] = entry
     return DeviceAllocation(nodes=tuple(nodes), info=info, missing=tuple(missing))
 
 
-def device_info_document(device: Device, options: AllocOptions,
-                         dev_root: Path = DEFAULT_DEV_ROOT) -> dict[str, object]:
+def device_info_document(device: Device, options: AllocOptions) -> dict[str, object]:
     """The NPWG device-info file content (``type`` ``pci``, or ``vdpa`` for vDPA pools)."""
-    if vdpa.HANDLER.applies(device, options, dev_root):
+    if vdpa.HANDLER.applies(device, options):
         return {"type": "vdpa", "version": DEVINFO_VERSION,
                 "vdpa": vdpa.HANDLER.document(device, options)}
     pci: dict[str, object] = {"pci-address": device.id}
     for handler in HANDLERS:
-        if handler.applies(device, options, dev_root):
+        if handler.applies(device, options):
             pci.update(handler.device_info(device, options) or {})
     return {"type": "pci", "version": DEVINFO_VERSION, "pci": pci}
 
 
 def class_label(device: Device) -> str:
-    """Short class for people: ``vf``, ``vf/vfio``, ``nic``, ``accelerator/uio``, ``sf``..."""
+    """Short class for people: ``vf``, ``vf/vfio``, ``nic``, ``accelerator/vfio``, ``sf+rdma``."""
     kind = device.driver_kind
     label = str(device.device_class)
     if kind in (DriverKind.VFIO, DriverKind.UIO):
@@ -114,15 +120,14 @@ def class_label(device: Device) -> str:
     return label
 
 
-def char_devices(device: Device, dev_root: Path = DEFAULT_DEV_ROOT) -> tuple[str, ...]:
+def char_devices(device: Device, exists: NodeExists = os.path.exists) -> tuple[str, ...]:
     """Every /dev node the device has (whatever a pool would ask for), for ``sriovctl list``;
     shared nodes (``/dev/vfio/vfio``, ``rdma_cm``, vhost-net) are left out."""
     everything = AllocOptions(is_rdma=True, vdpa_type=vdpa.vdpa_type(device))
     paths: list[str] = []
     for handler in HANDLERS:
-        if handler is vhost.HANDLER or not handler.applies(device, everything, dev_root):
+        if handler is vhost.HANDLER or not handler.applies(device, everything):
             continue
-        paths.extend(n.host_path for n in handler.nodes(device, everything, dev_root)
+        paths.extend(n.host_path for n in handler.nodes(device, everything, exists)
                      if n.host_path not in (vfio.VFIO_CONTAINER, rdma.RDMA_CM))
     return tuple(dict.fromkeys(paths))
-

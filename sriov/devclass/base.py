@@ -6,15 +6,17 @@ the options of the selector that claimed it, a handler says whether it applies, 
 device nodes the container needs (host path, container path, permissions), its
 ``PCIDEVICE_*_INFO`` entry and its part of the NPWG device-info file.
 
-Device nodes are checked against ``dev_root`` (``/dev`` on a real host, ``<root>/dev``
-on an emulated one, a temp dir in tests); the paths handed to the runtime are always
-the canonical ``/dev/...`` paths. Pure apart from ``os.path.exists`` on ``dev_root``.
+Whether a device node exists is a parameter (:data:`NodeExists`, usually
+:func:`under` a ``dev_root``: ``/dev`` on a real host, ``<root>/dev`` on an emulated one,
+a temp dir in tests); the paths handed to the runtime are always the canonical
+``/dev/...`` paths. Handlers are pure.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -42,10 +44,15 @@ class AllocOptions:
     need_vhost_net: bool = False
 
 
-def node_exists(dev_root: Path, host_path: str) -> bool:
-    """Whether ``/dev/...`` exists under ``dev_root``."""
-    relative = host_path.removeprefix("/dev/")
-    return os.path.exists(os.path.join(dev_root, relative))
+NodeExists = Callable[[str], bool]
+"""Whether the host has the device node ``/dev/...``."""
+
+
+def under(dev_root: Path) -> NodeExists:
+    """Check ``/dev/...`` paths under ``dev_root`` instead of ``/dev``."""
+    def exists(host_path: str) -> bool:
+        return os.path.exists(os.path.join(dev_root, host_path.removeprefix("/dev/")))
+    return exists
 
 
 def same_path(path: str) -> DeviceNode:
@@ -58,16 +65,21 @@ class DeviceClassHandler(Protocol):
         """The ``_INFO`` key (``vfio``, ``uio``, ``rdma``, ``vdpa``, ``vhost``)."""
         ...
 
-    def applies(self, device: Device, options: AllocOptions, dev_root: Path) -> bool: ...
-
-    def nodes(self, device: Device, options: AllocOptions,
-              dev_root: Path) -> tuple[DeviceNode, ...]:
-        """The nodes this class wants (existence is checked by the caller)."""
+    @property
+    def all_or_nothing(self) -> bool:
+        """One missing node drops all of this class's nodes (vhost-net + tun)."""
         ...
 
-    def info(self, device: Device, options: AllocOptions,
-             present: tuple[DeviceNode, ...]) -> dict[str, str]:
-        """The ``_INFO`` entry, given the nodes that really exist."""
+    def applies(self, device: Device, options: AllocOptions) -> bool: ...
+
+    def nodes(self, device: Device, options: AllocOptions,
+              exists: NodeExists) -> tuple[DeviceNode, ...]:
+        """The nodes this class wants (the caller leaves out those that do not exist)."""
+        ...
+
+    def info(self, device: Device, options: AllocOptions, present: tuple[DeviceNode, ...],
+             exists: NodeExists) -> dict[str, str] | None:
+        """The ``_INFO`` entry given the nodes handed out; ``None``: no entry."""
         ...
 
     def device_info(self, device: Device, options: AllocOptions) -> dict[str, object] | None:

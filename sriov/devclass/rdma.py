@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from typing import Protocol
 
 from sriov.devclass import _fs
-from sriov.devclass.base import AllocOptions, DeviceNode, node_exists, same_path
+from sriov.devclass.base import AllocOptions, DeviceNode, NodeExists, same_path
 from sriov.types import Device, RdmaDevice
 
 RDMA_CM = "/dev/infiniband/rdma_cm"
@@ -69,21 +68,22 @@ def discover_pkey(dev_dir: str) -> str | None:
 
 
 class Rdma:
+    all_or_nothing = False
     name = "rdma"
 
-    def applies(self, device: Device, options: AllocOptions, dev_root: Path) -> bool:
+    def applies(self, device: Device, options: AllocOptions) -> bool:
         return options.is_rdma and bool(device.rdma_devices)
 
     def nodes(self, device: Device, options: AllocOptions,
-              dev_root: Path) -> tuple[DeviceNode, ...]:
+              exists: NodeExists) -> tuple[DeviceNode, ...]:
         nodes = [same_path(f"/dev/infiniband/{char}")
                  for rdma in device.rdma_devices for char in rdma.char_devices]
-        if node_exists(dev_root, RDMA_CM):
+        if exists(RDMA_CM):
             nodes.append(same_path(RDMA_CM))
         return tuple(nodes)
 
-    def info(self, device: Device, options: AllocOptions,
-             present: tuple[DeviceNode, ...]) -> dict[str, str]:
+    def info(self, device: Device, options: AllocOptions, present: tuple[DeviceNode, ...],
+             exists: NodeExists) -> dict[str, str] | None:
         info: dict[str, str] = {}
         for node in present:  # the last node of a kind wins, as upstream's map does
             base = os.path.basename(node.container_path)

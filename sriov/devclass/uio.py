@@ -9,10 +9,9 @@ them; we give every uio driver its node (docs/device-plugin.md).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from sriov.devclass import _fs
-from sriov.devclass.base import AllocOptions, DeviceNode, same_path
+from sriov.devclass.base import AllocOptions, DeviceNode, NodeExists, same_path
 from sriov.types import UIO_DRIVERS, Device
 
 DRIVERS = UIO_DRIVERS | {"uio"}
@@ -24,17 +23,18 @@ def discover(dev_dir: str) -> str | None:
 
 
 class Uio:
+    all_or_nothing = False
     name = "uio"
 
-    def applies(self, device: Device, options: AllocOptions, dev_root: Path) -> bool:
+    def applies(self, device: Device, options: AllocOptions) -> bool:
         return device.driver in DRIVERS
 
     def nodes(self, device: Device, options: AllocOptions,
-              dev_root: Path) -> tuple[DeviceNode, ...]:
+              exists: NodeExists) -> tuple[DeviceNode, ...]:
         return (same_path(f"/dev/{device.uio_device}"),) if device.uio_device else ()
 
-    def info(self, device: Device, options: AllocOptions,
-             present: tuple[DeviceNode, ...]) -> dict[str, str]:
+    def info(self, device: Device, options: AllocOptions, present: tuple[DeviceNode, ...],
+             exists: NodeExists) -> dict[str, str] | None:
         return {"mount": present[0].container_path} if present else {}
 
     def device_info(self, device: Device, options: AllocOptions) -> dict[str, object] | None:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 from sriov.devclass import _fs
-from sriov.devclass.base import AllocOptions, DeviceNode, same_path
+from sriov.devclass.base import AllocOptions, DeviceNode, NodeExists, same_path
 from sriov.types import Device, VdpaDevice
 
 VHOST_DRIVER, VIRTIO_DRIVER = "vhost_vdpa", "virtio_vdpa"
@@ -57,18 +56,19 @@ def vhost_path(device: Device) -> str | None:
 
 
 class Vdpa:
+    all_or_nothing = False
     name = "vdpa"
 
-    def applies(self, device: Device, options: AllocOptions, dev_root: Path) -> bool:
+    def applies(self, device: Device, options: AllocOptions) -> bool:
         return options.vdpa_type is not None and vdpa_type(device) == options.vdpa_type
 
     def nodes(self, device: Device, options: AllocOptions,
-              dev_root: Path) -> tuple[DeviceNode, ...]:
+              exists: NodeExists) -> tuple[DeviceNode, ...]:
         path = vhost_path(device) if options.vdpa_type == "vhost" else None
         return (same_path(path),) if path else ()
 
-    def info(self, device: Device, options: AllocOptions,
-             present: tuple[DeviceNode, ...]) -> dict[str, str]:
+    def info(self, device: Device, options: AllocOptions, present: tuple[DeviceNode, ...],
+             exists: NodeExists) -> dict[str, str] | None:
         return {"mount": present[0].container_path} if present else {}
 
     def device_info(self, device: Device, options: AllocOptions) -> dict[str, object] | None:

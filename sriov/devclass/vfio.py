@@ -9,10 +9,9 @@ so DPDK inside finds the usual path.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from sriov.devclass import _fs
-from sriov.devclass.base import AllocOptions, DeviceNode, same_path
+from sriov.devclass.base import AllocOptions, DeviceNode, NodeExists, same_path
 from sriov.types import Device
 
 VFIO_CONTAINER = "/dev/vfio/vfio"
@@ -35,21 +34,22 @@ def group_paths(device: Device) -> tuple[str, str] | None:
 
 
 class Vfio:
+    all_or_nothing = False
     name = "vfio"
 
-    def applies(self, device: Device, options: AllocOptions, dev_root: Path) -> bool:
+    def applies(self, device: Device, options: AllocOptions) -> bool:
         return device.driver in DRIVERS
 
     def nodes(self, device: Device, options: AllocOptions,
-              dev_root: Path) -> tuple[DeviceNode, ...]:
+              exists: NodeExists) -> tuple[DeviceNode, ...]:
         paths = group_paths(device)
         nodes = [same_path(VFIO_CONTAINER)]
         if paths is not None:
             nodes.append(DeviceNode(host_path=paths[0], container_path=paths[1]))
         return tuple(nodes)
 
-    def info(self, device: Device, options: AllocOptions,
-             present: tuple[DeviceNode, ...]) -> dict[str, str]:
+    def info(self, device: Device, options: AllocOptions, present: tuple[DeviceNode, ...],
+             exists: NodeExists) -> dict[str, str] | None:
         info = {"mount": VFIO_CONTAINER}
         paths = group_paths(device)
         if paths is not None:

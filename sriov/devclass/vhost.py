@@ -1,14 +1,12 @@
 """``needVhostNet``: ``/dev/vhost-net`` and ``/dev/net/tun`` for userspace virtio backends.
 
-As upstream: no ``/dev/vhost-net`` on the host -> no ``vhost`` entry and no nodes (a
-warning); either node missing -> the entry but no nodes.
+As upstream: both nodes or neither (:attr:`VhostNet.all_or_nothing`); no
+``/dev/vhost-net`` on the host -> no ``vhost`` entry either.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from sriov.devclass.base import AllocOptions, DeviceNode, node_exists, same_path
+from sriov.devclass.base import AllocOptions, DeviceNode, NodeExists, same_path
 from sriov.types import Device
 
 VHOST_NET = "/dev/vhost-net"
@@ -17,19 +15,18 @@ TUN = "/dev/net/tun"
 
 class VhostNet:
     name = "vhost"
+    all_or_nothing = True
 
-    def applies(self, device: Device, options: AllocOptions, dev_root: Path) -> bool:
-        return options.need_vhost_net and node_exists(dev_root, VHOST_NET)
+    def applies(self, device: Device, options: AllocOptions) -> bool:
+        return options.need_vhost_net
 
     def nodes(self, device: Device, options: AllocOptions,
-              dev_root: Path) -> tuple[DeviceNode, ...]:
-        if not (node_exists(dev_root, VHOST_NET) and node_exists(dev_root, TUN)):
-            return ()
+              exists: NodeExists) -> tuple[DeviceNode, ...]:
         return same_path(VHOST_NET), same_path(TUN)
 
-    def info(self, device: Device, options: AllocOptions,
-             present: tuple[DeviceNode, ...]) -> dict[str, str]:
-        return {"net-mount": VHOST_NET, "tun-mount": TUN}
+    def info(self, device: Device, options: AllocOptions, present: tuple[DeviceNode, ...],
+             exists: NodeExists) -> dict[str, str] | None:
+        return {"net-mount": VHOST_NET, "tun-mount": TUN} if exists(VHOST_NET) else None
 
     def device_info(self, device: Device, options: AllocOptions) -> dict[str, object] | None:
         return None

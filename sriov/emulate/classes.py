@@ -46,10 +46,7 @@ def symlink(link: Path, target: Path) -> None:
 
 
 def unlink(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
+    path.unlink(missing_ok=True)
 
 
 def dev_node(tree: SysfsTreeBuilder, name: str) -> None:

@@ -27,9 +27,8 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from sriov.emulate import showcase, wiring
 from sriov.emulate import spec as names
-from sriov.emulate import wiring
-from sriov.emulate import showcase
 from sriov.emulate.profiles import PROFILES
 from sriov.emulate.spec import (
     STATE_FILE,
