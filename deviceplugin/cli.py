@@ -38,6 +38,7 @@ from deviceplugin.pool import Policy
 from deviceplugin.scanner import ConfigFile, HostScanner, SysfsCarrier, registry_for
 from deviceplugin.servicer import ServiceOptions
 from deviceplugin.sysfswatch import SysfsWatch
+from sriov.ddp import DdpTool
 from sriov.errors import PoolConfigError, SriovError
 from sriov.events import DeviceEvent
 from sriov.host import open_host
@@ -169,7 +170,8 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
 
     # an emulated host's tree is only synced with its veths by a full rescan: no shortcut
     fingerprint = None if host.emulated else SysfsFingerprint(args.sysfs_root)
-    scanner = HostScanner(config, inventory, SysfsCarrier(args.sysfs_root), fingerprint)
+    scanner = HostScanner(config, inventory, SysfsCarrier(args.sysfs_root), fingerprint,
+                          ddp=DdpTool.find())
     registry = registry_for(scanner, safety_interval_s=args.rescan_interval)
     dev_root = Path(args.sysfs_root) / "dev"  # /dev on a real host, <root>/dev emulated
     options = ServiceOptions(policy=Policy(args.policy), use_cdi=args.use_cdi,
