@@ -91,3 +91,16 @@ def test_accelerator_and_sf_pools_end_to_end(tmp_path: Path) -> None:
         # device-info files are written for netDevice pools only (as upstream)
         assert not list(dp.devinfo_dir.glob("intel.com-sf-*"))
         assert not list(dp.devinfo_dir.glob("intel.com-fec-*"))
+
+
+def test_safety_fingerprint_sees_new_sfs_and_vdpa_devices(tmp_path: Path) -> None:
+    from deviceplugin.fingerprint import SysfsFingerprint
+
+    tree, vfs = bf2_host(tmp_path)
+    fingerprint = SysfsFingerprint(tmp_path)
+    before = fingerprint()
+    tree.add_sf(PF, 3, "p0s3")
+    with_sf = fingerprint()
+    assert with_sf != before
+    tree.add_vdpa(vfs[0], "virtio_vdpa")
+    assert fingerprint() != with_sf
