@@ -267,6 +267,25 @@ class SysfsReader:
             raise DeviceNotFoundError("VF", addr, f"PF {pf_addr} has no virtfnN link to it")
         return self._load_vf(addr, vf_map[index][1], index, pf)
 
+    def device(self, device_id: str) -> VirtualFunction:
+        """Any pool device by its ID (what the device plugin hands out): a VF (fast path),
+        a NIC, an accelerator or an SF (``mlx5_core.sf.4``); :class:`DeviceNotFoundError`
+        otherwise. For the CNI's non-VF classes."""
+        if validate.is_pci_address(device_id) or ":" in device_id:
+            addr = validate.pci_address(device_id)
+            dev = self._existing(addr, "device")
+            if _link_basename(os.path.join(dev, "physfn")) is not None:
+                pf_dir = os.path.join(dev, "physfn")
+                if os.path.exists(os.path.join(pf_dir, "sriov_totalvfs")) and \
+                        _int_attr(pf_dir, "class") >> 16 == NETWORK_CLASS:
+                    return self.vf(addr)
+            device_id = addr
+        found = next((d for d in self.inventory().others if d.id == device_id), None)
+        if found is None:
+            raise DeviceNotFoundError("device", device_id,
+                                      "not a VF, NIC without VFs, accelerator or SF on this host")
+        return found
+
     def vf_of(self, pf_address: str, index: int) -> VirtualFunction:
         """VF number ``index`` of a PF (``virtfn<index>``)."""
         pf, vf_map = self._pf_with_map(pf_address)

@@ -160,3 +160,20 @@ def test_shrinking_vfs_removes_their_rdma_char_devices(tree: SysfsTreeBuilder) -
     assert sorted(p.name for p in (tree.root / "dev/infiniband").iterdir()) == [
         "issm0", "rdma_cm", "umad0", "uverbs0"]
     assert sorted(p.name for p in (tree.sys / "class/infiniband_verbs").iterdir()) == ["uverbs0"]
+
+
+def test_device_lookup_by_id_for_every_class(tree: SysfsTreeBuilder) -> None:
+    from sriov.errors import DeviceNotFoundError
+
+    vf0, _ = mlx(tree)
+    tree.add_pf(PfSpec(address="0000:5e:00.0", ifname="p1", profile=MELLANOX_BF2, num_vfs=0))
+    tree.add_sf("0000:5e:00.0", 4, "p1s4")
+    tree.add_nic("0000:07:00.0", VIRTIO_NET, "eth0")
+    reader = SysfsReader(tree.root)
+    assert reader.device(vf0) == reader.vf(vf0)
+    assert reader.device("0000:07:00.0").device_class is DeviceClass.NIC
+    assert reader.device("0000:5e:00.0").device_class is DeviceClass.NIC
+    assert reader.device("mlx5_core.sf.0").netdev == "p1s4"
+    for missing in (PF, "mlx5_core.sf.9", "0000:99:00.0"):  # a PF with VFs is no device
+        with pytest.raises(DeviceNotFoundError):
+            reader.device(missing)
