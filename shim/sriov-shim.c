@@ -438,10 +438,10 @@ static void exec_fallback(const struct buf *in)
 
 /* ------------------------------------------------------------------ main */
 
-int main(void)
+static struct buf in; /* stdin, freed in main() on every path */
+
+static int shim_main(void)
 {
-    signal(SIGPIPE, SIG_IGN);
-    struct buf in = {0};
     const char *command = getenv("CNI_COMMAND");
     if (!(command && strcmp(command, "VERSION") == 0 && isatty(0)) && read_stdin(&in)) {
         char details[256];
@@ -542,6 +542,13 @@ int main(void)
     write_all(1, out.data, out.len);
     free(err.data);
     free(out.data);
-    free(in.data);
     return (int)(be32(status_be) & 0xff);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    int rc = shim_main();
+    free(in.data);
+    return rc;
 }
