@@ -142,6 +142,9 @@ def call_agent(
     from time import monotonic  # C module, ~0.05 ms
 
     deadline = monotonic() + timeout
+    env_frame = encode_env(env)
+    if len(env_frame) > FRAME_LIMIT:
+        raise EnvTooLarge(f"forwarded environment is larger than {FRAME_LIMIT} bytes")
 
     def left() -> float:
         remaining = deadline - monotonic()
@@ -159,9 +162,6 @@ def call_agent(
                 raise AgentUnavailable(str(e)) from None
             raise
         check_peer(sock, path, agent_uid)
-        env_frame = encode_env(env)
-        if len(env_frame) > FRAME_LIMIT:
-            raise EnvTooLarge(f"forwarded environment is larger than {FRAME_LIMIT} bytes")
         sock.settimeout(left())
         sock.sendall(frame(env_frame) + frame(stdin))
         sock.shutdown(_socket.SHUT_WR)

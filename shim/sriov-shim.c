@@ -438,7 +438,7 @@ static void exec_fallback(const struct buf *in)
 
 /* ------------------------------------------------------------------ main */
 
-static struct buf in; /* stdin, freed in main() on every path */
+static struct buf in, req; /* stdin; request header + env frame: freed in main() */
 
 static int shim_main(void)
 {
@@ -479,6 +479,17 @@ static int shim_main(void)
         return rc;
     }
 
+    /* the request header and env frame, built (and size-checked) before connecting */
+    if (buf_u32(&req, 0) || encode_env(&req) || buf_u32(&req, (uint32_t)in.len))
+        return print_error(&in, CODE_TRY_AGAIN, "CNI agent connection failed; try again", "out of memory");
+    size_t env_len = req.len - 8;
+    if (env_len > FRAME_LIMIT) {
+        char details[128];
+        snprintf(details, sizeof details, "forwarded environment is larger than %u bytes", FRAME_LIMIT);
+        return print_error(&in, CODE_INVALID_ENV, "environment too large", details);
+    }
+    put_be32(req.data, (uint32_t)env_len);
+
     char why[512];
     long deadline = now_ms() + timeout_ms;
     int fd = -1;
@@ -496,27 +507,9 @@ static int shim_main(void)
         return print_error(&in, CODE_UNTRUSTED_AGENT, "refusing an untrusted CNI agent socket", why);
     }
 
-    struct buf req = {0};
-    if (buf_u32(&req, 0) || encode_env(&req)) {
-        close(fd);
-        return print_error(&in, CODE_TRY_AGAIN, "CNI agent connection failed; try again", "out of memory");
-    }
-    size_t env_len = req.len - 4;
-    if (env_len > FRAME_LIMIT) {
-        close(fd);
-        char details[128];
-        snprintf(details, sizeof details, "forwarded environment is larger than %u bytes", FRAME_LIMIT);
-        return print_error(&in, CODE_INVALID_ENV, "environment too large", details);
-    }
-    put_be32(req.data, (uint32_t)env_len);
-    if (buf_u32(&req, (uint32_t)in.len)) {
-        close(fd);
-        return print_error(&in, CODE_TRY_AGAIN, "CNI agent connection failed; try again", "out of memory");
-    }
     int rc = send_all(fd, req.data, req.len, deadline);
     if (!rc)
         rc = send_all(fd, in.data, in.len, deadline);
-    free(req.data);
     if (rc) {
         describe(why, sizeof why, path, rc);
         close(fd);
@@ -550,5 +543,6 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     int rc = shim_main();
     free(in.data);
+    free(req.data);
     return rc;
 }

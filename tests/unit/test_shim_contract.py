@@ -307,3 +307,23 @@ def test_native_round_trip_under_asan(sanitized_binary: Path, run_dir: Path) -> 
     finally:
         agent.close()
     assert (run.status, run.stdout, run.stderr) == (0, out, err)
+
+
+def test_native_round_trip_under_valgrind(run_dir: Path, tmp_path: Path) -> None:
+    """Memcheck on a dynamic -g build (a static binary hides malloc from valgrind)."""
+    if not (shutil.which("valgrind") and shutil.which("gcc")):
+        pytest.skip("valgrind or gcc missing (hack/setup.sh installs both)")
+    binary = tmp_path / "sriov-shim-g"
+    subprocess.run(["gcc", "-std=c11", "-g", "-O1", "-Wall", "-Wextra", "-Werror", "-o",
+                    str(binary), str(REPO / "shim/sriov-shim.c")], check=True)
+    out = b'{"cniVersion":"1.0.0"}\n'
+    agent = FakeAgent(run_dir / "a.sock", reply(0, b"log\n", out))
+    valgrind = ["valgrind", "-q", "--error-exitcode=99", "--leak-check=full",
+                "--errors-for-leak-kinds=all", str(binary)]
+    try:
+        proc = subprocess.run(valgrind, input=CONF, env=env_for(run_dir / "a.sock"),
+                              capture_output=True, timeout=120, check=False)
+    finally:
+        agent.close()
+    assert (proc.returncode, proc.stdout) == (0, out), proc.stderr.decode()
+    assert proc.stderr == b"log\n"  # nothing from valgrind
