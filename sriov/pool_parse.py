@@ -20,7 +20,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from sriov import gojson
-from sriov.pool_values import LIST_KEYS, Problems, checked, json_type, pci, string_list
+from sriov.pool_values import (
+    AUX_TYPES,
+    LIST_KEYS,
+    Problems,
+    checked,
+    json_type,
+    pci,
+    string_list,
+)
 from sriov.selectors import DeviceType, SelectorSet, VdpaType
 
 __all__ = ["PoolEntry", "Problems", "json_type", "parse_resource_list", "parse_selector"]
@@ -111,6 +119,13 @@ def parse_selector(obj: object, path: str, device_type: DeviceType,
                 problems.add(field, f"expected one of {', '.join(VdpaType)}, got {value!r}")
     if values.get("is_rdma") and values.get("vdpa_type"):
         problems.add(f"{path}.vdpaType", "cannot be combined with isRdma: true")
+    if device_type is DeviceType.AUX_NET_DEVICE:  # upstream's ValidConfig: fatal otherwise
+        aux_types = values.get("aux_types", ())
+        if not aux_types:
+            problems.add(f"{path}.auxTypes", "required for deviceType auxNetDevice (e.g. [\"sf\"])")
+        for i, aux_type in enumerate(aux_types):
+            if aux_type not in AUX_TYPES:
+                problems.add(f"{path}.auxTypes[{i}]", f"{aux_type!r}: only 'sf' is supported")
     return SelectorSet(**values)
 
 

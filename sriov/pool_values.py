@@ -128,7 +128,7 @@ LIST_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "linkTypes": ("link_types", _choice(LINK_TYPES)),
     "ddpProfiles": ("ddp_profiles", _nonempty),
     "pKeys": ("p_keys", _pkey),
-    "auxTypes": ("aux_types", _choice(AUX_TYPES)),
+    "auxTypes": ("aux_types", str),  # upstream refuses other values: checked by pool_parse
 }
 REF_KEYS = ("pfNames", "rootDevices")
 
