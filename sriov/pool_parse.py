@@ -100,14 +100,14 @@ def _known_keys(obj: dict[str, Any], path: str, known: tuple[str, ...], problems
 
 
 def _hex_id(value: str) -> str:
-    m = _HEX_ID.match(value)
+    m = _HEX_ID.fullmatch(value)
     if not m:
         raise ValueError("expected 4 hex digits, e.g. '8086' or '0x8086'")
     return m.group(2).lower()
 
 
 def _driver(value: str) -> str:
-    if not _DRIVER.match(value):
+    if not _DRIVER.fullmatch(value):
         raise ValueError("not a driver name (letters, digits, '_', '-', '.')")
     return value
 
@@ -117,7 +117,7 @@ def _pci(value: str) -> str:
 
 
 def _acpi_index(value: str) -> str:
-    if not _DECIMAL.match(value):
+    if not _DECIMAL.fullmatch(value):
         raise ValueError("expected a decimal ACPI index, e.g. '101'")
     return value
 
@@ -148,7 +148,7 @@ def _nonempty(value: str) -> str:
 
 
 def _pkey(value: str) -> str:
-    m = _PKEY.match(value)
+    m = _PKEY.fullmatch(value)
     if not m:
         raise ValueError("expected a 16-bit hex partition key, e.g. '0x7fff'")
     return "0x" + m.group(2).lower()
@@ -271,14 +271,14 @@ def _pool(obj: object, index: int, problems: Problems) -> PoolEntry | None:
         problems.add(f"{path}.resourceName", "required")
     elif not isinstance(name, str):
         problems.add(f"{path}.resourceName", f"expected a string, got {json_type(name)}")
-    elif not RESOURCE_NAME.match(name):
+    elif not RESOURCE_NAME.fullmatch(name):
         problems.add(f"{path}.resourceName", f"{name!r}: only letters, digits, '_' and '-'")
     elif len(name) > 63 or not (name[0].isalnum() and name[-1].isalnum()):
         problems.add(f"{path}.resourceName", f"{name!r}: kubelet needs at most 63 characters "
                                              "that start and end with a letter or digit")
     prefix = fields.get("resourcePrefix")
     if prefix is not None and (not isinstance(prefix, str) or len(prefix) > 253
-                               or not RESOURCE_PREFIX.match(prefix)):
+                               or not RESOURCE_PREFIX.fullmatch(prefix)):
         problems.add(f"{path}.resourcePrefix",
                      f"{prefix!r}: expected a lower-case DNS domain, e.g. 'intel.com'")
     raw_type = fields.get("deviceType", DeviceType.NET_DEVICE.value)
