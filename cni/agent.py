@@ -26,7 +26,7 @@ from typing import TextIO
 from cni import skel, trace
 from cni.faults import FAULT_ENV, fault_hook
 from cni.log_file import LOG_DIRS_ENV, log_dirs_from, log_dirs_from_env
-from cni.main import Runtime
+from cni.main import EXEC_IPAM_ENV, Runtime
 from cni.pool_guard import POOL_CONFIG_ENV, pool_config_from_env
 from cni.shim import DEFAULT_SOCKET, decode_env, frame, recv_frame
 from cni.state import DEFAULT_STATE_DIR
@@ -155,7 +155,9 @@ class CniAgent:
 def warm_runtime(sysfs_root: Path, state_dir: Path, pool_config: Path | None = None) -> Runtime:
     """The agent's runtime, with pyroute2 imported and a netlink socket open up front."""
     runtime = Runtime(sysfs_root=sysfs_root, state_dir=state_dir, pool_config=pool_config,
-                      faults=fault_hook(os.environ.get(FAULT_ENV)))  # test hook, inert unless set
+                      faults=fault_hook(os.environ.get(FAULT_ENV)),  # test hook, inert unless set
+                      # SRIOV_CNI_EXEC_IPAM=1: exec host-local too, as standalone mode does
+                      prefer_in_process_ipam=os.environ.get(EXEC_IPAM_ENV, "") not in ("1", "true"))
     try:
         runtime.netlink()  # warm: pay the pyroute2 import once, not per pod
     except Exception as e:  # the agent still serves fallback/IPAM-only requests

@@ -35,6 +35,7 @@ from cni.state import DEFAULT_STATE_DIR, StateStore
 from sriov.types import PciAddress, VirtualFunction
 
 log = logging.getLogger(__name__)
+EXEC_IPAM_ENV = "SRIOV_CNI_EXEC_IPAM"
 ABOUT = "sriov-k8s CNI plugin (SR-IOV VF, DPDK and macvlan/ipvlan fallback)"
 
 
@@ -138,7 +139,7 @@ class Runtime:
         return cls(
             sysfs_root=Path(env.get("SRIOV_SYSFS_ROOT") or "/"),
             state_dir=Path(env.get("SRIOV_CNI_STATE_DIR") or DEFAULT_STATE_DIR),
-            prefer_in_process_ipam=env.get("SRIOV_CNI_EXEC_IPAM", "") not in ("1", "true"),
+            prefer_in_process_ipam=env.get(EXEC_IPAM_ENV, "") not in ("1", "true"),
             faults=fault_hook(env.get(FAULT_ENV)),
             pool_config=pool_config_from_env(env.get(POOL_CONFIG_ENV)),
         )
