@@ -100,10 +100,11 @@ class _Levels:
             if logger.level != self.applied[name]:
                 self.process[name] = logger.level  # someone configured it since: that is theirs
             level = self.process[name]
-            if self.wanted:
-                level = min(min(self.wanted), self.process_level(name))
+            if self.wanted and min(self.wanted) < self.process_level(name):
+                level = min(self.wanted)  # lowered for a request that wants more detail
             self.applied[name] = level
-            logger.setLevel(level)
+            if logger.level != level:  # setLevel clears the cache of every logger
+                logger.setLevel(level)
 
     def want(self, level: int) -> None:
         with self.lock:
