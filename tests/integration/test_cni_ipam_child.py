@@ -7,6 +7,7 @@ the agent; and a lease that a process outside our control allocates late is rele
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -123,7 +124,7 @@ def test_gc_releases_a_lease_allocated_after_the_del(tmp_path: Path, lan: Lan,  
     conf = cni.conf("1.0.0")  # Debian's host-local knows no 1.1.0: GC is done for it
     env = {**cni.env("ADD", ns_path(netns), cid="st-late"), "SRIOV_CNI_EXEC_IPAM": "1",
            "SRIOV_CNI_AGENT_SOCKET": str(tmp_path / "none.sock")}
-    late = subprocess.run([str(CNI_BIN / "host-local")], input=cni_bytes(conf), env=env,
+    late = subprocess.run([str(CNI_BIN / "host-local")], input=json.dumps(conf).encode(), env=env,
                           capture_output=True, check=False)
     assert late.returncode == 0, late.stdout
     assert len(cni.leases()) == 1
@@ -137,9 +138,3 @@ def test_gc_releases_a_lease_allocated_after_the_del(tmp_path: Path, lan: Lan,  
     assert cni.leases() == [kept_ip]
     cni.ok("DEL", conf, ns_path(netns), cid="st-kept")
     assert cni.leases() == []
-
-
-def cni_bytes(conf: dict) -> bytes:
-    import json
-
-    return json.dumps(conf).encode()
