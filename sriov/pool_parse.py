@@ -182,7 +182,7 @@ def _name(fields: Mapping[str, Any], path: str, problems: Problems) -> str | Non
         problems.add(field, "required")
     elif not isinstance(name, str):
         problems.add(field, f"expected a string, got {json_type(name)}")
-    elif not RESOURCE_NAME.match(name):
+    elif not RESOURCE_NAME.fullmatch(name):
         problems.add(field, f"{name!r}: only letters, digits, '_' and '-'")
     elif len(name) > 63 or not (name[0].isalnum() and name[-1].isalnum()):
         problems.add(field, f"{name!r}: kubelet needs at most 63 characters "
@@ -200,7 +200,7 @@ def _pool(obj: object, index: int, problems: Problems) -> PoolEntry | None:
     prefix = fields.get("resourcePrefix")
     prefix = None if prefix == "" else prefix  # Go: "" means the default prefix
     if prefix is not None and (not isinstance(prefix, str) or len(prefix) > 253
-                               or not RESOURCE_PREFIX.match(prefix)):
+                               or not RESOURCE_PREFIX.fullmatch(prefix)):
         problems.add(f"{path}.resourcePrefix",
                      f"{prefix!r}: expected a lower-case DNS domain, e.g. 'intel.com'")
     raw_type = fields.get("deviceType")

@@ -55,9 +55,9 @@ def json_type(value: object) -> str:
 
 
 def _hex_id(value: str) -> str:
-    if not _HEX_ID.match(value):
+    if not _HEX_ID.fullmatch(value):
         raise ValueError("expected 4 hex digits, e.g. '8086' or '0x8086'")
-    canonical = _HEX_ID.match(value).group(2).lower()  # type: ignore[union-attr]
+    canonical = _HEX_ID.fullmatch(value).group(2).lower()  # type: ignore[union-attr]
     if canonical != value:
         raise ValueError(f"upstream compares exactly with sysfs's lower-case ID, so this "
                          f"never matches; did you mean {canonical!r}?")
@@ -65,7 +65,7 @@ def _hex_id(value: str) -> str:
 
 
 def _driver(value: str) -> str:
-    if not _DRIVER.match(value):
+    if not _DRIVER.fullmatch(value):
         raise ValueError("not a driver name (letters, digits, '_', '-', '.')")
     return value
 
@@ -79,7 +79,7 @@ def pci(value: str) -> str:
 
 
 def _acpi_index(value: str) -> str:
-    if not _DECIMAL.match(value):
+    if not _DECIMAL.fullmatch(value):
         raise ValueError("expected a decimal ACPI index, e.g. '101'")
     return value
 
@@ -111,7 +111,7 @@ def _nonempty(value: str) -> str:
 
 
 def _pkey(value: str) -> str:
-    m = _PKEY.match(value)
+    m = _PKEY.fullmatch(value)
     if not m:
         raise ValueError("expected a 16-bit hex partition key, e.g. '0x7fff'")
     return "0x" + m.group(2).lower()
