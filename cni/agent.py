@@ -27,7 +27,8 @@ from typing import TextIO
 
 from cni import agent_socket, skel, trace
 from cni.faults import FAULT_ENV, fault_hook
-from cni.main import Runtime
+from cni.log_file import LOG_DIRS_ENV, log_dirs_from, log_dirs_from_env
+from cni.main import EXEC_IPAM_ENV, Runtime
 from cni.pool_guard import POOL_CONFIG_ENV, pool_config_from_env
 from cni.shim import DEFAULT_SOCKET, decode_env
 from cni.state import DEFAULT_STATE_DIR
@@ -93,19 +94,25 @@ class _Handler(socketserver.BaseRequestHandler):
 
 class CniAgent:
     def __init__(self, socket_path: Path, handlers_factory: HandlersFactory,
-                 client_uid: int | None = None) -> None:
+                 log_dirs: Sequence[Path] | None = None, client_uid: int | None = None) -> None:
         """``client_uid``: a non-root uid whose processes may also send requests (root and
         the agent's own uid always may)."""
         self.socket_path = Path(socket_path)
         self.handlers_factory = handlers_factory
+        self.log_dirs = tuple(log_dirs_from_env(os.environ) if log_dirs is None else log_dirs)
+        """Where a netconf's logFile may be: the agent's setting, never the forwarded env's."""
         self.client_uids = frozenset({0, os.geteuid()} | ({client_uid} - {None}))
         self._server: _Server | None = None
         self._lock: int | None = None
 
     def handle(self, env: Mapping[str, str], stdin: bytes) -> tuple[int, bytes, bytes]:
-        """Run one forwarded invocation; returns (exit status, stdout, stderr)."""
+        """Run one forwarded invocation; returns (exit status, stdout, stderr).
+
+        Its log records go to its own stderr at its netconf's ``logLevel``; the agent's log gets
+        them only at the agent's ``--log-level`` (:mod:`cni.logging_setup`)."""
         out, err = io.StringIO(), io.StringIO()
-        status = skel.dispatch(env, stdin, out, err, self.handlers_factory(env, err))
+        status = skel.dispatch(env, stdin, out, err, self.handlers_factory(env, err),
+                               log_dirs=self.log_dirs)
         # surrogateescape: an env value with undecodable bytes may be echoed into logs/errors
         return (status, out.getvalue().encode("utf-8", "surrogateescape"),
                 err.getvalue().encode("utf-8", "surrogateescape"))
@@ -165,7 +172,9 @@ class CniAgent:
 def warm_runtime(sysfs_root: Path, state_dir: Path, pool_config: Path | None = None) -> Runtime:
     """The agent's runtime, with pyroute2 imported and a netlink socket open up front."""
     runtime = Runtime(sysfs_root=sysfs_root, state_dir=state_dir, pool_config=pool_config,
-                      faults=fault_hook(os.environ.get(FAULT_ENV)))  # test hook, inert unless set
+                      faults=fault_hook(os.environ.get(FAULT_ENV)),  # test hook, inert unless set
+                      # SRIOV_CNI_EXEC_IPAM=1: exec host-local too, as standalone mode does
+                      prefer_in_process_ipam=os.environ.get(EXEC_IPAM_ENV, "") not in ("1", "true"))
     try:
         runtime.netlink()  # warm: pay the pyroute2 import once, not per pod
     except Exception as e:  # the agent still serves fallback/IPAM-only requests
@@ -233,6 +242,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     parser.add_argument(
+        "--log-dirs",
+        default=os.environ.get(LOG_DIRS_ENV),
+        metavar="DIR[:DIR...]",
+        help="directories where a netconf's logFile may be (default $SRIOV_CNI_LOG_DIRS, else "
+        "/var/log:/tmp; empty: logFile is ignored)",
+    )
+    parser.add_argument(
         "--trace",
         action="store_true",
         help="log per-step timings of every request (same as SRIOV_CNI_TRACE=1)",
@@ -246,7 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     runtime = warm_runtime(args.sysfs_root, args.state_dir, args.pool_config)
-    agent = CniAgent(args.socket, runtime.plugin, client_uid=args.client_uid)
+    agent = CniAgent(args.socket, runtime.plugin, log_dirs_from(args.log_dirs),
+                     client_uid=args.client_uid)
     try:
         agent.bind()
     except (OSError, RuntimeError) as e:

@@ -12,11 +12,13 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from cni import trace
 from cni.errors import CniCode, CniError, from_exception
+from cni.log_file import DEFAULT_LOG_DIRS
 from cni.logging_setup import request_logging
 from cni.netconf import NetConf
 from cni.protocol import (
@@ -27,6 +29,7 @@ from cni.protocol import (
     require_version_for,
     version_answer,
 )
+from cni.redact import netconf_for_log
 
 log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 55.0
@@ -139,8 +142,12 @@ def dispatch(
     *,
     timeout: float | None = None,
     own_netns: str = OWN_NETNS,
+    log_dirs: Sequence[Path] = DEFAULT_LOG_DIRS,
 ) -> int:
-    """Run one CNI invocation; returns the process exit status (0 or 1)."""
+    """Run one CNI invocation; returns the process exit status (0 or 1).
+
+    ``log_dirs``: where a netconf's ``logFile`` may be (:mod:`cni.log_file`); the process's
+    configuration, never the request's."""
     version = request_version(stdin)
     with request_logging(
         stderr, env.get("CNI_CONTAINERID", ""), env.get("CNI_NETNS", ""), env.get("CNI_IFNAME", "")
@@ -149,7 +156,8 @@ def dispatch(
         out = _Output(stdout, timer.disarm)
         try:
             with timer, trace.request(env.get("CNI_COMMAND", "?"), trace.enabled()):
-                return _run(env, stdin, out, handlers, logs, own_netns)  # type: ignore[arg-type]
+                return _run(env, stdin, out, handlers, logs, own_netns,  # type: ignore[arg-type]
+                            log_dirs)
         except Exception as exc:
             err = from_exception(exc)
             if out.started:  # the result is out (state saved before it): never a 2nd document
@@ -170,6 +178,7 @@ def _run(
     handlers: Handlers,
     logs: Any,
     own_netns: str,
+    log_dirs: Sequence[Path],
 ) -> int:
     with trace.step("parse"):
         args = CmdArgs.from_env(env)
@@ -177,8 +186,11 @@ def _run(
             write_json(stdout, version_answer(request_version(stdin) if stdin.strip() else None))
             return 0
         conf = NetConf.parse(stdin, args)
-    logs.configure(conf.log_level, conf.log_file)
-    log.debug("%s netconf: %s", args.command, stdin)
+    logs.configure(conf.log_level, conf.log_file, log_dirs)
+    for warning in conf.warnings:
+        log.warning("netconf: %s", warning)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("%s netconf: %s", args.command, netconf_for_log(stdin))
     require_version_for(args.command, conf.cni_version)
     override = env.get("CNI_NETNS_OVERRIDE", "").lower() in ("1", "true")
     if (
