@@ -16,23 +16,25 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from sriov import gojson, validate
-from sriov.errors import InvalidInputError, PoolConfigError
-from sriov.ranges import DeviceRef, parse_vf_indexes, upstream_vf_indexes
+from sriov import gojson
+from sriov.pool_values import (
+    AUX_TYPES,
+    LIST_KEYS,
+    Problems,
+    checked,
+    json_type,
+    pci,
+    string_list,
+)
 from sriov.selectors import DeviceType, SelectorSet, VdpaType
+
+__all__ = ["PoolEntry", "Problems", "json_type", "parse_resource_list", "parse_selector"]
 
 RESOURCE_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
 RESOURCE_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_HEX_ID = re.compile(r"^(0[xX])?([0-9a-fA-F]{4})$")
-_PKEY = re.compile(r"^(0[xX])?([0-9a-fA-F]{1,4})$")
-_DRIVER = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_DECIMAL = re.compile(r"^[0-9]+$")
-LINK_TYPES = ("ether", "infiniband")
-AUX_TYPES = ("sf",)
-
 POOL_KEYS = ("resourceName", "resourcePrefix", "deviceType", "excludeTopology", "selectors",
              "additionalInfo", "SelectorObjs")
 GO_ONLY_POOL_KEYS = ("SelectorObj",)
@@ -46,29 +48,10 @@ SELECTOR_KEYS: dict[DeviceType, tuple[str, ...]] = {  # upstream's structs, per 
                                 "isRdma", "needVhostNet", "auxTypes"),
     DeviceType.ACCELERATOR: (*_PCI_KEYS, "pciAddresses"),
 }
+_BOOL_KEYS = {"isRdma": "is_rdma", "needVhostNet": "need_vhost_net"}
 _ALL_SELECTOR_KEYS = tuple(dict.fromkeys(k for keys in SELECTOR_KEYS.values() for k in keys))
 GO_FIELD_SPELLINGS = frozenset({"IsRdma", "NeedVhostNet"})
 """Upstream's own (untagged Go field) spellings, written by the operator: no warning."""
-
-
-class Problems:
-    """Collects errors (with their field path) and warnings while walking a config."""
-
-    def __init__(self, *, strict: bool = False) -> None:
-        self.strict = strict
-        self.errors: list[PoolConfigError] = []
-        self.warnings: list[str] = []
-
-    def add(self, field: str, reason: str) -> None:
-        """Upstream rejects this too: always an error."""
-        self.errors.append(PoolConfigError(field, reason))
-
-    def doubt(self, field: str, reason: str) -> None:
-        """Upstream accepts this: a warning, or an error in strict mode."""
-        if self.strict:
-            self.add(field, reason)
-        else:
-            self.warnings.append(f"{field}: {reason}" if field else reason)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,13 +64,6 @@ class PoolEntry:
     exclude_topology: bool
     selectors: tuple[SelectorSet, ...]
     additional_info: dict[str, dict[str, str]]
-
-
-def json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string",
-            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
 
 
 def _shown(path: str, key: str) -> str:
@@ -119,147 +95,6 @@ def _fields(obj: Mapping[str, Any], path: str, known: tuple[str, ...], problems:
     return {k: v for k, v in matched.fields.items() if k not in ignored}
 
 
-def _hex_id(value: str) -> str:
-    if not _HEX_ID.match(value):
-        raise ValueError("expected 4 hex digits, e.g. '8086' or '0x8086'")
-    canonical = _HEX_ID.match(value).group(2).lower()  # type: ignore[union-attr]
-    if canonical != value:
-        raise ValueError(f"upstream compares exactly with sysfs's lower-case ID, so this "
-                         f"never matches; did you mean {canonical!r}?")
-    return value
-
-
-def _driver(value: str) -> str:
-    if not _DRIVER.match(value):
-        raise ValueError("not a driver name (letters, digits, '_', '-', '.')")
-    return value
-
-
-def _pci(value: str) -> str:
-    canonical = validate.pci_address(value)
-    if canonical != value:
-        raise ValueError(f"upstream compares exactly, so this never matches; did you mean "
-                         f"{canonical!r}?")
-    return canonical
-
-
-def _acpi_index(value: str) -> str:
-    if not _DECIMAL.match(value):
-        raise ValueError("expected a decimal ACPI index, e.g. '101'")
-    return value
-
-
-def _pf_name(value: str) -> str:
-    return validate.ifname(value)
-
-
-def _root_device(value: str) -> str:
-    canonical = validate.pci_address(value)
-    if canonical != value.lower():  # upstream compares case-insensitively (EqualFold)
-        raise ValueError(f"upstream compares with the full PCI address, so this never "
-                         f"matches; did you mean {canonical!r}?")
-    return value
-
-
-def _choice(allowed: tuple[str, ...]) -> Callable[[str], str]:
-    def parse(value: str) -> str:
-        if value not in allowed:
-            raise ValueError(f"expected one of {', '.join(allowed)}")
-        return value
-    return parse
-
-
-def _nonempty(value: str) -> str:
-    if not value.strip():
-        raise ValueError("is empty")
-    return value
-
-
-def _pkey(value: str) -> str:
-    m = _PKEY.match(value)
-    if not m:
-        raise ValueError("expected a 16-bit hex partition key, e.g. '0x7fff'")
-    return "0x" + m.group(2).lower()
-
-
-_LIST_KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "vendors": ("vendors", _hex_id),
-    "devices": ("devices", _hex_id),
-    "drivers": ("drivers", _driver),
-    "pciAddresses": ("pci_addresses", _pci),
-    "acpiIndexes": ("acpi_indexes", _acpi_index),
-    "pfNames": ("pf_names", _pf_name),
-    "rootDevices": ("root_devices", _root_device),
-    "linkTypes": ("link_types", _choice(LINK_TYPES)),
-    "ddpProfiles": ("ddp_profiles", _nonempty),
-    "pKeys": ("p_keys", _pkey),
-    "auxTypes": ("aux_types", _choice(AUX_TYPES)),
-}
-_REF_KEYS = ("pfNames", "rootDevices")
-_BOOL_KEYS = {"isRdma": "is_rdma", "needVhostNet": "need_vhost_net"}
-
-
-def _device_ref(value: str, field: str, check: Callable[[str], str],
-                problems: Problems) -> DeviceRef:
-    """``<pf>[#<items>]``: what upstream selects, with a warning for what looks wrong."""
-    device, sep, range_text = value.partition("#")
-    _checked(device, field, check, problems, shown=value)
-    if not sep:
-        return DeviceRef(device=device)
-    if "#" in range_text:  # upstream: more than one '#' selects nothing (the PF still matches)
-        problems.doubt(field, f"{value!r}: more than one '#', so this entry selects no VF "
-                              "(as upstream)")
-        return DeviceRef(device=device, vf_indexes=frozenset(), range_text=range_text)
-    if problems.strict:
-        try:
-            return DeviceRef(device=device, vf_indexes=parse_vf_indexes(range_text),
-                             range_text=range_text)
-        except InvalidInputError as e:
-            problems.add(field, f"{value!r}: {e.what}: {e.reason}")
-            return DeviceRef(device=device, vf_indexes=frozenset(), range_text=range_text)
-    indexes, problem = upstream_vf_indexes(range_text)
-    if problem:
-        shown = ", ".join(str(i) for i in sorted(indexes)[:8]) or "none"
-        problems.doubt(field, f"{value!r}: VF index range: {problem} (selects VFs: {shown})")
-    return DeviceRef(device=device, vf_indexes=indexes, range_text=range_text)
-
-
-def _checked(item: str, field: str, parse: Callable[[str], Any], problems: Problems, *,
-             shown: str | None = None) -> Any:
-    """``parse(item)``; a value upstream accepts but that looks wrong is kept as written."""
-    try:
-        return parse(item)
-    except InvalidInputError as e:
-        reason = f"{e.what}: {e.reason}"
-    except ValueError as e:
-        reason = str(e)
-    problems.doubt(field, f"{shown or item!r}: {reason}")
-    return item
-
-
-def _string_list(value: object, key: str, field: str, problems: Problems) -> tuple[Any, ...]:
-    if value is None:  # Go: a null slice, i.e. no filter
-        return ()
-    if not isinstance(value, list):
-        problems.add(field, f"expected a list of strings, got {json_type(value)}")
-        return ()
-    parse = _LIST_KEYS[key][1]
-    items: list[Any] = []
-    for i, item in enumerate(value):
-        if item is None:  # Go decodes null into "" without complaint
-            item = ""
-        if not isinstance(item, str):
-            problems.add(f"{field}[{i}]", f"expected a string, got {json_type(item)}")
-            continue
-        if key in _REF_KEYS:
-            parsed: Any = _device_ref(item, f"{field}[{i}]", parse, problems)
-        else:
-            parsed = _checked(item, f"{field}[{i}]", parse, problems)
-        if parsed not in items:
-            items.append(parsed)
-    return tuple(items)
-
-
 def parse_selector(obj: object, path: str, device_type: DeviceType,
                    problems: Problems) -> SelectorSet | None:
     if not isinstance(obj, dict):
@@ -270,8 +105,8 @@ def parse_selector(obj: object, path: str, device_type: DeviceType,
     values: dict[str, Any] = {}
     for key, value in fields.items():
         field = f"{path}.{key}"
-        if key in _LIST_KEYS:
-            values[_LIST_KEYS[key][0]] = _string_list(value, key, field, problems)
+        if key in LIST_KEYS:
+            values[LIST_KEYS[key][0]] = string_list(value, key, field, problems)
         elif key in _BOOL_KEYS:
             if isinstance(value, bool):
                 values[_BOOL_KEYS[key]] = value
@@ -284,6 +119,13 @@ def parse_selector(obj: object, path: str, device_type: DeviceType,
                 problems.add(field, f"expected one of {', '.join(VdpaType)}, got {value!r}")
     if values.get("is_rdma") and values.get("vdpa_type"):
         problems.add(f"{path}.vdpaType", "cannot be combined with isRdma: true")
+    if device_type is DeviceType.AUX_NET_DEVICE:  # upstream's ValidConfig: fatal otherwise
+        aux_types = values.get("aux_types", ())
+        if not aux_types:
+            problems.add(f"{path}.auxTypes", "required for deviceType auxNetDevice (e.g. [\"sf\"])")
+        for i, aux_type in enumerate(aux_types):
+            if aux_type not in AUX_TYPES:
+                problems.add(f"{path}.auxTypes[{i}]", f"{aux_type!r}: only 'sf' is supported")
     return SelectorSet(**values)
 
 
@@ -320,7 +162,7 @@ def _additional_info(value: object, path: str, problems: Problems) -> dict[str, 
     for key, entries in value.items():
         field = f"{path}.{key}"
         if key != "*":
-            _checked(key, field, _pci, problems)  # upstream looks the key up verbatim
+            checked(key, field, pci, problems)  # upstream looks the key up verbatim
         if entries is None:
             continue
         if not isinstance(entries, dict):
@@ -340,7 +182,7 @@ def _name(fields: Mapping[str, Any], path: str, problems: Problems) -> str | Non
         problems.add(field, "required")
     elif not isinstance(name, str):
         problems.add(field, f"expected a string, got {json_type(name)}")
-    elif not RESOURCE_NAME.match(name):
+    elif not RESOURCE_NAME.fullmatch(name):
         problems.add(field, f"{name!r}: only letters, digits, '_' and '-'")
     elif len(name) > 63 or not (name[0].isalnum() and name[-1].isalnum()):
         problems.add(field, f"{name!r}: kubelet needs at most 63 characters "
@@ -358,7 +200,7 @@ def _pool(obj: object, index: int, problems: Problems) -> PoolEntry | None:
     prefix = fields.get("resourcePrefix")
     prefix = None if prefix == "" else prefix  # Go: "" means the default prefix
     if prefix is not None and (not isinstance(prefix, str) or len(prefix) > 253
-                               or not RESOURCE_PREFIX.match(prefix)):
+                               or not RESOURCE_PREFIX.fullmatch(prefix)):
         problems.add(f"{path}.resourcePrefix",
                      f"{prefix!r}: expected a lower-case DNS domain, e.g. 'intel.com'")
     raw_type = fields.get("deviceType")

@@ -41,7 +41,7 @@ class DeviceRef:
 
 
 def _index(text: str, whole: str) -> int:
-    if not _NUMBER.match(text):
+    if not _NUMBER.fullmatch(text):
         raise InvalidInputError("VF index range", whole, f"{text!r} is not a VF index")
     value = int(text)
     if value > MAX_VF_INDEX:

@@ -103,6 +103,9 @@ INVALID = [
     ("mtu", 70000),
     ("deviceID", "../../etc/passwd"),
     ("deviceID", "0000:3b:02.1/../x"),
+    ("deviceID", "0000:3b:02.1\n"),  # a regex `match` with `$` took the trailing newline
+    ("pciBusID", "3b:02.1\n"),
+    ("mac", "02:00:00:00:00:01\n"),
     ("pciBusID", "nope"),
     ("name", "../evil"),
     ("ipam", "host-local"),

@@ -231,6 +231,17 @@ BAD_FIELDS = [
 ]
 
 
+@pytest.mark.parametrize(("selectors", "field", "message"), [
+    ({}, "selectors.auxTypes", "required for deviceType auxNetDevice"),
+    ({"auxTypes": ["sf", "vf"]}, "selectors.auxTypes[1]", "only 'sf' is supported"),
+], ids=["missing", "not-sf"])
+def test_aux_types_as_upstream_validates_them(selectors: object, field: str,
+                                              message: str) -> None:
+    pool = one_pool(selectors, deviceType="auxNetDevice")
+    for strict in (False, True):
+        assert message in problems_of(pool, strict=strict)[f"resourceList[0].{field}"]
+
+
 @pytest.mark.parametrize(("selectors", "field", "message"), BAD_FIELDS,
                          ids=[f"{f}:{m[:20]}" for _, f, m in BAD_FIELDS])
 def test_bad_selector_values_name_the_field(selectors: object, field: str, message: str) -> None:
