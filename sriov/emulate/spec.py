@@ -75,7 +75,8 @@ class EmulationSpec:
     classes: bool = False
     """Also emulate one device of every other class (see ``sriov.emulate.showcase``)."""
     noiommu: bool = False
-    """vfio no-IOMMU mode: vfio-pci groups are ``noiommu-N`` (``vfio.enable_unsafe_noiommu_mode``)."""
+    """vfio no-IOMMU mode (``vfio.enable_unsafe_noiommu_mode``): vfio-pci groups are
+    ``noiommu-N``."""
 
     def __post_init__(self) -> None:
         _check_int("pfs", self.pfs, 1, MAX_PFS)
