@@ -61,7 +61,7 @@ def register(subparsers: Subparsers) -> None:  # type: ignore[type-arg]
     up.add_argument("--bridge", default="sriovemu0", help="bridge name (default: sriovemu0)")
     up.add_argument("--classes", action="store_true",
                     help="also emulate one device of every other class: SFs and a vDPA "
-                         "device (cx5/bf2), an accelerator (N3000 FEC, class 0x12) and a "
+                         "device (bf2), an accelerator (N3000 FEC, class 0x12) and a "
                          "virtio-net VM NIC (docs/emulated-host.md)")
     up.add_argument("--noiommu", action="store_true",
                     help="vfio no-IOMMU mode: vfio-pci VFs get /dev/vfio/noiommu-N")

@@ -4,10 +4,10 @@ Added to the tree only (their netdevs have no veth behind them; the device plugi
 ``sriovctl list`` see them exactly as on real hardware):
 
 - RDMA char devices: every RDMA-capable profile (``cx5``, ``bf2``) always has them;
-- two SFs (``mlx5_core.sf.<n>``, sfnum 0 and 1, with netdev and RDMA) on PF 0 of an mlx5
-  profile;
-- a vDPA device bound to ``vhost_vdpa`` on the last kernel-bound VF of PF 0 (what
-  ``vdpa dev add mgmtdev pci/<vf>`` gives on ConnectX-6 Dx);
+- with ``--profile bf2`` (ConnectX-6 Dx class: mlx5 SFs and mlx5_vdpa need it, a
+  ConnectX-5 has neither): two SFs (``mlx5_core.sf.<n>``, sfnum 0 and 1, with netdev and
+  RDMA) on PF 0, and a vDPA device bound to ``vhost_vdpa`` on the last kernel-bound VF of
+  PF 0 (what ``vdpa dev add mgmtdev pci/<vf>`` gives);
 - an accelerator: an N3000 FEC PF (``8086:0d8f``, class 0x12) with 2 VFs on vfio-pci;
 - a virtio-net VM NIC (``1af4:1041``, no SR-IOV), netdev ``<pf-prefix>nic0``.
 
@@ -38,13 +38,13 @@ def add(tree: SysfsTreeBuilder, state: EmulationState) -> list[str]:
     spec = state.spec
     lines: list[str] = []
     pf0 = state.pfs[0]
-    if spec.profile.value in ("cx5", "bf2"):
+    if spec.profile.value == "bf2":
         for sfnum in (0, 1):
             name = tree.add_sf(pf0.address, sfnum,
                                validate.ifname(f"{spec.pf_prefix}0s{sfnum}"))
             lines.append(f"SF {name} (sfnum {sfnum}) on {pf0.address}")
     kernel_vfs = [v for v in state.vfs if v.pf == 0 and v.driver not in ("vfio-pci", "")]
-    if kernel_vfs and spec.profile.value in ("cx5", "bf2"):
+    if kernel_vfs and spec.profile.value == "bf2":
         name = tree.add_vdpa(kernel_vfs[-1].address, "vhost_vdpa")
         lines.append(f"vDPA {name} (vhost_vdpa) on VF {kernel_vfs[-1].address}")
     bus = free_bus(state)
