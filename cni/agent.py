@@ -25,10 +25,10 @@ from typing import TextIO
 
 from cni import skel, trace
 from cni.faults import FAULT_ENV, fault_hook
-from cni.main import Runtime
+from cni.main import Runtime, process_started
 from cni.pool_guard import POOL_CONFIG_ENV, pool_config_from_env
 from cni.shim import DEFAULT_SOCKET, decode_env, frame, recv_frame
-from cni.state import DEFAULT_STATE_DIR
+from cni.state import DEFAULT_STATE_DIR, StateStore
 
 log = logging.getLogger(__name__)
 HandlersFactory = Callable[[Mapping[str, str], TextIO], skel.Handlers]
@@ -67,7 +67,7 @@ class _Handler(socketserver.BaseRequestHandler):
         except (OSError, ConnectionError) as e:
             log.warning("dropping malformed request: %s", e)
             return
-        status, out, err = agent.handle(env, stdin)
+        status, out, err = agent.handle(env, stdin, _peer_started(sock))
         try:
             sock.sendall(status.to_bytes(4, "big", signed=True) + frame(err) + frame(out))
         except OSError as e:
@@ -79,16 +79,34 @@ class _Handler(socketserver.BaseRequestHandler):
             )
 
 
+def _peer_started(sock: socket.socket) -> int | None:
+    """Start time of the shim process at the other end (``SO_PEERCRED`` pid), if known."""
+    import struct
+
+    try:
+        pid, _uid, _gid = struct.unpack("3i", sock.getsockopt(
+            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    except OSError:
+        return None
+    return process_started(pid) if pid > 0 else None
+
+
 class CniAgent:
     def __init__(self, socket_path: Path, handlers_factory: HandlersFactory) -> None:
         self.socket_path = Path(socket_path)
         self.handlers_factory = handlers_factory
         self._server: _Server | None = None
 
-    def handle(self, env: Mapping[str, str], stdin: bytes) -> tuple[int, bytes, bytes]:
-        """Run one forwarded invocation; returns (exit status, stdout, stderr)."""
+    def handle(self, env: Mapping[str, str], stdin: bytes,
+               started: int | None = None) -> tuple[int, bytes, bytes]:
+        """Run one forwarded invocation; returns (exit status, stdout, stderr).
+
+        ``started``: when the shim that sent it started (a late ADD is judged by it)."""
         out, err = io.StringIO(), io.StringIO()
-        status = skel.dispatch(env, stdin, out, err, self.handlers_factory(env, err))
+        handlers = self.handlers_factory(env, err)
+        if started is not None and hasattr(handlers, "started"):
+            handlers.started = started
+        status = skel.dispatch(env, stdin, out, err, handlers)
         # surrogateescape: an env value with undecodable bytes may be echoed into logs/errors
         return (status, out.getvalue().encode("utf-8", "surrogateescape"),
                 err.getvalue().encode("utf-8", "surrogateescape"))
@@ -148,6 +166,13 @@ def warm_runtime(sysfs_root: Path, state_dir: Path, pool_config: Path | None = N
     """The agent's runtime, with pyroute2 imported and a netlink socket open up front."""
     runtime = Runtime(sysfs_root=sysfs_root, state_dir=state_dir, pool_config=pool_config,
                       faults=fault_hook(os.environ.get(FAULT_ENV)))  # test hook, inert unless set
+    store = StateStore(state_dir)
+    try:  # leftovers of writers killed mid-write, tombstones older than any queued ADD
+        store.sweep_tmp()
+        store.prune_tombstones()
+        store.sweep_attachment_locks()
+    except OSError as e:
+        log.warning("cannot tidy the state dir %s: %s", state_dir, e)
     try:
         runtime.netlink()  # warm: pay the pyroute2 import once, not per pod
     except Exception as e:  # the agent still serves fallback/IPAM-only requests

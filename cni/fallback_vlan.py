@@ -72,7 +72,7 @@ class VlanParents:
         log.info("creating VLAN sub-interface %s on %s", name, master)
         # the marker first: a crash right after the creation must not leave a sub-interface that
         # looks like an administrator's (never deleted); a marker without a link is harmless
-        atomic_write(self._marker(name), b"created by the sriov CNI fallback\n")
+        atomic_write(self._marker(name), b"created by the sriov CNI fallback\n", fault=None)
         try:
             self.netlink.create_vlan(name, master, vid)
             self.netlink.set_up(name)
@@ -83,8 +83,9 @@ class VlanParents:
         return name
 
     def users(self, name: str, *, excluding: tuple[str, str] | None = None) -> list[tuple[str, str]]:
-        return [(cid, ifn) for cid, ifn, record in self.state.list_attachments()
-                if record.get(RECORD_KEY) == name and (cid, ifn) != excluding]
+        records, _damaged = self.state.list_attachments()
+        return [r.key for r in records
+                if r.fallback is not None and r.fallback.vlan_parent == name and r.key != excluding]
 
     def release(self, name: str, *, excluding: tuple[str, str]) -> bool:
         """Delete ``name`` if we created it and no other attachment uses it. Call under :meth:`locked`."""

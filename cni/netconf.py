@@ -10,15 +10,25 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from cni.errors import CniCode, CniError, config_error, env_error
-from cni.protocol import CONTAINER_ID_RE, DNS, EMPTY_DNS, CmdArgs, Result, require_supported
+from cni.protocol import (
+    CONTAINER_ID_RE,
+    DNS,
+    EMPTY_DNS,
+    CmdArgs,
+    Command,
+    Result,
+    require_supported,
+)
 from sriov import validate
 from sriov.errors import InvalidInputError
 from sriov.types import IfName, LinkState, MacAddress, PciAddress, VfSettings, VlanProto
 
+log = logging.getLogger(__name__)
 LOG_LEVELS = ("panic", "error", "warning", "info", "debug")
 KNOWN_KEYS = frozenset(
     {
@@ -328,8 +338,13 @@ class _Parser:
             return None
         try:
             return Result.from_json(prev)
-        except CniError as e:
-            raise config_error("prevResult", "...", e.msg) from None
+        except Exception as e:  # 1e999 is an OverflowError, not a CniError
+            msg = e.msg if isinstance(e, CniError) else f"{type(e).__name__}: {e}"
+            if self.cmd_args is not None and self.cmd_args.command is Command.DEL:
+                # DEL cleans up from its own record: a prevResult it cannot use must not block it
+                log.warning("DEL: ignoring an unusable prevResult (%s)", msg)
+                return None
+            raise config_error("prevResult", "...", msg) from None
 
     def _abs_path(self, key: str) -> str | None:
         value = _str(self.obj, key)

@@ -20,8 +20,9 @@ from cni import vf_netdev, vf_pf
 from cni.errors import CniCode, CniError
 from cni.plugin import AttachmentContext, require_netns
 from cni.protocol import Interface, Result
+from cni.record import VfPart
 from cni.vf_checks import check_interface, check_pf_settings
-from cni.vf_state import VfRecord, reclaim_if_stale, restore_vf
+from cni.vf_state import reclaim_if_stale, restore_vf, vf_part
 from sriov.errors import DeviceNotFoundError
 from sriov.types import DriverKind, VfSetting, VirtualFunction
 
@@ -73,25 +74,21 @@ class _Attach:
         self.nl = ctx.netlink()
         self.admin = ctx.host().vf_admin
         self.pf = vf.pf_netdev
-        self.record = VfRecord(mode="", device_id=vf.address, pf=str(vf.pf_netdev), vf_index=vf.index,
-                               netns=netns, ifname=ctx.args.ifname)
+        self.record = VfPart(pf=str(vf.pf_netdev), vf_index=vf.index)
+        assert ctx.journal is not None, "ADD runs with the plugin's journal"
+        self.journal = ctx.journal
 
     def step(self, name: str) -> None:
         self.ctx.faults(name)
 
-    def record_json(self) -> dict[str, Any]:
-        """The record as saved while ADD runs: with ``network``, so a GC finds a crashed ADD."""
-        return {**self.record.to_json(), "network": self.ctx.conf.name}
-
-    def snapshot_and_save(self, mode: str, netdev: str | None) -> None:
+    def snapshot_and_save(self, netdev: str | None) -> None:
+        """Both snapshots, saved (provisional record, with the network: a GC finds a crash)."""
         self.step("snapshot")
         pf_state = self.admin.read(self.pf, self.vf.index)
         snap = vf_netdev.snapshot(self.nl, netdev) if netdev else None
-        self.record = dataclasses.replace(self.record, mode=mode, pf_state=pf_state, netdev=snap)
-        args = self.ctx.args
-        self.ctx.state.save(args.container_id, args.ifname, self.record_json())
-        self.undo.callback(_quietly("remove attachment record",
-                                    lambda: self.ctx.state.delete(args.container_id, args.ifname)))
+        self.record = dataclasses.replace(self.record, pf_state=pf_state, netdev=snap)
+        self.journal.save(vf=self.record)
+        self.undo.callback(_quietly("remove attachment record", self.journal.discard))
 
     def configure_pf(self) -> None:
         self.step("pf-config")
@@ -164,15 +161,14 @@ class _Attach:
         return result
 
     def save_result(self, result: Result) -> None:
+        """The VF's owner record, with a copy of the complete record (recovers a damaged one);
+        the plugin then saves the record itself."""
         self.step("save-result")
         args, state = self.ctx.args, self.ctx.state
-        self.record = dataclasses.replace(self.record, complete=True,
-                                          result=result.to_dict(result.cni_version or "1.1.0"))
-        state.save(args.container_id, args.ifname, self.record_json())
-        state.set_owner(self.vf.address, args.container_id, args.ifname, self.netns)
+        record = self.journal.stage(result=result)
+        state.set_owner(self.vf.address, dataclasses.replace(record, complete=True))
         self.undo.callback(_quietly("clear VF owner", lambda: state.clear_owner(
             self.vf.address, args.container_id, args.ifname)))
-        self.ctx.record.update(self.record.to_json())
 
 
 class VfMode:
@@ -200,7 +196,7 @@ class VfMode:
                                        f"interface {ctx.args.ifname} already exists in {netns}",
                                        "CNI ADD must not replace an existing interface")
                 attach = _Attach(ctx, vf, undo, netns)
-                attach.snapshot_and_save(self.mode, vf.netdev if self.moves_netdev else None)
+                attach.snapshot_and_save(vf.netdev if self.moves_netdev else None)
                 attach.configure_pf()
                 iface = attach.move_into_pod() if self.moves_netdev else self._dpdk_iface(ctx, attach)
                 result = _result(ctx, iface, attach.run_ipam(configure=self.moves_netdev))
@@ -219,18 +215,13 @@ class VfMode:
                          sandbox=attach.netns, pci_id=attach.vf.address)
 
     def delete(self, ctx: AttachmentContext) -> None:
-        pci = ctx.record.get("deviceID") or ctx.device_id
-        if not pci:
+        """Restore the VF from ``ctx.record`` in ``ctx.args.netns`` (the plugin picked the
+        record's own netns, :func:`cni.recovery.trusted_netns`); VF lock held by the plugin."""
+        record = ctx.record
+        if record is None or record.device_id is None:
             return
-        args = ctx.args
-        netns = args.netns or str(ctx.record.get("netns") or "")
-        # called with the VF lock held by the plugin (cni.plugin.Plugin._device_lock)
-        raw = ctx.state.load(args.container_id, args.ifname)
-        if raw is None:
-            ctx.log.info("DEL: attachment already removed; nothing to restore")
-            return
-        record = VfRecord.from_json(raw)
-        if record.released:
+        pci, args, netns = record.device_id, ctx.args, ctx.args.netns
+        if vf_part(record).released:
             ctx.log.info("DEL: VF %s was reclaimed by a later attachment; leaving it", pci)
             return
         owner = ctx.state.owner(pci)
@@ -245,10 +236,12 @@ class VfMode:
         ctx.state.clear_owner(pci, args.container_id, args.ifname)
 
     def check(self, ctx: AttachmentContext) -> None:
-        record = VfRecord.from_json(ctx.record)
-        if not record.complete or record.released:
+        record = ctx.record
+        assert record is not None
+        if not record.complete or vf_part(record).released:
             raise CniError(CniCode.UNKNOWN_CONTAINER, f"attachment {ctx.args.container_id}/"
                            f"{ctx.args.ifname} is not complete on this node")
+        assert record.device_id is not None
         owner = ctx.state.owner(record.device_id)
         if not owner or (owner.get("containerID"), owner.get("ifname")) != (
                 ctx.args.container_id, ctx.args.ifname):
@@ -263,7 +256,7 @@ class VfMode:
                 _forget(nl, ctx.args.netns)
         else:
             host.refresh()
-            vf = host.sysfs.vf(record.device_id)
+            vf = host.sysfs.vf(record.device_id)  # type: ignore[arg-type]
             if vf.driver_kind not in (DriverKind.VFIO, DriverKind.UIO):
                 raise CniError(CniCode.ATTACHMENT_CHANGED, f"VF {vf.address} is no longer bound "
                                f"to a DPDK driver (driver {vf.driver or 'none'})")
