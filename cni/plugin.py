@@ -162,11 +162,7 @@ class Plugin:
         from sriov.errors import DeviceNotFoundError
         from sriov.types import DriverKind
 
-        host = self.host_factory()
-        vf = host.sysfs.vf(device)  # the driver link is always current: no refresh needed
-        if vf.driver_kind not in (DriverKind.VFIO, DriverKind.UIO, DriverKind.KERNEL):
-            host.refresh()  # an emulated tree learns where VF netdevs are only on refresh
-            vf = host.sysfs.vf(device)
+        vf = self.host_factory().sysfs.vf(device)
         if vf.driver_kind in (DriverKind.VFIO, DriverKind.UIO):
             return "dpdk"
         if vf.netdev or vf.driver_kind is DriverKind.KERNEL:

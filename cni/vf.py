@@ -44,9 +44,7 @@ def _resolve(ctx: AttachmentContext, *, dpdk: bool) -> VirtualFunction:
     """The VF named by ``ctx.device_id`` (must be a VF of an SR-IOV PF on this host)."""
     if ctx.device_id is None:
         raise CniError(CniCode.INVALID_CONFIG, "deviceID is required for the VF mode")
-    host = ctx.host()
-    host.refresh()
-    vf = host.sysfs.vf(ctx.device_id)
+    vf = ctx.host().sysfs.vf(ctx.device_id)
     if vf.pf_netdev is None:
         raise DeviceNotFoundError("PF netdev", vf.pf_address, f"PF of VF {vf.address} has no netdev")
     if dpdk and vf.driver_kind not in (DriverKind.VFIO, DriverKind.UIO):
@@ -116,8 +114,6 @@ class _Attach:
         nl, netns, snap, ifname = self.nl, self.netns, self.record.netdev, self.ctx.args.ifname
         assert snap is not None
         temp = vf_netdev.temp_name(self.vf.address)
-        host = self.ctx.host()
-        self.undo.callback(_quietly("refresh host view", host.refresh))  # runs last on rollback
         self.step("move")
         nl.set_down(snap.name)
         if snap.up:
@@ -143,7 +139,6 @@ class _Attach:
         self.step("up")
         nl.set_up(ifname, netns)
         self.undo.callback(_quietly("set down", lambda: nl.set_down(ifname, netns)))
-        host.refresh()  # the emulated host records the pod-side name/MAC/MTU
         link = nl.link(ifname, netns)
         return Interface(name=ifname, mac=link.mac or "", mtu=link.mtu, sandbox=netns,
                          pci_id=self.vf.address)
@@ -189,8 +184,8 @@ class VfMode:
             # the plugin holds the VF lock (cni.plugin.Plugin._device_lock) from before this
             # call until the attachment record is saved, and around DEL and GC
             with contextlib.ExitStack() as undo:
-                reclaim_if_stale(ctx, vf.address)
-                vf = _resolve(ctx, dpdk=not self.moves_netdev)  # a reclaim renames the netdev
+                if reclaim_if_stale(ctx, vf.address):
+                    vf = _resolve(ctx, dpdk=not self.moves_netdev)  # a reclaim renames the netdev
                 if self.moves_netdev:
                     if not vf.netdev:
                         raise DeviceNotFoundError("VF netdev", vf.address,
@@ -262,7 +257,6 @@ class VfMode:
             finally:
                 _forget(nl, ctx.args.netns)
         else:
-            host.refresh()
             vf = host.sysfs.vf(record.device_id)
             if vf.driver_kind not in (DriverKind.VFIO, DriverKind.UIO):
                 raise CniError(CniCode.ATTACHMENT_CHANGED, f"VF {vf.address} is no longer bound "

@@ -92,7 +92,6 @@ def restore_vf(nl: Any, host: Any, record: VfRecord, netns: str) -> None:
         # a VF driver reports the MAC it now wears to the PF (igb then shows it as the VF's MAC
         # where the snapshot shows none): put the PF-side MAC back once more, after the netdev
         _restore_pf_mac(host, record, record.pf_state)
-    host.refresh()
 
 
 def _restore_pf_mac(host: Any, record: VfRecord, pf_state: VfState) -> None:
@@ -110,7 +109,6 @@ def _bring_home(nl: Any, host: Any, record: VfRecord, netns: str) -> str | None:
             return vf_netdev.move_to_host(nl, in_pod, netns, vf_netdev.host_temp_name())
     deadline = time.monotonic() + NETNS_TEARDOWN_TIMEOUT
     while True:
-        host.refresh()
         try:
             current = host.sysfs.vf_netdev(record.device_id)
             if current is not None:
@@ -126,8 +124,10 @@ def _bring_home(nl: Any, host: Any, record: VfRecord, netns: str) -> str | None:
         time.sleep(POLL_INTERVAL)  # netns teardown is asynchronous in the kernel; poll to a deadline
 
 
-def reclaim_if_stale(ctx: AttachmentContext, pci: str) -> None:
+def reclaim_if_stale(ctx: AttachmentContext, pci: str) -> bool:
     """Refuse a VF a live attachment owns; restore and take over one whose netns is gone.
+
+    Returns True when it took the VF over from a stale owner (its netdev may have a new name).
 
     Call with the VF lock held. The stale attachment's record stays (its late DEL releases its
     IPAM) but is marked ``released`` so that DEL never touches the VF again (sriov-cni #219).
@@ -135,7 +135,7 @@ def reclaim_if_stale(ctx: AttachmentContext, pci: str) -> None:
     owner = ctx.state.owner(pci)
     args = ctx.args
     if owner is None or (owner.get("containerID"), owner.get("ifname")) == (args.container_id, args.ifname):
-        return
+        return False
     cid, ifname, netns = str(owner.get("containerID")), str(owner.get("ifname")), str(owner.get("netns") or "")
     if netns and os.path.exists(netns):
         raise VfBusyError(pci, f"in use by container {cid} interface {ifname} (netns {netns})")
@@ -149,3 +149,4 @@ def reclaim_if_stale(ctx: AttachmentContext, pci: str) -> None:
         restore_vf(ctx.netlink(), ctx.host(), VfRecord.from_json(raw), netns)
         ctx.state.save(cid, ifname, {**raw, "released": True})
     ctx.state.clear_owner(pci, cid, ifname)
+    return True

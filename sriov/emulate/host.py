@@ -211,22 +211,42 @@ def refresh_holding_lock(root: Path, netlink: Netlink, class_net: Path) -> Emula
     for pf in state.pfs:
         wiring.sync_netdev(tree, pf.address, wiring.read_host_link(class_net, pf.netdev))
     for vf in state.vfs:
-        if vf.location in (VfLocation.PARKED, VfLocation.ABSENT):
-            continue
-        wire = wiring.read_host_link(class_net, vf.wire)
-        if wire is None:
-            new = _recreate(root, state, vf, links)
-            peer = wiring.read_host_link(class_net, new.netdev)
-        else:
-            peer = wiring.host_peer(class_net, wire)
-            new = _observe(vf, peer, netlink)
-        tree_view = peer if new.location is VfLocation.HOST else None
-        wiring.sync_netdev(tree, vf.address, tree_view)
+        new = _sync_vf(root, state, vf, tree, links, class_net)
         if new != vf:
             state, changed = state.with_vf(new), True
     if changed:
         save_state(root, state)
     return state
+
+
+def sync_vf(root: Path, netlink: Netlink, address: str,
+            class_net: Path = wiring.CLASS_NET) -> None:
+    """:func:`refresh` of one VF: its ``net/`` entry as the kernel would show it right now."""
+    with locked(root):
+        state = load_state(root)
+        vf = next((v for v in state.vfs if v.address == address), None)
+        if vf is None or not state.spec.netdevs:
+            return
+        new = _sync_vf(root, state, vf, SysfsTreeBuilder(root),
+                       wiring.Wiring(netlink, state.spec.bridge), class_net)
+        if new != vf:
+            save_state(root, state.with_vf(new))
+
+
+def _sync_vf(root: Path, state: EmulationState, vf: VfRecord, tree: SysfsTreeBuilder,
+             links: wiring.Wiring, class_net: Path) -> VfRecord:
+    """Where ``vf``'s netdev is now (recreated in the host if its netns took it away)."""
+    if vf.location in (VfLocation.PARKED, VfLocation.ABSENT):
+        return vf
+    wire = wiring.read_host_link(class_net, vf.wire)
+    if wire is None:
+        new = _recreate(root, state, vf, links)
+        peer = wiring.read_host_link(class_net, new.netdev)
+    else:
+        peer = wiring.host_peer(class_net, wire)
+        new = _observe(vf, peer, links.netlink)
+    wiring.sync_netdev(tree, vf.address, peer if new.location is VfLocation.HOST else None)
+    return new
 
 
 def _observe(vf: VfRecord, host_peer: wiring.LinkInfo | None, netlink: Netlink) -> VfRecord:
