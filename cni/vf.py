@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +23,7 @@ from cni.plugin import AttachmentContext, require_netns
 from cni.protocol import Interface, Result
 from cni.vf_checks import check_interface, check_pf_settings
 from cni.vf_state import VfRecord, reclaim_if_stale, restore_vf
-from sriov.errors import DeviceNotFoundError
+from sriov.errors import DeviceNotFoundError, NetlinkOpError
 from sriov.types import DriverKind, VfSetting, VirtualFunction
 
 log = logging.getLogger(__name__)
@@ -110,36 +111,57 @@ class _Attach:
             self.admin, self.pf, self.vf.index, first, applied)))
 
     def move_into_pod(self) -> Interface:
-        """Steps 3: temp name in the pod netns, no altnames, CNI_IFNAME, MAC, MTU, sysctls, up."""
+        """Step 3: into the pod netns as CNI_IFNAME (no altnames), sysctls, MAC, MTU, up.
+
+        A VF netdev without altnames moves and gets its pod name in one request. With altnames it
+        moves under a per-VF temporary name first: an altname equal to CNI_IFNAME would make the
+        rename fail (sriov-cni #445), and they are dropped in the pod before the rename."""
         nl, netns, snap, ifname = self.nl, self.netns, self.record.netdev, self.ctx.args.ifname
         assert snap is not None
-        temp = vf_netdev.temp_name(self.vf.address)
+        direct = not snap.altnames
+        target = ifname if direct else vf_netdev.temp_name(self.vf.address)
+        where = [snap.name]
+        """The VF netdev's name in the pod: its host name until the move's rename is done."""
         self.step("move")
-        nl.set_down(snap.name)
-        if snap.up:
+        if snap.up:  # a move closes the netdev; it comes back down
             self.undo.callback(_quietly("set VF netdev up", lambda: nl.set_up(snap.name)))
-        nl.move_to_netns(snap.name, None, netns, new_name=temp)
-        self.undo.callback(_quietly("move VF netdev back", lambda: nl.move_to_netns(
-            temp, netns, None, new_name=snap.name)))
-        dropped = vf_netdev.drop_altnames(nl, temp, netns)
-        self.undo.callback(_quietly("re-add altnames", lambda: [nl.add_altname(temp, a, netns)
-                                                                for a in dropped]))
-        self.step("rename")
-        nl.rename(temp, ifname, netns)
-        self.undo.callback(_quietly("rename back", lambda: vf_netdev.rename(nl, ifname, temp, netns)))
+        # registered before the move: a move is not atomic with its rename (the kernel renames
+        # after moving), so a refused name can leave the VF in the pod under its host name
+        self.undo.callback(_quietly("move VF netdev back", lambda: _move_back(
+            nl, netns, where[-1], snap.name)))
+        try:
+            nl.move_to_netns(snap.name, None, netns, new_name=target)
+        except NetlinkOpError as e:
+            if e.errno == errno.EEXIST:
+                raise _exists(ifname, netns) from None
+            raise
+        where.append(target)
+        vf_netdev.set_sysctls(nl, netns, target)  # also opens the pod netns's socket
+        if not direct:
+            dropped = vf_netdev.drop_altnames(nl, target, netns)
+            self.undo.callback(_quietly("re-add altnames", lambda: [
+                nl.add_altname(where[-1], a, netns) for a in dropped]))
+            self.step("rename")
+            try:
+                nl.rename(target, ifname, netns)
+            except NetlinkOpError as e:
+                if e.errno == errno.EEXIST:
+                    raise _exists(ifname, netns) from None
+                raise
+            where.append(ifname)  # the sysctls set above follow the rename
+        else:
+            self.step("rename")  # done by the move
         self.step("mac-mtu")
-        mac = self.ctx.conf.mac
-        if mac:
-            nl.set_mac(ifname, mac, netns)
-            self.undo.callback(_quietly("restore MAC", lambda: nl.set_mac(ifname, snap.mac, netns)))
-        if self.ctx.conf.mtu:
-            nl.set_mtu(ifname, self.ctx.conf.mtu, netns)
-            self.undo.callback(_quietly("restore MTU", lambda: nl.set_mtu(ifname, snap.mtu, netns)))
-        vf_netdev.set_sysctls(nl, netns, ifname)
+        mac, mtu = self.ctx.conf.mac, self.ctx.conf.mtu
+        if mac or mtu:
+            self.undo.callback(_quietly("restore MAC/MTU", lambda: nl.set_link(
+                ifname, netns, mac=snap.mac if mac else None, mtu=snap.mtu if mtu else None)))
         self.step("up")
-        nl.set_up(ifname, netns)
         self.undo.callback(_quietly("set down", lambda: nl.set_down(ifname, netns)))
+        nl.set_link(ifname, netns, mac=mac or None, mtu=mtu or None, up=True)
         link = nl.link(ifname, netns)
+        if link is None:
+            raise DeviceNotFoundError("VF netdev", ifname, f"vanished from {netns}")
         return Interface(name=ifname, mac=link.mac or "", mtu=link.mtu, sandbox=netns,
                          pci_id=self.vf.address)
 
@@ -190,10 +212,6 @@ class VfMode:
                     if not vf.netdev:
                         raise DeviceNotFoundError("VF netdev", vf.address,
                                                   "the VF has no netdev in the host netns")
-                    if nl.link(ctx.args.ifname, netns) is not None:
-                        raise CniError(CniCode.ATTACHMENT_EXISTS,
-                                       f"interface {ctx.args.ifname} already exists in {netns}",
-                                       "CNI ADD must not replace an existing interface")
                 attach = _Attach(ctx, vf, undo, netns)
                 attach.snapshot_and_save(self.mode, vf.netdev if self.moves_netdev else None)
                 attach.configure_pf()
@@ -269,6 +287,18 @@ class DpdkMode(VfMode):
 
     mode = "dpdk"
     moves_netdev = False
+
+
+def _move_back(nl: Any, netns: str, pod_name: str, host_name: str) -> None:
+    """Rollback of the move: the VF netdev ``pod_name`` back into the host as ``host_name``
+    (nothing when it never left the host)."""
+    if nl.link(pod_name, netns) is not None:
+        nl.move_to_netns(pod_name, netns, None, new_name=host_name)
+
+
+def _exists(ifname: str, netns: str) -> CniError:
+    return CniError(CniCode.ATTACHMENT_EXISTS, f"interface {ifname} already exists in {netns}",
+                    "CNI ADD must not replace an existing interface")
 
 
 def _forget(nl: Any, netns: str) -> None:

@@ -104,9 +104,11 @@ def _restore_pf_mac(host: Any, record: VfRecord, pf_state: VfState) -> None:
 def _bring_home(nl: Any, host: Any, record: VfRecord, netns: str) -> str | None:
     """The VF netdev's name in the host netns after moving it there if needed (None: not found)."""
     if netns and os.path.exists(netns):
-        in_pod = vf_netdev.find(nl, netns, record.ifname, vf_netdev.temp_name(record.device_id))
+        in_pod = vf_netdev.find_link(nl, netns, record.ifname,
+                                     vf_netdev.temp_name(record.device_id))
         if in_pod is not None:
-            return vf_netdev.move_to_host(nl, in_pod, netns, vf_netdev.host_temp_name())
+            assert record.netdev is not None  # only called for a record with a netdev snapshot
+            return vf_netdev.move_to_host(nl, in_pod, netns, record.netdev.name)
     deadline = time.monotonic() + NETNS_TEARDOWN_TIMEOUT
     while True:
         try:

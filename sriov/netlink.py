@@ -233,6 +233,20 @@ class Netlink:
     def set_mtu(self, name: Link, mtu: int, netns: str | None = None) -> None:
         self._set(name, netns, "set MTU", mtu=mtu)
 
+    def set_link(self, name: Link, netns: str | None = None, *, mac: str | None = None,
+                 mtu: int | None = None, up: bool | None = None) -> None:
+        """Set any of MAC, MTU and admin state with one request (kernel order: MAC, MTU, up).
+
+        Not atomic: when the kernel refuses one of them, the ones before it stay applied."""
+        if mac is None and mtu is None and up is None:
+            return
+        idx = self.index(name, netns)
+        what = ", ".join(f"{k} {v}" for k, v in (("MAC", mac), ("MTU", mtu), ("up", up))
+                         if v is not None)
+        self._request(netns, f"set {what}", _label(name),
+                      msgs.setlink_request(index=idx, mac=mac_address(mac) if mac else None,
+                                           mtu=mtu, up=up), RTM_SETLINK)
+
     def set_alias(self, name: Link, alias: str, netns: str | None = None) -> None:
         """Set ``IFLA_IFALIAS``; an empty string clears it."""
         self._set(name, netns, "set alias", IFLA_IFALIAS=alias)
@@ -252,13 +266,16 @@ class Netlink:
         master_idx = self.index(master, netns) if master else 0
         self._set(name, netns, f"set master {master or 'none'}", master=master_idx)
 
-    def move_to_netns(self, name: str, src_netns: str | None, dst_netns: str | None,
+    def move_to_netns(self, name: Link, src_netns: str | None, dst_netns: str | None,
                       new_name: str | None = None) -> None:
-        """Move a link to ``dst_netns``, renaming it in the same request if ``new_name``."""
+        """Move a link to ``dst_netns``, renaming it in the same request if ``new_name``.
+
+        Not atomic: the kernel moves first and renames after, so on EEXIST for ``new_name`` the
+        link may already be in ``dst_netns`` under its old name."""
         idx = self.index(name, src_netns)
         extra = {"ifname": valid_ifname(new_name)} if new_name else {}
         with netns_fd(dst_netns) as fd:
-            self._link_call(src_netns, f"move link to netns {dst_netns or 'host'}", name, "set",
+            self._link_call(src_netns, f"move link to netns {dst_netns or 'host'}", _label(name), "set",
                             index=idx, net_ns_fd=fd, **extra)
 
     def delete(self, name: Link, netns: str | None = None) -> None:

@@ -81,6 +81,24 @@ def updown_request(*, up: bool, index: int) -> ifinfmsg:
     return msg
 
 
+def setlink_request(*, index: int, mac: str | None = None, mtu: int | None = None,
+                    up: bool | None = None) -> ifinfmsg:
+    """One RTM_SETLINK body for link ``index``: MAC, MTU and ``IFF_UP`` together.
+
+    The kernel applies them in that order (``do_setlink``: address, MTU, then flags), as
+    separate requests would, in one round trip instead of three."""
+    msg = getlink_request(index=index)
+    attrs = msg["attrs"]
+    if mac is not None:
+        attrs.append(("IFLA_ADDRESS", mac))
+    if mtu is not None:
+        attrs.append(("IFLA_MTU", mtu))
+    if up is not None:
+        msg["flags"] = IFF_UP if up else 0
+        msg["change"] = IFF_UP
+    return msg
+
+
 def altname_request(index: int, altname: str) -> ifinfmsg:
     """Body of RTM_NEWLINKPROP / RTM_DELLINKPROP for one alternative name."""
     msg = ifinfmsg()

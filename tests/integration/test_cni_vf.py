@@ -521,3 +521,22 @@ def test_concurrent_adds_as_processes(emu: Emu) -> None:
         for n in names:
             del_netns(n)
     assert leases(emu) == []
+
+
+def test_vf_netdev_with_altnames_moves_under_a_temp_name_and_gets_them_back(emu: Emu, ns: str) -> None:
+    """An altname equal to CNI_IFNAME (udev/systemd naming, sriov-cni #445) must not break the
+    rename in the pod; DEL gives the VF its altnames back."""
+    vf = emu.vf(0)
+    subprocess.run(["ip", "link", "property", "add", "dev", vf.netdev, "altname", "net1"], check=True)
+    subprocess.run(["ip", "link", "property", "add", "dev", vf.netdev, "altname", "st-alt-vf0"],
+                   check=True)
+    snap = before(emu)
+    conf = emu.conf(vf.address)
+    add = emu.call("ADD", conf, "c1", ns)
+    assert add.rc == 0, add.stdout
+    pod = link_show("net1", Path(ns).name)
+    assert "altname" not in pod  # dropped in the pod: net1 is its name, nothing else
+    dele = emu.call("DEL", {**conf, "prevResult": add.out}, "c1", ns)
+    assert dele.rc == 0, dele.stdout
+    assert_clean(emu, snap)
+    assert "altname net1" in snap[0] and "altname st-alt-vf0" in snap[0]
