@@ -27,7 +27,7 @@ import logging
 import secrets
 from typing import Any
 
-from cni import fallback_iface as iface
+from cni import iface
 from cni.errors import CniCode, CniError, config_error
 from cni.fallback_vlan import RECORD_KEY, VlanParents, vlan_ifname
 from cni.netconf import FallbackConf, FallbackType

@@ -22,7 +22,7 @@ from typing import Any
 
 from cni.errors import CniCode, CniError, config_error
 from cni.netconf import NetConf
-from cni.protocol import DNS, CmdArgs, IPConfig, Result, Route, version_tuple
+from cni.protocol import DNS, CmdArgs, IPConfig, Result, Route, route_from_json, version_tuple
 
 log = logging.getLogger(__name__)
 DEFAULT_DATA_DIR = Path("/var/lib/cni/networks")
@@ -137,9 +137,11 @@ class HostLocalConfig:
             )
         routes = []
         for k, r in enumerate(ipam.get("routes") or []):
-            if not isinstance(r, dict) or not isinstance(r.get("dst"), str):
-                raise config_error(f"ipam.routes[{k}]", r, "needs a string 'dst'")
-            routes.append(Route(dst=r["dst"], gw=str(r.get("gw") or "")))
+            try:  # with the spec 1.1 keys (priority, table...), which the result carries on
+                routes.append(route_from_json(r))
+            except CniError as e:
+                raise config_error(f"ipam.routes[{k}]", r, e.msg.removeprefix(
+                    "cannot decode result: ")) from None
         data_dir = ipam.get("dataDir") or default_data_dir
         if not isinstance(data_dir, str | Path):
             raise config_error("ipam.dataDir", data_dir, "must be a string")

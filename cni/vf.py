@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from cni import vf_netdev, vf_pf
+from cni import iface, vf_netdev, vf_pf
 from cni.errors import CniCode, CniError
 from cni.plugin import AttachmentContext, require_netns
 from cni.protocol import Interface, Result
@@ -171,13 +171,7 @@ class _Attach:
         result = ctx.ipam.add(ctx.conf, ctx.args)
         self.undo.callback(_quietly("IPAM DEL", lambda: ctx.ipam.delete(ctx.conf, ctx.args)))
         if configure:
-            for ip in result.ips:
-                self.nl.add_address(ctx.args.ifname, ip.address, self.netns)
-            for route in result.routes:
-                # as libcni ConfigureIface: a route without gw goes via the gateway of its family
-                gw = route.gw or next((ip.gateway for ip in result.ips
-                                       if ip.gateway and ip.family == route.family), None)
-                self.nl.add_route(route.dst, gw, dev=ctx.args.ifname, netns=self.netns)
+            iface.configure(self.nl, self.netns, ctx.args.ifname, result)
         return result
 
     def save_result(self, result: Result) -> None:

@@ -540,3 +540,22 @@ def test_vf_netdev_with_altnames_moves_under_a_temp_name_and_gets_them_back(emu:
     assert dele.rc == 0, dele.stdout
     assert_clean(emu, snap)
     assert "altname net1" in snap[0] and "altname st-alt-vf0" in snap[0]
+
+
+def test_routes_keep_priority_and_table_in_the_pod(emu: Emu, ns: str) -> None:
+    """VF mode configures IPAM routes as the fallback mode does: metric and table included."""
+    vf = emu.vf(0)
+    conf = emu.conf(vf.address, "1.1.0")
+    conf["ipam"]["routes"] = [{"dst": "10.99.0.0/16", "priority": 77},
+                              {"dst": "10.98.0.0/16", "table": 100}]
+    add = emu.call("ADD", conf, "c1", ns)
+    assert add.rc == 0, add.stdout
+    try:
+        routes = json.loads(subprocess.run(
+            ["ip", "-n", Path(ns).name, "-j", "route", "show", "table", "all"],
+            capture_output=True, text=True, check=True).stdout)
+        by_dst = {(r["dst"], r.get("table", "main")): r for r in routes}
+        assert by_dst[("10.99.0.0/16", "main")].get("metric") == 77
+        assert ("10.98.0.0/16", "100") in by_dst
+    finally:
+        assert emu.call("DEL", {**conf, "prevResult": add.out}, "c1", ns).rc == 0

@@ -1,7 +1,9 @@
-"""Configure an attached interface from a CNI result (libcni ``ConfigureIface``) and check it.
+"""The pod interface of every mode: sysctls, addresses and routes from a CNI result (libcni
+``ConfigureIface``), the result's interface list, CHECK of the addresses, and removal.
 
-Pure helpers around an injected ``sriov.netlink.Netlink``; nothing here picks a netns or a
-link: the caller passes them.
+Shared by the VF and fallback modes so that both configure a result the same way (routes with
+their ``priority`` and ``table``). Helpers around an injected :class:`sriov.netlink.Netlink`;
+nothing here picks a netns or a link: the caller passes them.
 """
 
 from __future__ import annotations
