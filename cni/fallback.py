@@ -13,7 +13,7 @@ ADD (reference macvlan/ipvlan behaviour, plus an optional on-demand 8021q parent
   Any failure undoes everything in reverse order (IPAM DEL, link, VLAN parent, record).
   Fault points (``ctx.faults(step)``, a no-op outside tests) sit before each step:
   :data:`ADD_STEPS`.
-DEL: (IPAM DEL is done by the plugin first) delete the link (final or temporary name) if the
+DEL: IPAM DEL first (the mode owns IPAM, cni.mode), then delete the link (final or temporary name) if the
 netns still exists, then drop the VLAN parent when no attachment record uses it any more.
 Idempotent.
 CHECK: link exists in the netns with the right kind, MAC, MTU and prevResult's addresses.
@@ -31,7 +31,7 @@ from cni import iface
 from cni.errors import CniCode, CniError, config_error
 from cni.fallback_vlan import RECORD_KEY, VlanParents, vlan_ifname
 from cni.netconf import FallbackConf, FallbackType
-from cni.plugin import require_netns
+from cni.mode import AttachmentContext, release_ipam, require_netns
 from cni.protocol import Interface, Result
 from sriov import validate
 from sriov.errors import DeviceNotFoundError, InvalidInputError, NetlinkOpError
@@ -183,7 +183,8 @@ class FallbackMode:
             vlans.ensure(fb.master, fb.vlan)
 
     # ------------------------------------------------------------------ DEL
-    def delete(self, ctx: Any) -> None:
+    def delete(self, ctx: AttachmentContext) -> None:
+        release_ipam(ctx)  # first: on error the record stays and the runtime's retry finishes
         nl = ctx.netlink()
         netns = ctx.args.netns or str(ctx.record.get("netns") or "")
         try:
@@ -204,7 +205,8 @@ class FallbackMode:
                 vlans.release(str(parent), excluding=(ctx.args.container_id, ctx.args.ifname))
 
     # ------------------------------------------------------------------ CHECK
-    def check(self, ctx: Any) -> None:
+    def check(self, ctx: AttachmentContext) -> None:
+        ctx.ipam.check(ctx.conf, ctx.args)
         fb = _conf(ctx)
         prev = ctx.conf.prev_result
         netns, ifname = ctx.args.netns, ctx.args.ifname

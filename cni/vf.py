@@ -19,7 +19,7 @@ from typing import Any
 
 from cni import iface, vf_netdev, vf_pf
 from cni.errors import CniCode, CniError
-from cni.plugin import AttachmentContext, require_netns
+from cni.mode import AttachmentContext, release_ipam, require_netns
 from cni.protocol import Interface, Result
 from cni.vf_checks import check_interface, check_pf_settings
 from cni.vf_state import VfRecord, reclaim_if_stale, restore_vf
@@ -226,6 +226,7 @@ class VfMode:
                          sandbox=attach.netns, pci_id=attach.vf.address)
 
     def delete(self, ctx: AttachmentContext) -> None:
+        release_ipam(ctx)  # first: on error the record stays and the runtime's retry finishes
         pci = ctx.record.get("deviceID") or ctx.device_id
         if not pci:
             return
@@ -252,6 +253,7 @@ class VfMode:
         ctx.state.clear_owner(pci, args.container_id, args.ifname)
 
     def check(self, ctx: AttachmentContext) -> None:
+        ctx.ipam.check(ctx.conf, ctx.args)
         record = VfRecord.from_json(ctx.record)
         if not record.complete or record.released:
             raise CniError(CniCode.UNKNOWN_CONTAINER, f"attachment {ctx.args.container_id}/"

@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from cni.errors import CniCode, CniError
-from cni.plugin import AttachmentContext, require_netns
+from cni.mode import AttachmentContext, require_netns
 from sriov.types import VfSettings
 from sriov.vfadmin import VfAdmin, diff
 

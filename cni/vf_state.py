@@ -14,7 +14,7 @@ from typing import Any
 
 from cni import vf_netdev, vf_pf
 from cni.errors import CniCode, CniError
-from cni.plugin import AttachmentContext
+from cni.mode import AttachmentContext
 from sriov.errors import DeviceNotFoundError, SriovError, VfBusyError
 from sriov.types import DriverKind, VfSetting, VfState
 

@@ -40,11 +40,13 @@ class FakeMode:
         )
 
     def delete(self, ctx: AttachmentContext) -> None:
+        ctx.ipam.delete(ctx.conf, ctx.args)  # a mode owns its IPAM (cni.mode.Mode)
         self.calls.append(("delete", ctx.args.container_id, str(ctx.record.get("snapshot"))))
         if self.fail_delete:
             raise RuntimeError("cannot reset VF")
 
     def check(self, ctx: AttachmentContext) -> None:
+        ctx.ipam.check(ctx.conf, ctx.args)
         self.calls.append(("check", ctx.args.container_id, ""))
 
 
