@@ -3,10 +3,10 @@
 Inert unless the variable is set. The VF mode calls ``ctx.faults(step)`` just before each ADD
 step (:data:`cni.vf.ADD_STEPS`: snapshot, pf-config, move, rename, mac-mtu, up, ipam,
 save-result), the fallback mode likewise (:data:`cni.fallback.ADD_STEPS`: record, vlan-parent,
-create, rename, up, ipam, save-result); the hook acts when ``step`` matches. Actions: ``kill`` SIGKILLs the running
-process (standalone plugin, or the agent serving the request) - a crash at that exact point;
-``raise`` raises :class:`InjectedFault` (the mode rolls back). Standalone mode reads the
-invocation's environment; the agent reads its own (the shim forwards only ``CNI_*``).
+create, rename, up, ipam, save-result); the hook acts when ``step`` matches. Actions: ``kill``
+SIGKILLs the running process (standalone plugin, or the agent serving the request) - a crash
+at that exact point; ``raise`` raises :class:`InjectedFault` (the mode rolls back). Standalone
+mode reads the invocation's environment; the agent reads its own (the shim forwards only ``CNI_*``).
 Used by tests/reliability; never set it in production.
 """
 

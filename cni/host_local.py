@@ -41,14 +41,15 @@ class IpRange:
 
     def contains(self, ip: IPAddr) -> bool:
         return (
-            ip.version == self.subnet.version and ip in self.subnet and self.start <= ip <= self.end
+            ip.version == self.subnet.version and ip in self.subnet
+            and int(self.start) <= int(ip) <= int(self.end)
         )
 
     def overlaps(self, other: IpRange) -> bool:
         return (
             self.subnet.version == other.subnet.version
-            and self.start <= other.end
-            and other.start <= self.end
+            and int(self.start) <= int(other.end)
+            and int(other.start) <= int(self.end)
         )
 
 
@@ -80,7 +81,7 @@ def parse_range(obj: Any, key: str) -> IpRange:
     for name, ip in (("rangeStart", start), ("rangeEnd", end)):
         if ip.version != subnet.version or ip not in subnet:
             raise config_error(f"{key}.{name}", str(ip), f"not in network {subnet}")
-    if start > end:
+    if int(start) > int(end):  # same version: checked above
         raise config_error(f"{key}.rangeStart", str(start), f"is after rangeEnd {end}")
     return IpRange(subnet=subnet, start=start, end=end, gateway=gateway)
 

@@ -74,8 +74,11 @@ def check_addresses(netlink: Any, netns: str, ifname: str, prev: Result, iface_i
         if ip.interface is not None and ip.interface != iface_index:
             continue
         if ipaddress.ip_interface(ip.address) not in present:
-            raise CniError(CniCode.ATTACHMENT_CHANGED, f"CHECK: address {ip.address} missing on {ifname}",
-                           "present: " + ", ".join(sorted(str(p) for p in present)))
+            raise CniError(
+                CniCode.ATTACHMENT_CHANGED,
+                f"CHECK: address {ip.address} missing on {ifname}",
+                "present: " + ", ".join(sorted(str(p) for p in present)),
+            )
 
 
 def delete_link_in_netns(netlink: Any, netns: str, ifname: str) -> bool:

@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import importlib
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -312,7 +311,7 @@ class Plugin:
             fallback is not None
             and not (self.sysfs_root / "sys/class/net" / fallback.master).exists()
         ):
-            missing.append(f"fallback master {conf.fallback.master}")
+            missing.append(f"fallback master {fallback.master}")
         if missing:
             raise CniError(
                 CniCode.NOT_AVAILABLE, "plugin not available", "missing: " + ", ".join(missing)

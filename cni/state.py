@@ -103,7 +103,7 @@ class StateStore:
 
     def list_attachments(self) -> list[tuple[str, str, dict[str, Any]]]:
         """(containerID, ifname, record) for every stored attachment (keys read from records)."""
-        out = []
+        out: list[tuple[str, str, dict[str, Any]]] = []
         if not self.root.is_dir():
             return out
         for path in sorted(self.root.iterdir()):

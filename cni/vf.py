@@ -15,7 +15,7 @@ import dataclasses
 import errno
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cni import iface, vf_netdev, vf_pf
 from cni.errors import CniCode, CniError
@@ -24,7 +24,10 @@ from cni.protocol import Interface, Result
 from cni.vf_checks import check_interface, check_pf_settings
 from cni.vf_state import VfRecord, reclaim_if_stale, restore_vf
 from sriov.errors import DeviceNotFoundError, NetlinkOpError
-from sriov.types import DriverKind, VfSetting, VirtualFunction
+from sriov.types import DriverKind, IfName, VfSetting, VirtualFunction
+
+if TYPE_CHECKING:
+    from sriov.netlink import Netlink
 
 log = logging.getLogger(__name__)
 ADD_STEPS = ("snapshot", "pf-config", "move", "rename", "mac-mtu", "up", "ipam", "save-result")
@@ -36,7 +39,7 @@ def _quietly(what: str, fn: Callable[[], object]) -> Callable[[], None]:
     def run() -> None:
         try:
             fn()
-        except Exception as e:  # noqa: BLE001 - rollback is best effort, each step independent
+        except Exception as e:
             log.error("rollback: %s failed: %s", what, e)
     return run
 
@@ -47,7 +50,9 @@ def _resolve(ctx: AttachmentContext, *, dpdk: bool) -> VirtualFunction:
         raise CniError(CniCode.INVALID_CONFIG, "deviceID is required for the VF mode")
     vf = ctx.host().sysfs.vf(ctx.device_id)
     if vf.pf_netdev is None:
-        raise DeviceNotFoundError("PF netdev", vf.pf_address, f"PF of VF {vf.address} has no netdev")
+        raise DeviceNotFoundError(
+            "PF netdev", vf.pf_address, f"PF of VF {vf.address} has no netdev"
+        )
     if dpdk and vf.driver_kind not in (DriverKind.VFIO, DriverKind.UIO):
         raise DeviceNotFoundError("DPDK VF", vf.address, f"bound to {vf.driver or 'no driver'}")
     return vf
@@ -71,9 +76,19 @@ class _Attach:
         self.ctx, self.vf, self.undo, self.netns = ctx, vf, undo, netns
         self.nl = ctx.netlink()
         self.admin = ctx.host().vf_admin
-        self.pf = vf.pf_netdev
-        self.record = VfRecord(mode="", device_id=vf.address, pf=str(vf.pf_netdev), vf_index=vf.index,
-                               netns=netns, ifname=ctx.args.ifname)
+        if vf.pf_netdev is None:  # _resolve refuses such a VF; a PF netdev is needed from here on
+            raise DeviceNotFoundError(
+                "PF netdev", vf.pf_address, f"PF of VF {vf.address} has no netdev"
+            )
+        self.pf: IfName = vf.pf_netdev
+        self.record = VfRecord(
+            mode="",
+            device_id=vf.address,
+            pf=str(vf.pf_netdev),
+            vf_index=vf.index,
+            netns=netns,
+            ifname=ctx.args.ifname,
+        )
 
     def step(self, name: str) -> None:
         self.ctx.faults(name)
@@ -106,7 +121,9 @@ class _Attach:
             self.undo.callback(_quietly("restore host netdev MAC", lambda: vf_netdev.restore_mac(
                 self.nl, host_netdev)))
         first = vf_pf.before_netdev_restore(snap, host_netdev.mac if host_netdev else None)
-        applied = vf_pf.apply(self.admin, self.pf, self.vf.index, self.ctx.conf.vf_settings(), first)
+        applied = vf_pf.apply(
+            self.admin, self.pf, self.vf.index, self.ctx.conf.vf_settings(), first
+        )
         self.undo.callback(_quietly("restore PF-side VF settings", lambda: vf_pf.restore(
             self.admin, self.pf, self.vf.index, first, applied)))
 
@@ -139,8 +156,8 @@ class _Attach:
         vf_netdev.set_sysctls(nl, netns, target)  # also opens the pod netns's socket
         if not direct:
             dropped = vf_netdev.drop_altnames(nl, target, netns)
-            self.undo.callback(_quietly("re-add altnames", lambda: [
-                nl.add_altname(where[-1], a, netns) for a in dropped]))
+            self.undo.callback(_quietly("re-add altnames", lambda: _add_altnames(
+                nl, where[-1], dropped, netns)))
             self.step("rename")
             try:
                 nl.rename(target, ifname, netns)
@@ -202,14 +219,15 @@ class VfMode:
             with contextlib.ExitStack() as undo:
                 if reclaim_if_stale(ctx, vf.address):
                     vf = _resolve(ctx, dpdk=not self.moves_netdev)  # a reclaim renames the netdev
-                if self.moves_netdev:
-                    if not vf.netdev:
-                        raise DeviceNotFoundError("VF netdev", vf.address,
-                                                  "the VF has no netdev in the host netns")
+                if self.moves_netdev and not vf.netdev:
+                    raise DeviceNotFoundError("VF netdev", vf.address,
+                                              "the VF has no netdev in the host netns")
                 attach = _Attach(ctx, vf, undo, netns)
                 attach.snapshot_and_save(self.mode, vf.netdev if self.moves_netdev else None)
                 attach.configure_pf()
-                iface = attach.move_into_pod() if self.moves_netdev else self._dpdk_iface(ctx, attach)
+                iface = (
+                    attach.move_into_pod() if self.moves_netdev else self._dpdk_iface(ctx, attach)
+                )
                 result = _result(ctx, iface, attach.run_ipam(configure=self.moves_netdev))
                 attach.save_result(result)
                 undo.pop_all()
@@ -242,7 +260,10 @@ class VfMode:
             ctx.log.info("DEL: VF %s was reclaimed by a later attachment; leaving it", pci)
             return
         owner = ctx.state.owner(pci)
-        if owner and (owner.get("containerID"), owner.get("ifname")) != (args.container_id, args.ifname):
+        if owner and (owner.get("containerID"), owner.get("ifname")) != (
+            args.container_id,
+            args.ifname,
+        ):
             ctx.log.warning("DEL: VF %s is now owned by %s/%s; not touching it (sriov-cni #219)",
                             pci, owner.get("containerID"), owner.get("ifname"))
             return
@@ -290,6 +311,11 @@ def _move_back(nl: Any, netns: str, pod_name: str, host_name: str) -> None:
     (nothing when it never left the host)."""
     if nl.link(pod_name, netns) is not None:
         nl.move_to_netns(pod_name, netns, None, new_name=host_name)
+
+
+def _add_altnames(nl: Netlink, name: str, altnames: tuple[str, ...], netns: str) -> None:
+    for alt in altnames:
+        nl.add_altname(name, alt, netns)
 
 
 def _exists(ifname: str, netns: str) -> CniError:

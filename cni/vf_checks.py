@@ -21,7 +21,10 @@ def _drift(what: str, details: str) -> CniError:
 def _expected_interface(record: Any) -> dict[str, Any]:
     result = record.result or {}
     for iface in result.get("interfaces") or ():
-        if iface.get("name") == record.ifname and iface.get("pciID", record.device_id) == record.device_id:
+        if (
+            iface.get("name") == record.ifname
+            and iface.get("pciID", record.device_id) == record.device_id
+        ):
             return dict(iface)
     return {}
 

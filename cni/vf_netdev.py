@@ -101,7 +101,9 @@ def snapshot(nl: Any, name: str, read_perm: PermMacReader = read_perm_mac) -> Ne
                           altnames=tuple(link.altnames), up=link.up, perm_mac=read_perm(link.name))
 
 
-def drop_altnames(nl: Any, name: str, netns: str | None, keep: tuple[str, ...] = ()) -> tuple[str, ...]:
+def drop_altnames(
+    nl: Any, name: str, netns: str | None, keep: tuple[str, ...] = ()
+) -> tuple[str, ...]:
     """Remove every altname of ``name`` not in ``keep``; returns what was removed."""
     link = nl.link(name, netns)
     removed = []
@@ -139,7 +141,7 @@ def find_link(nl: Any, netns: str | None, *names: str) -> LinkInfo | None:
     for name in names:
         link = nl.link(name, netns)
         if link is not None:
-            return link  # type: ignore[no-any-return]
+            return link
     return None
 
 

@@ -16,7 +16,7 @@ from cni import vf_netdev, vf_pf
 from cni.errors import CniCode, CniError
 from cni.mode import AttachmentContext
 from sriov.errors import DeviceNotFoundError, SriovError, VfBusyError
-from sriov.types import DriverKind, VfSetting, VfState
+from sriov.types import DriverKind, IfName, VfSetting, VfState
 
 log = logging.getLogger(__name__)
 NETNS_TEARDOWN_TIMEOUT = 10.0
@@ -50,14 +50,21 @@ class VfRecord:
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> VfRecord:
         try:
-            return cls(mode=str(raw["mode"]), device_id=str(raw["deviceID"]), pf=str(raw["pf"]),
-                       vf_index=int(raw["vfIndex"]), netns=str(raw.get("netns") or ""),
-                       ifname=str(raw.get("podIfname") or raw.get("ifname") or ""),
-                       pf_state=vf_pf.state_from_json(raw["pfState"]) if raw.get("pfState") else None,
-                       netdev=vf_netdev.NetdevSnapshot.from_json(raw["hostNetdev"])
-                       if raw.get("hostNetdev") else None,
-                       complete=bool(raw.get("complete")), released=bool(raw.get("released")),
-                       result=raw.get("vfResult"))
+            return cls(
+                mode=str(raw["mode"]),
+                device_id=str(raw["deviceID"]),
+                pf=str(raw["pf"]),
+                vf_index=int(raw["vfIndex"]),
+                netns=str(raw.get("netns") or ""),
+                ifname=str(raw.get("podIfname") or raw.get("ifname") or ""),
+                pf_state=vf_pf.state_from_json(raw["pfState"]) if raw.get("pfState") else None,
+                netdev=vf_netdev.NetdevSnapshot.from_json(raw["hostNetdev"])
+                if raw.get("hostNetdev")
+                else None,
+                complete=bool(raw.get("complete")),
+                released=bool(raw.get("released")),
+                result=raw.get("vfResult"),
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise CniError(CniCode.STATE, "corrupt VF attachment record", str(e)) from None
 
@@ -78,14 +85,16 @@ def restore_vf(nl: Any, host: Any, record: VfRecord, netns: str) -> None:
     current = _bring_home(nl, host, record, netns) if snap is not None else None
     if record.pf_state is not None:
         try:
-            vf_pf.restore(host.vf_admin, record.pf, record.vf_index,
+            vf_pf.restore(host.vf_admin, IfName(record.pf), record.vf_index,
                           vf_pf.before_netdev_restore(record.pf_state, snap.mac if snap else None))
         except DeviceNotFoundError as e:
             log.warning("VF %s: PF-side settings not restored: %s", record.device_id, e)
     if snap is None:
         return  # DPDK mode: nothing on the netdev side
     if current is None:
-        log.warning("VF %s has no netdev in the host netns; netdev side left as is", record.device_id)
+        log.warning(
+            "VF %s has no netdev in the host netns; netdev side left as is", record.device_id
+        )
     else:
         vf_netdev.restore_in_host(nl, current, snap)
     if record.pf_state is not None:
@@ -96,7 +105,7 @@ def restore_vf(nl: Any, host: Any, record: VfRecord, netns: str) -> None:
 
 def _restore_pf_mac(host: Any, record: VfRecord, pf_state: VfState) -> None:
     try:
-        vf_pf.restore(host.vf_admin, record.pf, record.vf_index, pf_state, (VfSetting.MAC,))
+        vf_pf.restore(host.vf_admin, IfName(record.pf), record.vf_index, pf_state, (VfSetting.MAC,))
     except DeviceNotFoundError as e:
         log.warning("VF %s: PF-side MAC not restored: %s", record.device_id, e)
 
@@ -123,7 +132,9 @@ def _bring_home(nl: Any, host: Any, record: VfRecord, netns: str) -> str | None:
             return None  # DEL must still succeed and drop the record
         if time.monotonic() >= deadline:
             return None
-        time.sleep(POLL_INTERVAL)  # netns teardown is asynchronous in the kernel; poll to a deadline
+        time.sleep(
+            POLL_INTERVAL
+        )  # netns teardown is asynchronous in the kernel; poll to a deadline
 
 
 def reclaim_if_stale(ctx: AttachmentContext, pci: str) -> bool:
@@ -136,9 +147,16 @@ def reclaim_if_stale(ctx: AttachmentContext, pci: str) -> bool:
     """
     owner = ctx.state.owner(pci)
     args = ctx.args
-    if owner is None or (owner.get("containerID"), owner.get("ifname")) == (args.container_id, args.ifname):
+    if owner is None or (owner.get("containerID"), owner.get("ifname")) == (
+        args.container_id,
+        args.ifname,
+    ):
         return False
-    cid, ifname, netns = str(owner.get("containerID")), str(owner.get("ifname")), str(owner.get("netns") or "")
+    cid, ifname, netns = (
+        str(owner.get("containerID")),
+        str(owner.get("ifname")),
+        str(owner.get("netns") or ""),
+    )
     if netns and os.path.exists(netns):
         raise VfBusyError(pci, f"in use by container {cid} interface {ifname} (netns {netns})")
     ctx.log.info("VF %s: owner %s/%s is stale (netns %s gone); restoring and reclaiming it",

@@ -144,7 +144,9 @@ class Netlink:
     def __enter__(self) -> Netlink:
         return self
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def _request(self, netns: str | None, op: str, target: str, msg: Any, msg_type: int,
@@ -191,7 +193,9 @@ class Netlink:
             return name
         info = self.link(name, netns)
         if info is None:
-            raise DeviceNotFoundError("netdev", name, f"no such interface{_where(netns)}" if netns else "")
+            raise DeviceNotFoundError(
+                "netdev", name, f"no such interface{_where(netns)}" if netns else ""
+            )
         return info.index
 
     # -- link attributes ---------------------------------------------------------
@@ -275,8 +279,15 @@ class Netlink:
         idx = self.index(name, src_netns)
         extra = {"ifname": valid_ifname(new_name)} if new_name else {}
         with netns_fd(dst_netns) as fd:
-            self._link_call(src_netns, f"move link to netns {dst_netns or 'host'}", _label(name), "set",
-                            index=idx, net_ns_fd=fd, **extra)
+            self._link_call(
+                src_netns,
+                f"move link to netns {dst_netns or 'host'}",
+                _label(name),
+                "set",
+                index=idx,
+                net_ns_fd=fd,
+                **extra,
+            )
 
     def delete(self, name: Link, netns: str | None = None) -> None:
         by = {"index": name} if isinstance(name, int) else {"name": name}
@@ -295,17 +306,23 @@ class Netlink:
         return True
 
     # -- creation ----------------------------------------------------------------
-    def create_veth(self, a: str, b: str, b_netns: str | None = None, netns: str | None = None) -> None:
+    def create_veth(
+        self, a: str, b: str, b_netns: str | None = None, netns: str | None = None
+    ) -> None:
         """Create veth pair ``a``<->``b`` in ``netns``; ``b`` lands in ``b_netns`` if given."""
         peer: dict[str, Any] = {"ifname": valid_ifname(b)}
         valid_ifname(a)
         with contextlib.ExitStack() as stack:
             if b_netns is not None:
                 peer["net_ns_fd"] = stack.enter_context(netns_fd(b_netns))
-            self._link_call(netns, "create veth", f"{a}/{b}", "add", ifname=a, kind="veth", peer=peer)
+            self._link_call(
+                netns, "create veth", f"{a}/{b}", "add", ifname=a, kind="veth", peer=peer
+            )
 
-    def create_bridge(self, name: str, vlan_filtering: bool = False, netns: str | None = None) -> None:
-        """Create a bridge; ``vlan_filtering`` needs CONFIG_BRIDGE_VLAN_FILTERING (EOPNOTSUPP otherwise)."""
+    def create_bridge(
+        self, name: str, vlan_filtering: bool = False, netns: str | None = None
+    ) -> None:
+        """Create a bridge; ``vlan_filtering`` needs CONFIG_BRIDGE_VLAN_FILTERING (EOPNOTSUPP)."""
         extra = {"br_vlan_filtering": 1} if vlan_filtering else {}
         valid_ifname(name)
         self._link_call(netns, "create bridge", name, "add", ifname=name, kind="bridge", **extra)
@@ -395,7 +412,11 @@ class Netlink:
     def routes(self, netns: str | None = None, family: int = 0) -> tuple[RouteInfo, ...]:
         """Routes of the main table (IPv4 and IPv6 unless ``family`` narrows it)."""
         with kernel_op("list routes", "main table" + _where(netns)):
-            dump = self._ipr(netns).route("dump", family=family) if family else self._ipr(netns).route("dump")
+            dump = (
+                self._ipr(netns).route("dump", family=family)
+                if family
+                else self._ipr(netns).route("dump")
+            )
             return tuple(r for r in (msgs.parse_route(m) for m in dump) if r.table == 254)
 
     # -- SR-IOV VFs ----------------------------------------------------------------

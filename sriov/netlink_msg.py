@@ -141,7 +141,10 @@ def vf_attribute(vf: int, setting: VfSetting, settings: VfSettings) -> tuple[str
             }
             return ("IFLA_VF_RATE", rate)
         case VfSetting.SPOOFCHK:
-            return ("IFLA_VF_SPOOFCHK", {"vf": vf, "spoofchk": int(_required(settings.spoofchk, setting))})
+            return (
+                "IFLA_VF_SPOOFCHK",
+                {"vf": vf, "spoofchk": int(_required(settings.spoofchk, setting))},
+            )
         case VfSetting.TRUST:
             return ("IFLA_VF_TRUST", {"vf": vf, "trust": int(_required(settings.trust, setting))})
         case VfSetting.LINK_STATE:
@@ -206,7 +209,9 @@ def _parse_vfinfo(info: Any) -> VfState:
         vlan_proto=proto,
         spoofchk=_flag(spoof["spoofchk"]) if spoof is not None else None,
         trust=_flag(trust["trust"]) if trust is not None else None,
-        link_state=LinkState.from_kernel(link_state["link_state"]) if link_state is not None else None,
+        link_state=LinkState.from_kernel(link_state["link_state"])
+        if link_state is not None
+        else None,
         min_tx_rate=min_rate,
         max_tx_rate=max_rate,
     )

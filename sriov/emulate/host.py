@@ -42,7 +42,7 @@ from sriov.emulate.tree import PfSpec, SysfsTreeBuilder
 from sriov.emulate.vfadmin import SETTINGS_DIR, EmulatedVfAdmin, load_state, write_atomic
 from sriov.errors import EmulationError
 from sriov.netlink import Netlink
-from sriov.types import PciAddress
+from sriov.types import IfName, PciAddress
 from sriov.validate import pci_address
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,8 @@ def plan(spec: EmulationSpec) -> EmulationState:
     total = max(profile.max_vfs, spec.vfs)
     # Two ports per device (functions .0/.1); each device gets enough buses for its VFs.
     buses_per_device = max(1, (profile.vf_offset + 2 * total * profile.vf_stride) // 256 + 2)
-    pfs, vfs = [], []
+    pfs: list[PfRecord] = []
+    vfs: list[VfRecord] = []
     for p in range(spec.pfs):
         bus = FIRST_BUS + (p // 2) * buses_per_device
         if bus > 0xFF:
@@ -264,7 +265,7 @@ def _observe(vf: VfRecord, host_peer: wiring.LinkInfo | None, netlink: Netlink) 
 
 def _recreate(root: Path, state: EmulationState, vf: VfRecord, links: wiring.Wiring) -> VfRecord:
     """The pair vanished with its netns: bring the VF netdev back as the kernel would."""
-    name = links.free_name(vf.netdev)
+    name = IfName(links.free_name(vf.netdev))
     log.info("VF %s netdev %s vanished (netns deleted); recreating it in the host netns as %s",
              vf.address, vf.netdev, name)
     wiring.attach_vf(root, state, dataclasses.replace(vf, netdev=name), links)

@@ -23,7 +23,14 @@ from sriov.emulate import changes
 from sriov.emulate.spec import Profile
 from tests.conftest import require_root
 from tests.integration.cni_vf_harness import (
-    Emu, Injected, del_netns, emulated_host, link_show, netns_path, new_netns)
+    Emu,
+    Injected,
+    del_netns,
+    emulated_host,
+    link_show,
+    netns_path,
+    new_netns,
+)
 
 pytestmark = pytest.mark.root
 VERSIONS = ("0.3.1", "0.4.0", "1.0.0", "1.1.0")
@@ -57,11 +64,13 @@ def leases(emu: Emu) -> list[str]:
 
 
 def without_ifindex(snap: tuple[str, Any]) -> tuple[str, Any]:
-    """The emulation recreates a VF's veth when its netns dies (new ifindex); the kernel does not."""
+    """The emulation recreates a VF's veth when its netns dies (new ifindex); a kernel does not."""
     return re.sub(r"^\d+: ", "", snap[0]), snap[1]
 
 
-def assert_clean(emu: Emu, snap: tuple[str, Any], index: int = 0, *, same_ifindex: bool = True) -> None:
+def assert_clean(
+    emu: Emu, snap: tuple[str, Any], index: int = 0, *, same_ifindex: bool = True
+) -> None:
     if same_ifindex:
         assert before(emu, index) == snap
     else:
@@ -184,7 +193,9 @@ def test_link_state_on_x710(tmp_path: Path, ns: str) -> None:
         gen.close()
 
 
-def test_log_file_gets_the_log_and_stdout_only_the_result(emu: Emu, ns: str, tmp_path: Path) -> None:
+def test_log_file_gets_the_log_and_stdout_only_the_result(
+    emu: Emu, ns: str, tmp_path: Path
+) -> None:
     log_file = tmp_path / "sriov.log"
     conf = emu.conf(emu.vf(0).address, logLevel="debug", logFile=str(log_file))
     add = emu.call("ADD", conf, "c1", ns)
@@ -196,7 +207,9 @@ def test_log_file_gets_the_log_and_stdout_only_the_result(emu: Emu, ns: str, tmp
 
 
 @pytest.mark.parametrize("where", ["runtimeConfig", "pciBusID", "cni_args_mac"])
-def test_device_and_mac_from_runtime_config_multus_and_cni_args(emu: Emu, ns: str, where: str) -> None:
+def test_device_and_mac_from_runtime_config_multus_and_cni_args(
+    emu: Emu, ns: str, where: str
+) -> None:
     snap = before(emu)
     pci = emu.vf(0).address
     mac = "02:00:00:00:aa:07"
@@ -279,7 +292,9 @@ def test_add_on_existing_ifname_is_refused_and_leaves_it(emu: Emu, ns: str) -> N
 # ------------------------------------------------------------------ rollback
 
 @pytest.mark.parametrize("step", ADD_STEPS)
-def test_injected_failure_at_each_add_step_rolls_back_everything(emu: Emu, ns: str, step: str) -> None:
+def test_injected_failure_at_each_add_step_rolls_back_everything(
+    emu: Emu, ns: str, step: str
+) -> None:
     snap = before(emu)
 
     def fail(at: str) -> None:
@@ -312,7 +327,9 @@ def test_concurrent_adds_on_different_vfs_get_distinct_ips(emu: Emu) -> None:
             t.start()
         for t in threads:
             t.join()
-        assert all(r.rc == 0 for r in replies.values()), [r.stdout + r.stderr for r in replies.values()]
+        assert all(r.rc == 0 for r in replies.values()), [
+            r.stdout + r.stderr for r in replies.values()
+        ]
         ips = {r.out["ips"][0]["address"] for r in replies.values()}
         assert len(ips) == 2
         for i in (0, 1):
@@ -511,7 +528,9 @@ def test_concurrent_adds_as_processes(emu: Emu) -> None:
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   env=emu.env("ADD", f"p{i}", netns_path(names[i])))
                  for i in (0, 1)]
-        outs = [p.communicate(json.dumps(confs[i]).encode(), timeout=60)[0] for i, p in enumerate(procs)]
+        outs = [
+            p.communicate(json.dumps(confs[i]).encode(), timeout=60)[0] for i, p in enumerate(procs)
+        ]
         assert [p.returncode for p in procs] == [0, 0], outs
         ips = {json.loads(o)["ips"][0]["address"] for o in outs}
         assert len(ips) == 2
@@ -523,11 +542,15 @@ def test_concurrent_adds_as_processes(emu: Emu) -> None:
     assert leases(emu) == []
 
 
-def test_vf_netdev_with_altnames_moves_under_a_temp_name_and_gets_them_back(emu: Emu, ns: str) -> None:
+def test_vf_netdev_with_altnames_moves_under_a_temp_name_and_gets_them_back(
+    emu: Emu, ns: str
+) -> None:
     """An altname equal to CNI_IFNAME (udev/systemd naming, sriov-cni #445) must not break the
     rename in the pod; DEL gives the VF its altnames back."""
     vf = emu.vf(0)
-    subprocess.run(["ip", "link", "property", "add", "dev", vf.netdev, "altname", "net1"], check=True)
+    subprocess.run(
+        ["ip", "link", "property", "add", "dev", vf.netdev, "altname", "net1"], check=True
+    )
     subprocess.run(["ip", "link", "property", "add", "dev", vf.netdev, "altname", "st-alt-vf0"],
                    check=True)
     snap = before(emu)
