@@ -13,9 +13,9 @@ ADD (reference macvlan/ipvlan behaviour, plus an optional on-demand 8021q parent
   Any failure undoes everything in reverse order (IPAM DEL, link, VLAN parent, record).
   Fault points (``ctx.faults(step)``, a no-op outside tests) sit before each step:
   :data:`ADD_STEPS`.
-DEL: (IPAM DEL is done by the plugin first) delete the link (final or temporary name) if the
-netns still exists, then drop the VLAN parent when no attachment record uses it any more.
-Idempotent.
+DEL: IPAM DEL first (the mode owns IPAM, cni.mode), then delete the link (final or temporary
+name) if the netns still exists, then drop the VLAN parent when no attachment record uses it
+any more. Idempotent.
 CHECK: link exists in the netns with the right kind, MAC, MTU and prevResult's addresses.
 """
 
@@ -28,11 +28,11 @@ import logging
 import secrets
 from typing import Any
 
-from cni import fallback_iface as iface
+from cni import iface
 from cni.errors import CniCode, CniError, config_error
 from cni.fallback_vlan import VlanParents, vlan_ifname
+from cni.mode import AttachmentContext, journal_of, release_ipam, require_netns
 from cni.netconf import FallbackConf, FallbackType
-from cni.plugin import AttachmentContext, require_netns
 from cni.protocol import Interface, Result
 from cni.record import FallbackPart
 from sriov import validate
@@ -67,7 +67,9 @@ def effective_mac(ctx: AttachmentContext, fb: FallbackConf) -> MacAddress | None
 def _conf(ctx: AttachmentContext) -> FallbackConf:
     fb = ctx.conf.fallback
     if fb is None:
-        raise CniError(CniCode.INVALID_CONFIG, "fallback mode selected but no 'fallback' configured")
+        raise CniError(
+            CniCode.INVALID_CONFIG, "fallback mode selected but no 'fallback' configured"
+        )
     return fb
 
 
@@ -92,7 +94,8 @@ class FallbackMode:
             nl.forget_netns(netns)
         return result
 
-    def _add(self, ctx: AttachmentContext, fb: FallbackConf, nl: Any, netns: str, ifname: str, mtu: int | None,
+    def _add(self, ctx: AttachmentContext, fb: FallbackConf, nl: Any, netns: str, ifname: str,
+             mtu: int | None,
              mac: MacAddress | None, undo: contextlib.ExitStack) -> Result:
         tmp = temp_ifname()
         parent = vlan_ifname(fb.master, fb.vlan) if fb.vlan is not None else fb.master
@@ -102,7 +105,9 @@ class FallbackMode:
         if mtu is not None:  # otherwise creating the link is the existence check (one request less)
             master = nl.link(parent)
             if master is None:
-                raise DeviceNotFoundError("fallback master", parent, "no such interface in the host netns")
+                raise DeviceNotFoundError(
+                    "fallback master", parent, "no such interface in the host netns"
+                )
             if mtu > master.mtu:
                 raise config_error("fallback.mtu", mtu, f"exceeds the MTU {master.mtu} of {parent}")
         ctx.faults("create")
@@ -123,20 +128,26 @@ class FallbackMode:
             nl.rename(link.index, ifname, netns)
         except NetlinkOpError as e:
             if e.errno == errno.EEXIST:
-                raise CniError(CniCode.ATTACHMENT_EXISTS, f"interface {ifname} already exists in {netns}",
-                               "CNI ADD must not replace an existing interface") from None
+                raise CniError(
+                    CniCode.ATTACHMENT_EXISTS,
+                    f"interface {ifname} already exists in {netns}",
+                    "CNI ADD must not replace an existing interface",
+                ) from None
             raise
         current.append(ifname)
         ctx.faults("up")
         nl.set_up(link.index, netns)  # before IPAM: a DHCP client gets its answer on the first try
-        ctx.journal.stage(fallback=dataclasses.replace(
-            ctx.journal.current.fallback or FallbackPart(), link_type=str(fb.type),
+        journal = journal_of(ctx)
+        journal.stage(fallback=dataclasses.replace(
+            journal.current.fallback or FallbackPart(), link_type=str(fb.type),
             master=fb.master, parent=parent))
         interface = Interface(name=ifname, mac=str(mac) if mac is not None else str(link.mac or ""),
                               mtu=int(mtu) if mtu is not None else link.mtu, sandbox=netns)
         if not ctx.conf.ipam_type:
             ctx.faults("save-result")
-            return Result(cni_version=ctx.conf.cni_version, interfaces=(interface,), dns=ctx.conf.dns)
+            return Result(
+                cni_version=ctx.conf.cni_version, interfaces=(interface,), dns=ctx.conf.dns
+            )
         ctx.faults("ipam")
         undo.callback(self._ipam_release_quietly, ctx)
         ipam_result = ctx.ipam.add(ctx.conf, ctx.args)
@@ -160,8 +171,9 @@ class FallbackMode:
         creation leaves a record naming it.
         """
         ctx.faults("record")
-        ctx.journal.save(fallback=FallbackPart(temp_ifname=tmp, vlan_parent=vlan_parent))
-        undo.callback(ctx.journal.discard)  # registered first: runs last on rollback
+        journal = journal_of(ctx)
+        journal.save(fallback=FallbackPart(temp_ifname=tmp, vlan_parent=vlan_parent))
+        undo.callback(journal.discard)  # registered first: runs last on rollback
 
     def _vlan_parent(self, ctx: AttachmentContext, fb: FallbackConf, nl: Any, parent: str,
                      undo: contextlib.ExitStack) -> None:
@@ -170,7 +182,9 @@ class FallbackMode:
         ctx.faults("vlan-parent")
         vlans = VlanParents(ctx.state, nl)
         if nl.link(fb.master) is None:
-            raise DeviceNotFoundError("fallback master", fb.master, "no such interface in the host netns")
+            raise DeviceNotFoundError(
+                "fallback master", fb.master, "no such interface in the host netns"
+            )
         key = (ctx.args.container_id, ctx.args.ifname)
         undo.callback(self._release_vlan_quietly, vlans, parent, key)
         with vlans.locked():
@@ -178,8 +192,9 @@ class FallbackMode:
 
     # ------------------------------------------------------------------ DEL
     def delete(self, ctx: AttachmentContext) -> None:
-        """Delete the link in ``ctx.args.netns`` (the record's own netns, chosen by the plugin:
-        :func:`cni.recovery.trusted_netns`; "" when it is gone: nothing to delete there)."""
+        """IPAM DEL, then the link in ``ctx.args.netns`` (the record's own netns, chosen by the
+        plugin: :func:`cni.recovery.trusted_netns`; "" when it is gone: nothing to do there)."""
+        release_ipam(ctx)  # first: on error the record stays and the runtime's retry finishes
         nl = ctx.netlink()
         netns = ctx.args.netns
         record = ctx.record
@@ -203,13 +218,18 @@ class FallbackMode:
 
     # ------------------------------------------------------------------ CHECK
     def check(self, ctx: AttachmentContext) -> None:
+        ctx.ipam.check(ctx.conf, ctx.args)
         fb = _conf(ctx)
         prev = ctx.conf.prev_result
+        if prev is None:  # the plugin refuses CHECK without one before calling a mode
+            raise CniError(CniCode.INVALID_CONFIG, "required prevResult missing")
         netns, ifname = ctx.args.netns, ctx.args.ifname
         index = next((i for i, itf in enumerate(prev.interfaces)
                       if itf.name == ifname and itf.sandbox == netns), None)
         if index is None:
-            raise CniError(CniCode.INVALID_CONFIG, f"CHECK: prevResult has no interface {ifname} in {netns}")
+            raise CniError(
+                CniCode.INVALID_CONFIG, f"CHECK: prevResult has no interface {ifname} in {netns}"
+            )
         expected = prev.interfaces[index]
         nl = ctx.netlink()
         part = ctx.record.fallback if ctx.record is not None else None
@@ -222,13 +242,19 @@ class FallbackMode:
             if link is None:
                 raise CniError(CniCode.ATTACHMENT_CHANGED, f"CHECK: {ifname} missing in {netns}")
             if link.kind != str(fb.type):
-                raise CniError(CniCode.ATTACHMENT_CHANGED, f"CHECK: {ifname} is a {link.kind} link, "
-                               f"expected {fb.type}")
+                raise CniError(
+                    CniCode.ATTACHMENT_CHANGED,
+                    f"CHECK: {ifname} is a {link.kind} link, expected {fb.type}",
+                )
             if expected.mac and link.mac != expected.mac.lower():
-                raise CniError(CniCode.ATTACHMENT_CHANGED, f"CHECK: {ifname} MAC {link.mac} != {expected.mac}")
+                raise CniError(
+                    CniCode.ATTACHMENT_CHANGED, f"CHECK: {ifname} MAC {link.mac} != {expected.mac}"
+                )
             mtu = fb.mtu or ctx.conf.mtu or expected.mtu  # unset in the config: what ADD reported
             if mtu and link.mtu != mtu:
-                raise CniError(CniCode.ATTACHMENT_CHANGED, f"CHECK: {ifname} MTU {link.mtu} != {mtu}")
+                raise CniError(
+                    CniCode.ATTACHMENT_CHANGED, f"CHECK: {ifname} MTU {link.mtu} != {mtu}"
+                )
             iface.check_addresses(nl, netns, ifname, prev, index)
         finally:
             with contextlib.suppress(Exception):

@@ -64,8 +64,11 @@ class VlanParents:
         existing = self.netlink.link(name)
         if existing is not None:
             if existing.kind != "vlan":
-                raise CniError(CniCode.INVALID_CONFIG, f"invalid fallback.vlan {vid}: {name} exists "
-                               f"but is a {existing.kind or 'physical'} link, not a VLAN")
+                raise CniError(
+                    CniCode.INVALID_CONFIG,
+                    f"invalid fallback.vlan {vid}: {name} exists "
+                    f"but is a {existing.kind or 'physical'} link, not a VLAN",
+                )
             if not existing.up:
                 self.netlink.set_up(name)
             return name
@@ -82,13 +85,17 @@ class VlanParents:
             raise
         return name
 
-    def users(self, name: str, *, excluding: tuple[str, str] | None = None) -> list[tuple[str, str]]:
+    def users(
+        self, name: str, *, excluding: tuple[str, str] | None = None
+    ) -> list[tuple[str, str]]:
         records, _damaged = self.state.list_attachments()
-        return [r.key for r in records
-                if r.fallback is not None and r.fallback.vlan_parent == name and r.key != excluding]
+        return [r.key for r in records if r.fallback is not None
+                and r.fallback.vlan_parent == name and r.key != excluding]
 
     def release(self, name: str, *, excluding: tuple[str, str]) -> bool:
-        """Delete ``name`` if we created it and no other attachment uses it. Call under :meth:`locked`."""
+        """Delete ``name`` if we created it and no other attachment uses it.
+
+        Call under :meth:`locked`."""
         if not self._marker(name).exists():
             return False
         others = self.users(name, excluding=excluding)

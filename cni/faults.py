@@ -3,8 +3,9 @@
 Inert unless the variable is set. The VF mode calls ``ctx.faults(step)`` just before each ADD
 step (:data:`cni.vf.ADD_STEPS`: snapshot, pf-config, move, rename, mac-mtu, up, ipam,
 save-result), the fallback mode likewise (:data:`cni.fallback.ADD_STEPS`: record, vlan-parent,
-create, rename, up, ipam, save-result); the hook acts when ``step`` matches. Actions: ``kill`` SIGKILLs the running
-process (standalone plugin, or the agent serving the request) - a crash at that exact point;
+create, rename, up, ipam, save-result); the hook acts when ``step`` matches. Actions: ``kill``
+SIGKILLs the running process (standalone plugin, or the agent serving the request) - a crash
+at that exact point;
 ``raise`` raises :class:`InjectedFault` (the mode rolls back); ``eio`` raises ``OSError(EIO)``
 (the state store's writes call the hook with ``write-record-pending``, ``write-record-complete``,
 ``write-owner``, ``write-tombstone``: a failing disk); ``stop`` sends the process SIGSTOP, so a

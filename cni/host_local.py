@@ -22,7 +22,7 @@ from typing import Any
 
 from cni.errors import CniCode, CniError, config_error
 from cni.netconf import NetConf
-from cni.protocol import DNS, CmdArgs, IPConfig, Result, Route, version_tuple
+from cni.protocol import DNS, CmdArgs, IPConfig, Result, Route, route_from_json, version_tuple
 
 log = logging.getLogger(__name__)
 DEFAULT_DATA_DIR = Path("/var/lib/cni/networks")
@@ -41,14 +41,15 @@ class IpRange:
 
     def contains(self, ip: IPAddr) -> bool:
         return (
-            ip.version == self.subnet.version and ip in self.subnet and self.start <= ip <= self.end
+            ip.version == self.subnet.version and ip in self.subnet
+            and int(self.start) <= int(ip) <= int(self.end)
         )
 
     def overlaps(self, other: IpRange) -> bool:
         return (
             self.subnet.version == other.subnet.version
-            and self.start <= other.end
-            and other.start <= self.end
+            and int(self.start) <= int(other.end)
+            and int(other.start) <= int(self.end)
         )
 
 
@@ -80,7 +81,7 @@ def parse_range(obj: Any, key: str) -> IpRange:
     for name, ip in (("rangeStart", start), ("rangeEnd", end)):
         if ip.version != subnet.version or ip not in subnet:
             raise config_error(f"{key}.{name}", str(ip), f"not in network {subnet}")
-    if start > end:
+    if int(start) > int(end):  # same version: checked above
         raise config_error(f"{key}.rangeStart", str(start), f"is after rangeEnd {end}")
     return IpRange(subnet=subnet, start=start, end=end, gateway=gateway)
 
@@ -137,9 +138,11 @@ class HostLocalConfig:
             )
         routes = []
         for k, r in enumerate(ipam.get("routes") or []):
-            if not isinstance(r, dict) or not isinstance(r.get("dst"), str):
-                raise config_error(f"ipam.routes[{k}]", r, "needs a string 'dst'")
-            routes.append(Route(dst=r["dst"], gw=str(r.get("gw") or "")))
+            try:  # with the spec 1.1 keys (priority, table...), which the result carries on
+                routes.append(route_from_json(r))
+            except CniError as e:
+                raise config_error(f"ipam.routes[{k}]", r, e.msg.removeprefix(
+                    "cannot decode result: ")) from None
         data_dir = ipam.get("dataDir") or default_data_dir
         if not isinstance(data_dir, str | Path):
             raise config_error("ipam.dataDir", data_dir, "must be a string")

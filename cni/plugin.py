@@ -1,8 +1,11 @@
 """Verb handlers: pick an attachment mode, keep the state store, run GC and STATUS.
 
-Modes (VF, DPDK, fallback) live in their own modules and implement :class:`Mode`; they are
-looked up by name in :data:`MODE_REGISTRY` (imported lazily, so pyroute2 is only loaded when a
-mode needs netlink). See docs/cni.md "Writing a mode" for the contract.
+Modes (VF, DPDK, fallback) live in their own modules and implement :class:`cni.mode.Mode`
+(the typed contract, with :class:`cni.mode.AttachmentContext`); they are looked up by name in
+:data:`MODE_REGISTRY` (imported lazily, so pyroute2 is only loaded when a mode needs netlink).
+A mode owns its IPAM (ADD, rollback, DEL, CHECK); the plugin never calls IPAM for an
+attachment, only to release a reservation that has no attachment record and for GC/STATUS.
+See docs/cni.md "Writing a mode" for the contract.
 """
 
 from __future__ import annotations
@@ -11,66 +14,23 @@ import contextlib
 import dataclasses
 import importlib
 import logging
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from cni import recovery, trace
 from cni.errors import CniCode, CniError, from_exception
 from cni.ipam import IpamRunner
+from cni.mode import AttachmentContext, Mode, require_netns
 from cni.netconf import NetConf
 from cni.protocol import CmdArgs, Result
 from cni.record import AttachmentMode, AttachmentRecord, Journal, NetnsId
 from cni.state import StateStore, boottime_ns
 from sriov.types import PciAddress
 
+__all__ = ["MODE_REGISTRY", "AttachmentContext", "Mode", "Plugin", "load_mode", "register_mode",
+           "require_netns"]
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class AttachmentContext:
-    """Everything a mode needs for one attachment. ``netlink()``/``host()`` are lazy getters."""
-
-    args: CmdArgs
-    conf: NetConf
-    state: StateStore
-    ipam: IpamRunner
-    netlink: Callable[[], Any]
-    """Returns the (warm, shared) ``sriov.netlink.Netlink``; opened on first call."""
-    host: Callable[[], Any]
-    """Returns the ``sriov.host.Host`` (sysfs reader + VF admin) for this node."""
-    log: logging.LoggerAdapter[logging.Logger]
-    device_id: PciAddress | None = None
-    """The VF of this attachment (from the netconf or pod-resources); None for fallback."""
-    record: AttachmentRecord | None = None
-    """DEL/CHECK/GC: the stored record (the netns in ``args`` is the one DEL may act in)."""
-    journal: Journal | None = None
-    """ADD: the writer of this attachment's record (mode parts staged/saved through it)."""
-    faults: Callable[[str], None] = lambda step: None
-    """Fault-injection seam: modes call ``faults("<step>")`` before each ADD step (tests raise)."""
-
-
-def require_netns(netns: str) -> str:
-    """``CNI_NETNS`` as given, after checking it exists (ADD and CHECK need a live pod netns)."""
-    if not netns or not os.path.exists(netns):
-        raise CniError(CniCode.INVALID_NETNS, f"CNI_NETNS {netns!r} does not exist")
-    return netns
-
-
-class Mode(Protocol):
-    def add(self, ctx: AttachmentContext) -> Result:
-        """Create the attachment (mode runs ``ctx.ipam.add`` itself and rolls back on failure).
-
-        For a device-backed attachment the plugin holds ``ctx.state.vf_lock(ctx.device_id)``."""
-
-    def delete(self, ctx: AttachmentContext) -> None:
-        """Undo ADD best-effort; succeed when things are already gone (netns gone/empty).
-
-        IPAM DEL is done by the plugin before this is called, under the same VF lock as ADD."""
-
-    def check(self, ctx: AttachmentContext) -> None:
-        """Verify the attachment against ``ctx.conf.prev_result`` (IPAM CHECK already done)."""
 
 
 MODE_REGISTRY: dict[str, str] = {
@@ -168,11 +128,7 @@ class Plugin:
         from sriov.errors import DeviceNotFoundError
         from sriov.types import DriverKind
 
-        host = self.host_factory()
-        vf = host.sysfs.vf(device)  # the driver link is always current: no refresh needed
-        if vf.driver_kind not in (DriverKind.VFIO, DriverKind.UIO, DriverKind.KERNEL):
-            host.refresh()  # an emulated tree learns where VF netdevs are only on refresh
-            vf = host.sysfs.vf(device)
+        vf = self.host_factory().sysfs.vf(device)
         if vf.driver_kind in (DriverKind.VFIO, DriverKind.UIO):
             return "dpdk"
         if vf.netdev or vf.driver_kind is DriverKind.KERNEL:
@@ -261,11 +217,10 @@ class Plugin:
 
     @staticmethod
     def _undo(mode: Mode, ctx: AttachmentContext) -> None:
-        for step in (lambda: ctx.ipam.delete(ctx.conf, ctx.args), lambda: mode.delete(ctx)):
-            try:
-                step()
-            except Exception as e:
-                log.error("rollback step failed: %s", from_exception(e))
+        try:
+            mode.delete(ctx)  # IPAM DEL included
+        except Exception as e:
+            log.error("rollback failed: %s", from_exception(e))
 
     def delete(self, args: CmdArgs, conf: NetConf) -> None:
         """Undo the attachment from its own record, in the netns the record names.
@@ -292,12 +247,13 @@ class Plugin:
 
     def _remove(self, state: StateStore, args: CmdArgs, conf: NetConf,
                 record: AttachmentRecord) -> None:
-        """IPAM release, mode cleanup, record removal: DEL and GC (attachment lock held)."""
+        """Mode cleanup (IPAM release included), record removal: DEL and GC (attachment lock
+        held)."""
         with self._device_lock(state, record.device_id):
             if state.path_of(*record.key).exists():  # a reclaim may have changed it meanwhile
                 record = recovery.load_or_quarantine(state, args) or record
             ctx = self._ctx(args, conf, record=record, device_id=record.device_id)
-            ctx.ipam.delete(conf, args)  # on error the record stays so a retry can finish
+            # the mode releases IPAM first; on error the record stays so a retry can finish
             with trace.step(f"{record.mode}.delete"):
                 load_mode(str(record.mode)).delete(ctx)
             state.delete(*record.key)
@@ -314,8 +270,7 @@ class Plugin:
                     f"no attachment {args.container_id}/{args.ifname} on this node",
                 )
             ctx = self._ctx(args, conf, record=record, device_id=record.device_id)
-            ctx.ipam.check(conf, args)
-            load_mode(str(record.mode)).check(ctx)
+            load_mode(str(record.mode)).check(ctx)  # IPAM CHECK included
 
     def gc(self, args: CmdArgs, conf: NetConf) -> None:
         """Remove attachments of this network that are not in ``cni.dev/valid-attachments``.
@@ -388,7 +343,7 @@ class Plugin:
             fallback is not None
             and not (self.sysfs_root / "sys/class/net" / fallback.master).exists()
         ):
-            missing.append(f"fallback master {conf.fallback.master}")
+            missing.append(f"fallback master {fallback.master}")
         if missing:
             raise CniError(
                 CniCode.NOT_AVAILABLE, "plugin not available", "missing: " + ", ".join(missing)

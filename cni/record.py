@@ -85,8 +85,8 @@ class VfPart:
             index = raw["vfIndex"]
             if isinstance(index, bool) or not isinstance(index, int) or index < 0:
                 raise DamagedRecord(f"VF record has a bad 'vfIndex' {index!r}")
-            return cls(pf=raw["pf"], vf_index=index,
-                       pf_state=vf_pf.state_from_json(raw["pfState"]) if raw.get("pfState") else None,
+            pf_state = vf_pf.state_from_json(raw["pfState"]) if raw.get("pfState") else None
+            return cls(pf=raw["pf"], vf_index=index, pf_state=pf_state,
                        netdev=vf_netdev.NetdevSnapshot.from_json(raw["hostNetdev"])
                        if raw.get("hostNetdev") else None,
                        released=bool(raw.get("released")))

@@ -25,8 +25,8 @@ import sys
 TYPE_CHECKING = False  # avoids importing typing (start-up cost); mypy treats it as True
 
 if TYPE_CHECKING:
+    from _socket import socket as Socket
     from collections.abc import Mapping, Sequence
-    from socket import socket as Socket
 
 DEFAULT_SOCKET = "/run/sriov-k8s/cni-agent.sock"
 SOCKET_ENV = "SRIOV_CNI_AGENT_SOCKET"
@@ -39,13 +39,15 @@ _NO_AGENT = frozenset({2, 111, 20})  # ENOENT, ECONNREFUSED, ENOTDIR
 def encode_env(env: "Mapping[str, str] | Mapping[bytes, bytes]") -> bytes:
     """``CNI_*`` and ``PATH`` as ``KEY=VALUE\\0`` pairs (``str`` or ``bytes`` environments)."""
     if isinstance(next(iter(env), ""), bytes):  # posix.environ: no decoding round trip
+        raw: Mapping[bytes, bytes] = env  # type: ignore[assignment]
         return b"\0".join(
             k + b"=" + v
-            for k, v in env.items()
-            if k.startswith(b"CNI_") or k in _FORWARDED_ENV_BYTES  # type: ignore[arg-type]
+            for k, v in raw.items()
+            if k.startswith(b"CNI_") or k in _FORWARDED_ENV_BYTES
         )
-    items = (f"{k}={v}" for k, v in env.items() if k.startswith("CNI_") or k in FORWARDED_ENV)
-    return "\0".join(items).encode("utf-8", "surrogateescape")  # type: ignore[arg-type]
+    text: Mapping[str, str] = env  # type: ignore[assignment]
+    items = (f"{k}={v}" for k, v in text.items() if k.startswith("CNI_") or k in FORWARDED_ENV)
+    return "\0".join(items).encode("utf-8", "surrogateescape")
 
 
 def decode_env(data: bytes) -> "dict[str, str]":

@@ -105,7 +105,9 @@ def boottime_ns() -> int:
 
 
 class StateStore:
-    def __init__(self, root: Path = DEFAULT_STATE_DIR, *, faults: WriteFaults | None = None) -> None:
+    def __init__(
+        self, root: Path = DEFAULT_STATE_DIR, *, faults: WriteFaults | None = None
+    ) -> None:
         self.root = Path(root)
         self.faults = faults
         """Test seam called before each file write with the step ``write-record-pending``,
@@ -185,7 +187,7 @@ class StateStore:
 
     def sweep_tmp(self) -> list[Path]:
         """Remove ``.<name>.tmp<pid>`` leftovers of writers that died (GC and agent start)."""
-        removed = []
+        removed: list[Path] = []
         if not self.root.is_dir():
             return removed
         for path in self.root.rglob(f".*{TMP_MARK}*"):
@@ -371,7 +373,7 @@ def _flock(path: Path, timeout: float, what: str) -> Iterator[int]:
                     if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                         raise
                     if time.monotonic() >= deadline:
-                        raise VfBusyError(what, f"lock held by another verb for {timeout:g}s") from e
+                        raise VfBusyError(what, f"held by another verb for {timeout:g}s") from e
                     time.sleep(LOCK_POLL_INTERVAL)
             try:
                 current = os.stat(path)

@@ -7,9 +7,9 @@ import logging
 from typing import Any
 
 from cni.errors import CniCode, CniError
-from cni.plugin import AttachmentContext, require_netns
+from cni.mode import AttachmentContext, require_netns
 from cni.record import AttachmentRecord
-from sriov.types import VfSettings
+from sriov.types import IfName, VfSettings
 from sriov.vfadmin import VfAdmin, diff
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def _our_ips(ctx: AttachmentContext, ifname: str) -> list[str]:
 def check_pf_settings(admin: VfAdmin, wanted: VfSettings, record: AttachmentRecord) -> None:
     """The PF-side settings the config asks for still hold (``vfadmin.diff``)."""
     assert record.vf is not None
-    current = admin.read(record.vf.pf, record.vf.vf_index)
+    current = admin.read(IfName(record.vf.pf), record.vf.vf_index)
     mismatches = diff(wanted, current)
     if mismatches:
         raise CniError(CniCode.VF_SETTING, f"VF {record.device_id} settings changed since ADD",

@@ -15,10 +15,10 @@ from typing import Any
 
 from cni import recovery, vf_netdev, vf_pf
 from cni.errors import CniCode, CniError
-from cni.plugin import AttachmentContext
+from cni.mode import AttachmentContext
 from cni.record import AttachmentRecord, VfPart
 from sriov.errors import DeviceNotFoundError, VfBusyError
-from sriov.types import DriverKind, VfSetting, VfState
+from sriov.types import DriverKind, IfName, VfSetting, VfState
 
 log = logging.getLogger(__name__)
 NETNS_TEARDOWN_TIMEOUT = 10.0
@@ -50,27 +50,28 @@ def restore_vf(nl: Any, host: Any, record: AttachmentRecord, netns: str) -> None
     current = _bring_home(nl, host, record, netns) if snap is not None else None
     if vf.pf_state is not None:
         try:
-            vf_pf.restore(host.vf_admin, vf.pf, vf.vf_index,
+            vf_pf.restore(host.vf_admin, IfName(vf.pf), vf.vf_index,
                           vf_pf.before_netdev_restore(vf.pf_state, snap.mac if snap else None))
         except DeviceNotFoundError as e:
             log.warning("VF %s: PF-side settings not restored: %s", record.device_id, e)
     if snap is None:
         return  # DPDK mode: nothing on the netdev side
     if current is None:
-        log.warning("VF %s has no netdev in the host netns; netdev side left as is", record.device_id)
+        log.warning(
+            "VF %s has no netdev in the host netns; netdev side left as is", record.device_id
+        )
     else:
         vf_netdev.restore_in_host(nl, current, snap)
     if vf.pf_state is not None:
         # a VF driver reports the MAC it now wears to the PF (igb then shows it as the VF's MAC
         # where the snapshot shows none): put the PF-side MAC back once more, after the netdev
         _restore_pf_mac(host, record, vf.pf_state)
-    host.refresh()
 
 
 def _restore_pf_mac(host: Any, record: AttachmentRecord, pf_state: VfState) -> None:
     vf = vf_part(record)
     try:
-        vf_pf.restore(host.vf_admin, vf.pf, vf.vf_index, pf_state, (VfSetting.MAC,))
+        vf_pf.restore(host.vf_admin, IfName(vf.pf), vf.vf_index, pf_state, (VfSetting.MAC,))
     except DeviceNotFoundError as e:
         log.warning("VF %s: PF-side MAC not restored: %s", record.device_id, e)
 
@@ -79,12 +80,14 @@ def _bring_home(nl: Any, host: Any, record: AttachmentRecord, netns: str) -> str
     """The VF netdev's name in the host netns after moving it there if needed (None: not found)."""
     assert record.device_id is not None
     if netns and os.path.exists(netns):
-        in_pod = vf_netdev.find(nl, netns, record.ifname, vf_netdev.temp_name(record.device_id))
+        in_pod = vf_netdev.find_link(nl, netns, record.ifname,
+                                     vf_netdev.temp_name(record.device_id))
         if in_pod is not None:
-            return vf_netdev.move_to_host(nl, in_pod, netns, vf_netdev.host_temp_name())
+            snap = vf_part(record).netdev
+            assert snap is not None  # only called for a record with a netdev snapshot
+            return vf_netdev.move_to_host(nl, in_pod, netns, snap.name)
     deadline = time.monotonic() + NETNS_TEARDOWN_TIMEOUT
     while True:
-        host.refresh()
         try:
             current = host.sysfs.vf_netdev(record.device_id)
             if current is not None:
@@ -97,20 +100,31 @@ def _bring_home(nl: Any, host: Any, record: AttachmentRecord, netns: str) -> str
             return None  # DEL must still succeed and drop the record
         if time.monotonic() >= deadline:
             return None
-        time.sleep(POLL_INTERVAL)  # netns teardown is asynchronous in the kernel; poll to a deadline
+        time.sleep(
+            POLL_INTERVAL
+        )  # netns teardown is asynchronous in the kernel; poll to a deadline
 
 
-def reclaim_if_stale(ctx: AttachmentContext, pci: str) -> None:
+def reclaim_if_stale(ctx: AttachmentContext, pci: str) -> bool:
     """Refuse a VF a live attachment owns; restore and take over one whose netns is gone.
+
+    Returns True when it took the VF over from a stale owner (its netdev may have a new name).
 
     Call with the VF lock held. The stale attachment's record stays (its late DEL releases its
     IPAM) but is marked ``released`` so that DEL never touches the VF again (sriov-cni #219).
     """
     owner = ctx.state.owner(pci)
     args = ctx.args
-    if owner is None or (owner.get("containerID"), owner.get("ifname")) == (args.container_id, args.ifname):
-        return
-    cid, ifname, netns = str(owner.get("containerID")), str(owner.get("ifname")), str(owner.get("netns") or "")
+    if owner is None or (owner.get("containerID"), owner.get("ifname")) == (
+        args.container_id,
+        args.ifname,
+    ):
+        return False
+    cid, ifname, netns = (
+        str(owner.get("containerID")),
+        str(owner.get("ifname")),
+        str(owner.get("netns") or ""),
+    )
     if netns and os.path.exists(netns):
         raise VfBusyError(pci, f"in use by container {cid} interface {ifname} (netns {netns})")
     ctx.log.info("VF %s: owner %s/%s is stale (netns %s gone); restoring and reclaiming it",
@@ -123,3 +137,4 @@ def reclaim_if_stale(ctx: AttachmentContext, pci: str) -> None:
             ctx.state.save(dataclasses.replace(
                 record, vf=dataclasses.replace(record.vf, released=True)))
     ctx.state.clear_owner(pci, cid, ifname)
+    return True

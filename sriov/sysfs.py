@@ -186,14 +186,14 @@ class SysfsReader:
                     skip(e.path, e.reason)
         for name in others:
             if name not in claimed:
-                reason = self._orphan_reason(name, failed_pfs, {p.address for p in pfs})
-                if reason:
-                    skip(os.path.join(self.devices_dir, name), reason)
+                orphan = self._orphan_reason(name, failed_pfs, {p.address for p in pfs})
+                if orphan:
+                    skip(os.path.join(self.devices_dir, name), orphan)
         return Inventory(pfs=tuple(pfs), vfs=tuple(vfs), skipped=tuple(skipped))
 
     # ---------------------------------------------------------------- lookups
     def pf(self, address: str) -> PhysicalFunction:
-        """The SR-IOV PF at ``address``; :class:`DeviceNotFoundError` with a hint if it is not one."""
+        """The SR-IOV PF at ``address``; :class:`DeviceNotFoundError` with a hint if not one."""
         return self._pf_with_map(address)[0]
 
     def vf(self, address: str) -> VirtualFunction:

@@ -64,11 +64,13 @@ def leases(emu: Emu) -> list[str]:
 
 
 def without_ifindex(snap: tuple[str, Any]) -> tuple[str, Any]:
-    """The emulation recreates a VF's veth when its netns dies (new ifindex); the kernel does not."""
+    """The emulation recreates a VF's veth when its netns dies (new ifindex); a kernel does not."""
     return re.sub(r"^\d+: ", "", snap[0]), snap[1]
 
 
-def assert_clean(emu: Emu, snap: tuple[str, Any], index: int = 0, *, same_ifindex: bool = True) -> None:
+def assert_clean(
+    emu: Emu, snap: tuple[str, Any], index: int = 0, *, same_ifindex: bool = True
+) -> None:
     if same_ifindex:
         assert before(emu, index) == snap
     else:
@@ -191,7 +193,9 @@ def test_link_state_on_x710(tmp_path: Path, ns: str) -> None:
         gen.close()
 
 
-def test_log_file_gets_the_log_and_stdout_only_the_result(emu: Emu, ns: str, tmp_path: Path) -> None:
+def test_log_file_gets_the_log_and_stdout_only_the_result(
+    emu: Emu, ns: str, tmp_path: Path
+) -> None:
     log_file = tmp_path / "sriov.log"
     conf = emu.conf(emu.vf(0).address, logLevel="debug", logFile=str(log_file))
     add = emu.call("ADD", conf, "c1", ns)
@@ -203,7 +207,9 @@ def test_log_file_gets_the_log_and_stdout_only_the_result(emu: Emu, ns: str, tmp
 
 
 @pytest.mark.parametrize("where", ["runtimeConfig", "pciBusID", "cni_args_mac"])
-def test_device_and_mac_from_runtime_config_multus_and_cni_args(emu: Emu, ns: str, where: str) -> None:
+def test_device_and_mac_from_runtime_config_multus_and_cni_args(
+    emu: Emu, ns: str, where: str
+) -> None:
     snap = before(emu)
     pci = emu.vf(0).address
     mac = "02:00:00:00:aa:07"
@@ -286,7 +292,9 @@ def test_add_on_existing_ifname_is_refused_and_leaves_it(emu: Emu, ns: str) -> N
 # ------------------------------------------------------------------ rollback
 
 @pytest.mark.parametrize("step", ADD_STEPS)
-def test_injected_failure_at_each_add_step_rolls_back_everything(emu: Emu, ns: str, step: str) -> None:
+def test_injected_failure_at_each_add_step_rolls_back_everything(
+    emu: Emu, ns: str, step: str
+) -> None:
     snap = before(emu)
 
     def fail(at: str) -> None:
@@ -319,7 +327,9 @@ def test_concurrent_adds_on_different_vfs_get_distinct_ips(emu: Emu) -> None:
             t.start()
         for t in threads:
             t.join()
-        assert all(r.rc == 0 for r in replies.values()), [r.stdout + r.stderr for r in replies.values()]
+        assert all(r.rc == 0 for r in replies.values()), [
+            r.stdout + r.stderr for r in replies.values()
+        ]
         ips = {r.out["ips"][0]["address"] for r in replies.values()}
         assert len(ips) == 2
         for i in (0, 1):
@@ -519,7 +529,9 @@ def test_concurrent_adds_as_processes(emu: Emu) -> None:
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   env=emu.env("ADD", f"p{i}", netns_path(names[i])))
                  for i in (0, 1)]
-        outs = [p.communicate(json.dumps(confs[i]).encode(), timeout=60)[0] for i, p in enumerate(procs)]
+        outs = [
+            p.communicate(json.dumps(confs[i]).encode(), timeout=60)[0] for i, p in enumerate(procs)
+        ]
         assert [p.returncode for p in procs] == [0, 0], outs
         ips = {json.loads(o)["ips"][0]["address"] for o in outs}
         assert len(ips) == 2
@@ -529,3 +541,45 @@ def test_concurrent_adds_as_processes(emu: Emu) -> None:
         for n in names:
             del_netns(n)
     assert leases(emu) == []
+
+
+def test_vf_netdev_with_altnames_moves_under_a_temp_name_and_gets_them_back(
+    emu: Emu, ns: str
+) -> None:
+    """An altname equal to CNI_IFNAME (udev/systemd naming, sriov-cni #445) must not break the
+    rename in the pod; DEL gives the VF its altnames back."""
+    vf = emu.vf(0)
+    subprocess.run(
+        ["ip", "link", "property", "add", "dev", vf.netdev, "altname", "net1"], check=True
+    )
+    subprocess.run(["ip", "link", "property", "add", "dev", vf.netdev, "altname", "st-alt-vf0"],
+                   check=True)
+    snap = before(emu)
+    conf = emu.conf(vf.address)
+    add = emu.call("ADD", conf, "c1", ns)
+    assert add.rc == 0, add.stdout
+    pod = link_show("net1", Path(ns).name)
+    assert "altname" not in pod  # dropped in the pod: net1 is its name, nothing else
+    dele = emu.call("DEL", {**conf, "prevResult": add.out}, "c1", ns)
+    assert dele.rc == 0, dele.stdout
+    assert_clean(emu, snap)
+    assert "altname net1" in snap[0] and "altname st-alt-vf0" in snap[0]
+
+
+def test_routes_keep_priority_and_table_in_the_pod(emu: Emu, ns: str) -> None:
+    """VF mode configures IPAM routes as the fallback mode does: metric and table included."""
+    vf = emu.vf(0)
+    conf = emu.conf(vf.address, "1.1.0")
+    conf["ipam"]["routes"] = [{"dst": "10.99.0.0/16", "priority": 77},
+                              {"dst": "10.98.0.0/16", "table": 100}]
+    add = emu.call("ADD", conf, "c1", ns)
+    assert add.rc == 0, add.stdout
+    try:
+        routes = json.loads(subprocess.run(
+            ["ip", "-n", Path(ns).name, "-j", "route", "show", "table", "all"],
+            capture_output=True, text=True, check=True).stdout)
+        by_dst = {(r["dst"], r.get("table", "main")): r for r in routes}
+        assert by_dst[("10.99.0.0/16", "main")].get("metric") == 77
+        assert ("10.98.0.0/16", "100") in by_dst
+    finally:
+        assert emu.call("DEL", {**conf, "prevResult": add.out}, "c1", ns).rc == 0

@@ -45,12 +45,14 @@ class FakeMode:
         )
 
     def delete(self, ctx: AttachmentContext) -> None:
+        ctx.ipam.delete(ctx.conf, ctx.args)  # a mode owns its IPAM (cni.mode.Mode)
         vf = ctx.record.vf if ctx.record else None
         self.calls.append(("delete", ctx.args.container_id, f"vf {vf.vf_index if vf else None}"))
         if self.fail_delete:
             raise RuntimeError("cannot reset VF")
 
     def check(self, ctx: AttachmentContext) -> None:
+        ctx.ipam.check(ctx.conf, ctx.args)
         self.calls.append(("check", ctx.args.container_id, ""))
 
 
