@@ -286,7 +286,7 @@ class Plugin:
         state.sweep_attachment_locks()
         valid = {(a.container_id, a.ifname) for a in conf.valid_attachments or ()}
         failures: list[CniError] = []
-        for record, recovered in recovery.gc_candidates(state, conf.name):
+        for record, recovered in recovery.gc_candidates(state, conf, self.netlink_factory):
             if record.key in valid:
                 continue
             cid, ifname = record.key

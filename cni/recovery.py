@@ -12,14 +12,16 @@ See docs/reliability.md "Threats and guarantees".
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from cni.errors import CniCode, CniError
 from cni.netconf import NetConf
-from cni.protocol import CmdArgs
+from cni.protocol import CmdArgs, Command
 from cni.record import AttachmentMode, AttachmentRecord, DamagedRecord, FallbackPart, NetnsId
 from cni.state import StateStore
 
@@ -108,7 +110,7 @@ def load_or_recover(state: StateStore, args: CmdArgs, conf: NetConf,
         record = state.load(args.container_id, args.ifname)
         if record is not None:
             return record
-        damaged = False
+        damaged = state.was_quarantined(args.container_id, args.ifname)  # by a GC, say
     except DamagedRecord as e:
         state.quarantine(state.path_of(args.container_id, args.ifname), str(e))
         damaged = True
@@ -139,15 +141,29 @@ def _fallback_from_pod(args: CmdArgs, conf: NetConf,
                             netns_id=NetnsId.of(args.netns), fallback=FallbackPart())
 
 
-def gc_candidates(state: StateStore, network: str) -> list[tuple[AttachmentRecord, bool]]:
-    """(record, recovered) of every attachment of ``network``; damaged records quarantined.
+def gc_candidates(state: StateStore, conf: NetConf,
+                  netlink: Callable[[], Any]) -> list[tuple[AttachmentRecord, bool]]:
+    """(record, recovered) of every attachment of the network; damaged records quarantined.
 
-    A damaged record's attachment comes back from its VF owner record (recovered=True).
+    A damaged record's attachment comes back from its VF owner record, or - a fallback one,
+    when the damaged JSON still names its attachment, network and netns - from the pod
+    (recovered=True). A record too broken for either waits for the runtime's DEL.
     """
+    network = conf.name
     records, damaged = state.list_attachments()
-    for path, reason in damaged:
-        state.quarantine(path, reason)
     out = [(r, False) for r in records if r.network == network]
+    for path, reason in damaged:
+        salvaged = _salvage(path)
+        state.quarantine(path, reason)
+        if salvaged is None or salvaged[2] != network:
+            continue
+        cid, ifname, _network, netns = salvaged
+        if owner_copy(state, cid, ifname) is not None:
+            continue  # found below, with the VF's exact snapshot
+        args = CmdArgs(command=Command.DEL, container_id=cid, ifname=ifname, netns=netns)
+        found = _fallback_from_pod(args, conf, netlink)
+        if found is not None:
+            out.append((found, True))
     stored = {r.key for r in records}
     for bdf, owner in state.owners():
         key = (owner.get("containerID", ""), owner.get("ifname", ""))
@@ -159,9 +175,26 @@ def gc_candidates(state: StateStore, network: str) -> list[tuple[AttachmentRecor
     return out
 
 
+def _salvage(path: Path) -> tuple[str, str, str, str] | None:
+    """(containerID, ifname, network, netns) of a damaged record whose JSON still parses."""
+    try:
+        raw = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(raw, dict):
+        return None
+    fields = tuple(raw.get(k) for k in ("containerID", "ifname", "network", "netns"))
+    if not all(isinstance(f, str) and f for f in fields[:3]) or not isinstance(fields[3], str):
+        return None
+    if path.name != f"{fields[0]}-{fields[1]}":
+        return None
+    return fields  # type: ignore[return-value]
+
+
 def still_owned(state: StateStore, record: AttachmentRecord) -> bool:
-    """A recovered attachment is still to be cleaned: its owner record still names it."""
+    """A recovered attachment is still to be cleaned: its owner record (VF) or its link in
+    the pod (fallback) is still there."""
     if record.device_id is None:
-        return False
+        return record.mode is AttachmentMode.FALLBACK
     owner = state.owner(record.device_id)
     return owner is not None and (owner.get("containerID"), owner.get("ifname")) == record.key

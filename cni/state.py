@@ -166,6 +166,12 @@ class StateStore:
         log.error("damaged attachment record %s (%s): moved to %s", path, reason, target)
         return target
 
+    def was_quarantined(self, container_id: str, ifname: str) -> bool:
+        """Whether a damaged record of this attachment was moved aside (by a GC, say)."""
+        directory = self.root / "quarantine"
+        prefix = attachment_key(container_id, ifname) + "."
+        return directory.is_dir() and any(p.name.startswith(prefix) for p in directory.iterdir())
+
     def list_attachments(self) -> tuple[list[AttachmentRecord], list[tuple[Path, str]]]:
         """(usable records, [(path, reason)] of damaged ones) of every stored attachment."""
         records: list[AttachmentRecord] = []
