@@ -129,14 +129,19 @@ def wait_until(what: str, predicate: Any, timeout: float = 30) -> None:
         time.sleep(0.02)
 
 
-def has_open(pid: int, path: Path) -> bool:
-    """Whether process ``pid`` (any thread) has ``path`` open: it waits on that lock file."""
+def open_count(pid: int, path: Path) -> int:
+    """How many fds of process ``pid`` (all threads) hold ``path`` open (lock holders/waiters)."""
+    count = 0
     with contextlib.suppress(OSError):
         for fd in Path(f"/proc/{pid}/fd").iterdir():
             with contextlib.suppress(OSError):
-                if os.readlink(fd) == str(path):
-                    return True
-    return False
+                count += os.readlink(fd) == str(path)
+    return count
+
+
+def has_open(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` (any thread) has ``path`` open: it waits on that lock file."""
+    return open_count(pid, path) > 0
 
 
 def stopped(pid: int) -> bool:

@@ -24,6 +24,7 @@ from tests.reliability.del_harness import (
     finish,
     flock_held,
     has_open,
+    open_count,
     maybe_agent,
     stopped,
     wait_until,
@@ -55,6 +56,12 @@ def test_del_while_add_waits_for_the_vf_leaves_nothing(vf_rig: Rig, pod: str) ->
         waiter = rig.agent_pid or add.pid  # type: ignore[attr-defined]
         wait_until("the ADD waits on the VF lock", lambda: has_open(waiter, vf_lock))
         delete = rig.start("DEL", c, pod, conf=no_device)
+        # the DEL has returned (it did not wait for the ADD) or waits behind the ADD on the
+        # attachment lock (in the agent, a second fd on it: the ADD holds the first)
+        att_lock = rig.node.state_dir / "attach_lock" / f"{c}-net1.lock"
+        del_waiter, held_by_add = (rig.agent_pid, 1) if rig.agent_pid else (delete.pid, 0)
+        wait_until("the DEL returned or waits for the ADD", lambda: delete.poll() is not None
+                   or open_count(del_waiter, att_lock) > held_by_add)
     added, deleted = finish(add), finish(delete)
     assert deleted.rc == 0, deleted.stdout
     assert added.rc in (0, 1), added.stdout  # either order is fine; what is left is not
