@@ -24,8 +24,8 @@ from tests.reliability.del_harness import (
     finish,
     flock_held,
     has_open,
-    open_count,
     maybe_agent,
+    open_count,
     stopped,
     wait_until,
 )
