@@ -96,18 +96,26 @@ def test_del_ignores_an_unusable_prev_result(rig: Rig, pod: str) -> None:
 
 
 # ----------------------------------------------------------------- item 2: state writes
+def _small_tmpfs(directory: Path) -> Iterator[Path]:
+    """``directory`` on a real 256 KiB tmpfs (filled up by the test)."""
+    require_root()
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "st-full",
+                    str(directory)], check=True, capture_output=True)
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], check=False, capture_output=True)
+
+
 @pytest.fixture
 def small_state(node: Node) -> Iterator[Path]:
-    """The state dir on a real 256 KiB tmpfs (filled up by the test)."""
-    require_root()
-    state = node.state_dir
-    state.mkdir(mode=0o700, parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "st-state", str(state)],
-                   check=True, capture_output=True)
-    try:
-        yield state
-    finally:
-        subprocess.run(["umount", "-l", str(state)], check=False, capture_output=True)
+    yield from _small_tmpfs(node.state_dir)
+
+
+@pytest.fixture
+def small_ipam(node: Node) -> Iterator[Path]:
+    yield from _small_tmpfs(node.ipam_dir)
 
 
 def _fill(directory: Path, leave: int) -> Path:
@@ -145,4 +153,19 @@ def test_io_error_on_a_state_write_fails_add_and_rolls_back(node: Node, pod: str
     add = rig.call("ADD", cid(), pod, SRIOV_CNI_FAULT=f"{step}:eio")
     assert add.rc == 1 and add.out and add.out["code"] == 105, add.stdout
     assert "I/O error" in add.out.get("details", "") or "injected" in add.out.get("details", "")
+    assert rig.leftovers(pod, vf_before) == []
+
+
+def test_full_lease_disk_fails_add_and_rolls_back(node: Node, pod: str, small_ipam: Path) -> None:
+    """A host-local lease cut short (container ID truncated) would never be released by DEL."""
+    rig = Rig(node, "vf", "standalone", node.tmp / "agent.sock")
+    vf_before = node.vf_view(0)
+    c = cid()
+    assert rig.call("ADD", c, pod).rc == 0  # the network's lease dir exists
+    assert rig.call("DEL", c, pod).rc == 0
+    filler = _fill(small_ipam, 0)  # a new lease file gets created, its content not written
+    add = rig.call("ADD", cid(), pod)
+    assert add.rc == 1 and add.out and add.out["code"] == 104, add.stdout
+    assert "cannot write a lease" in add.out["msg"]
+    filler.unlink()
     assert rig.leftovers(pod, vf_before) == []

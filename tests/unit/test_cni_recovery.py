@@ -65,8 +65,7 @@ def test_add_that_started_before_the_del_finished_is_late(tmp_path: Path) -> Non
     '{"cniVersion": "1.1.0", "interfaces": [{"name": "a", "mtu": 1e999}]}',
     '{"cniVersion": "1.1.0", "ips": "x"}', '"text"'])
 def test_unusable_prev_result_is_code_7_for_add_and_check_ignored_for_del(prev: str) -> None:
-    raw = ('{"cniVersion": "1.1.0", "name": "n", "type": "sriov", "prevResult": %s}'
-           % prev).encode()
+    raw = f'{{"cniVersion": "1.1.0", "name": "n", "type": "sriov", "prevResult": {prev}}}'.encode()
     for command in (Command.ADD, Command.CHECK):
         with pytest.raises(CniError) as e:
             NetConf.parse(raw, CmdArgs(command=command))
