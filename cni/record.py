@@ -233,6 +233,19 @@ def _upgrade_v1(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class VfOwner:
+    """Which attachment holds a VF (``<state>/pci/owner/<bdf>``)."""
+
+    container_id: str
+    ifname: str
+    netns: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.container_id, self.ifname
+
+
 class Journal:
     """The one writer of one attachment's record while ADD runs.
 

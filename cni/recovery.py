@@ -94,7 +94,7 @@ def load_or_quarantine(state: StateStore, args: CmdArgs) -> AttachmentRecord | N
 def owner_copy(state: StateStore, container_id: str, ifname: str) -> AttachmentRecord | None:
     """The copy of the attachment's record kept with the owner record of the VF it holds."""
     for bdf, owner in state.owners():
-        if (owner.get("containerID"), owner.get("ifname")) == (container_id, ifname):
+        if owner.key == (container_id, ifname):
             copy = state.owner_record(bdf)
             if copy is not None and copy.key == (container_id, ifname):
                 log.warning("attachment %s/%s recovered from the owner record of VF %s",
@@ -166,7 +166,7 @@ def gc_candidates(state: StateStore, conf: NetConf,
             out.append((found, True))
     stored = {r.key for r in records}
     for bdf, owner in state.owners():
-        key = (owner.get("containerID", ""), owner.get("ifname", ""))
+        key = owner.key
         if key in stored:
             continue
         copy = state.owner_record(bdf)
@@ -197,4 +197,4 @@ def still_owned(state: StateStore, record: AttachmentRecord) -> bool:
     if record.device_id is None:
         return record.mode is AttachmentMode.FALLBACK
     owner = state.owner(record.device_id)
-    return owner is not None and (owner.get("containerID"), owner.get("ifname")) == record.key
+    return owner is not None and owner.key == record.key

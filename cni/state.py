@@ -28,7 +28,7 @@ from typing import Any
 
 from cni.errors import CniCode, CniError
 from cni.protocol import CONTAINER_ID_RE
-from cni.record import AttachmentRecord, DamagedRecord
+from cni.record import AttachmentRecord, DamagedRecord, VfOwner
 from sriov import validate
 from sriov.errors import InvalidInputError, VfBusyError
 
@@ -288,12 +288,13 @@ class StateStore:
     def _owner_path(self, pci: str) -> Path:
         return self._dir("pci", "owner") / validate.pci_address(pci)
 
-    def owner(self, pci: str) -> dict[str, str] | None:
-        """``containerID``/``ifname``/``netns`` of the VF's owner (None: free or unreadable)."""
+    def owner(self, pci: str) -> VfOwner | None:
+        """The attachment holding the VF (None: free, or an unreadable owner record)."""
         raw = self._owner_raw(pci)
         if raw is None:
             return None
-        return {k: str(raw.get(k) or "") for k in ("containerID", "ifname", "netns")}
+        return VfOwner(str(raw.get("containerID") or ""), str(raw.get("ifname") or ""),
+                       str(raw.get("netns") or ""))
 
     def owner_record(self, pci: str) -> AttachmentRecord | None:
         """The copy of the owner's attachment record (recovers a damaged one), or None."""
@@ -314,7 +315,7 @@ class StateStore:
             return None
         return record if isinstance(record, dict) else None
 
-    def owners(self) -> list[tuple[str, dict[str, str]]]:
+    def owners(self) -> list[tuple[str, VfOwner]]:
         """(bdf, owner) of every VF owner record."""
         directory = self.root / "pci" / "owner"
         if not directory.is_dir():
@@ -344,13 +345,9 @@ class StateStore:
         current = self.owner(pci)
         if current is None:
             return False
-        if (current.get("containerID"), current.get("ifname")) != (container_id, ifname):
-            log.info(
-                "VF %s now owned by %s/%s; leaving its owner record",
-                pci,
-                current.get("containerID"),
-                current.get("ifname"),
-            )
+        if current.key != (container_id, ifname):
+            log.info("VF %s now owned by %s/%s; leaving its owner record",
+                     pci, current.container_id, current.ifname)
             return False
         with contextlib.suppress(FileNotFoundError):
             self._owner_path(pci).unlink()

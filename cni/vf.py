@@ -244,12 +244,9 @@ class VfMode:
             ctx.log.info("DEL: VF %s was reclaimed by a later attachment; leaving it", pci)
             return
         owner = ctx.state.owner(pci)
-        if owner and (owner.get("containerID"), owner.get("ifname")) != (
-            args.container_id,
-            args.ifname,
-        ):
+        if owner and owner.key != (args.container_id, args.ifname):
             ctx.log.warning("DEL: VF %s is now owned by %s/%s; not touching it (sriov-cni #219)",
-                            pci, owner.get("containerID"), owner.get("ifname"))
+                            pci, owner.container_id, owner.ifname)
             return
         try:
             restore_vf(ctx.netlink(), ctx.host(), record, netns)
@@ -266,8 +263,7 @@ class VfMode:
                            f"{ctx.args.ifname} is not complete on this node")
         assert record.device_id is not None
         owner = ctx.state.owner(record.device_id)
-        if not owner or (owner.get("containerID"), owner.get("ifname")) != (
-                ctx.args.container_id, ctx.args.ifname):
+        if not owner or owner.key != (ctx.args.container_id, ctx.args.ifname):
             raise CniError(CniCode.ATTACHMENT_CHANGED, f"VF {record.device_id} is no longer "
                            "owned by this attachment")
         host = ctx.host()

@@ -115,16 +115,9 @@ def reclaim_if_stale(ctx: AttachmentContext, pci: str) -> bool:
     """
     owner = ctx.state.owner(pci)
     args = ctx.args
-    if owner is None or (owner.get("containerID"), owner.get("ifname")) == (
-        args.container_id,
-        args.ifname,
-    ):
+    if owner is None or owner.key == (args.container_id, args.ifname):
         return False
-    cid, ifname, netns = (
-        str(owner.get("containerID")),
-        str(owner.get("ifname")),
-        str(owner.get("netns") or ""),
-    )
+    cid, ifname, netns = owner.container_id, owner.ifname, owner.netns
     if netns and os.path.exists(netns):
         raise VfBusyError(pci, f"in use by container {cid} interface {ifname} (netns {netns})")
     ctx.log.info("VF %s: owner %s/%s is stale (netns %s gone); restoring and reclaiming it",

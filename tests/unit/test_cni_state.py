@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cni.record import AttachmentMode, AttachmentRecord, DamagedRecord, VfPart
+from cni.record import AttachmentMode, AttachmentRecord, DamagedRecord, VfOwner, VfPart
 from cni.state import StateStore, boottime_ns
 from sriov.errors import InvalidInputError, VfBusyError
 
@@ -203,6 +203,6 @@ def test_late_del_does_not_clear_new_owner(tmp_path: Path) -> None:
     assert store.clear_owner(PCI, "old", "net1")
     store.set_owner(PCI, _record("new", netns="/run/netns/new"))
     assert not store.clear_owner(PCI, "old", "net1")  # the late DEL of the old pod
-    assert store.owner(PCI) == {"containerID": "new", "ifname": "net1", "netns": "/run/netns/new"}
+    assert store.owner(PCI) == VfOwner("new", "net1", "/run/netns/new")
     assert store.owner_record(PCI) == _record("new", netns="/run/netns/new")
     assert not store.clear_owner("0000:3b:02.2", "x", "net1")
