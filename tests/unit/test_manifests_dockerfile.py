@@ -81,7 +81,9 @@ def test_every_stage_uses_the_python_311_bookworm_base(instructions: list[Instru
     assert bases and all(b == BASE for b in bases)
 
 
-def test_final_image_installs_iproute2_and_cleans_apt_lists(instructions: list[Instruction]) -> None:
+def test_final_image_installs_iproute2_and_cleans_apt_lists(
+    instructions: list[Instruction],
+) -> None:
     runs = " && ".join(i.args for i in _final(instructions) if i.keyword == "RUN")
     assert "apt-get install -y --no-install-recommends iproute2" in runs
     assert "rm -rf /var/lib/apt/lists/*" in runs
