@@ -98,7 +98,7 @@ class Runtime:
     def _read_vf(self, device: PciAddress) -> VirtualFunction:
         from sriov.sysfs import SysfsReader  # sysfs only: the guard needs no netlink
 
-        return SysfsReader(self.sysfs_root).vf(device)
+        return SysfsReader(self.sysfs_root).device(device)  # a VF or a NIC (pooled alike)
 
     def _open_host(self) -> Any:
         from sriov.host import open_host

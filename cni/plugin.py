@@ -1,6 +1,6 @@
 """Verb handlers: pick an attachment mode, keep the state store, run GC and STATUS.
 
-Modes (VF, DPDK, fallback) live in their own modules and implement :class:`cni.mode.Mode`
+Modes (VF, DPDK, NIC, fallback) live in their own modules and implement :class:`cni.mode.Mode`
 (the typed contract, with :class:`cni.mode.AttachmentContext`); they are looked up by name in
 :data:`MODE_REGISTRY` (imported lazily, so pyroute2 is only loaded when a mode needs netlink).
 A mode owns its IPAM (ADD, rollback, DEL, CHECK); the plugin never calls IPAM for an
@@ -38,7 +38,9 @@ MODE_REGISTRY: dict[str, str] = {
     "vf": "cni.vf:VfMode",
     "dpdk": "cni.vf:DpdkMode",
     "fallback": "cni.fallback:FallbackMode",
+    "nic": "cni.nic:NicMode",
 }
+"""Mode name -> implementation; which mode serves a device is :mod:`cni.device_modes`."""
 _mode_cache: dict[str, Mode] = {}
 
 
@@ -70,7 +72,8 @@ def load_mode(name: str) -> Mode:
 DeviceLookup = Callable[[CmdArgs, NetConf, StateStore], PciAddress | None]
 """Finds the pod's allocated VF when the netconf has no deviceID (pod-resources)."""
 ModeOfDevice = Callable[[PciAddress], str]
-"""Tells ``vf`` or ``dpdk`` for a VF (raises DeviceNotFoundError when it is neither)."""
+"""The mode serving a device (:func:`cni.device_modes.mode_of`; raises DeviceNotFoundError
+for a device the CNI does not attach)."""
 ClaimCheck = Callable[[CmdArgs, NetConf, PciAddress], None]
 """Raises when the configured deviceID is allocated by kubelet to another pod (pod-resources)."""
 DeviceGuard = Callable[[PciAddress], None]
@@ -135,17 +138,12 @@ class Plugin:
         )
 
     def _mode_from_sysfs(self, device: PciAddress) -> str:
-        from sriov.errors import DeviceNotFoundError
-        from sriov.types import DriverKind
+        from cni.device_modes import mode_of
+        from sriov.sysfs import SysfsReader
 
-        vf = self.host_factory().sysfs.vf(device)
-        if vf.driver_kind in (DriverKind.VFIO, DriverKind.UIO):
-            return "dpdk"
-        if vf.netdev or vf.driver_kind is DriverKind.KERNEL:
-            return "vf"  # no netdev in the host: maybe in a pod; the VF mode tells busy/stale
-        raise DeviceNotFoundError(
-            "VF netdev", device, "VF has neither a netdev nor a DPDK driver bound"
-        )
+        # the device's class and driver link are all it needs and are always current: the
+        # plain reader, not the host's (which on an emulated host re-syncs netdev entries)
+        return mode_of(SysfsReader(self.sysfs_root).device(device))
 
     def select_mode(
         self, args: CmdArgs, conf: NetConf, state: StateStore

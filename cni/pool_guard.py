@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from cni.errors import CniCode, CniError
 from sriov.errors import PoolConfigError
-from sriov.types import Inventory, PciAddress, VirtualFunction
+from sriov.types import DeviceClass, Inventory, PciAddress, VirtualFunction
 
 if TYPE_CHECKING:  # sriov.pools is imported on first use: standalone runs without it stay fast
     from sriov.pools import PoolConfig
@@ -87,22 +87,31 @@ class PoolGuard:
     def check(self, device: PciAddress) -> None:
         """Return if a pool selects the VF ``device``; raise :class:`CniError` otherwise.
 
-        A deviceID that is not a VF (a PF, a missing device) raises the sysfs reader's
+        Any pool device the CNI can attach (a VF, a NIC without SR-IOV); a deviceID that is
+        none (a PF with VFs, a missing device) raises the sysfs reader's
         :class:`sriov.errors.DeviceNotFoundError` (code 100) as without a pool config.
         """
         from sriov.pools import select
 
         config = self.config()
         vf = self.read_vf(device)
-        selection = select(config, Inventory(pfs=(), vfs=(vf,)))
-        pool = selection.pool_of(vf.address)
+        inventory = (Inventory(pfs=(), vfs=(vf,)) if vf.device_class is DeviceClass.VF
+                     else Inventory(pfs=(), vfs=(), others=(vf,)))  # a NIC: pooled like one
+        selection = select(config, inventory)
+        pool = selection.pool_of(vf.id)
         if pool is not None:
             log.debug("deviceID %s is in pool %s", vf.address, pool)
             return
         names = ", ".join(p.resource_name for p in config.pools) or "none"
         raise CniError(
             CniCode.DEVICE_NOT_FOUND,
-            f"deviceID {vf.address} (VF {vf.index} of PF {vf.pf_netdev or vf.pf_address}) "
+            f"deviceID {vf.address} ({_describe(vf)}) "
             f"is not in any pool of {self.path} (pools: {names})",
-            selection.reasons.get(vf.address, "")[:2000],
+            selection.reasons.get(vf.id, "")[:2000],
         )
+
+
+def _describe(device: VirtualFunction) -> str:
+    if device.index >= 0 and device.pf_address != device.address:
+        return f"VF {device.index} of PF {device.pf_netdev or device.pf_address}"
+    return f"{device.device_class.value} {device.netdev or device.address}"

@@ -34,6 +34,7 @@ class AttachmentMode(enum.StrEnum):
     VF = "vf"
     DPDK = "dpdk"
     FALLBACK = "fallback"
+    NIC = "nic"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -127,6 +128,28 @@ class FallbackPart:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class NicPart:
+    """NIC mode: the whole NIC's netdev as it was in the host before ADD (the exact restore)."""
+
+    netdev: vf_netdev.NetdevSnapshot
+    released: bool = False
+    """The NIC was reclaimed by a later attachment (netns gone): DEL must not touch it."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"hostNetdev": self.netdev.to_json(), "released": self.released}
+
+    @classmethod
+    def from_json(cls, raw: Any) -> NicPart:
+        if not isinstance(raw, dict) or not raw.get("hostNetdev"):
+            raise DamagedRecord("NIC part has no 'hostNetdev'")
+        try:
+            return cls(netdev=vf_netdev.NetdevSnapshot.from_json(raw["hostNetdev"]),
+                       released=bool(raw.get("released")))
+        except (TypeError, ValueError) as e:
+            raise DamagedRecord(f"NIC record: {e}") from None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class AttachmentRecord:
     mode: AttachmentMode
     container_id: str
@@ -142,6 +165,7 @@ class AttachmentRecord:
     result: Result | None = None
     vf: VfPart | None = None
     fallback: FallbackPart | None = None
+    nic: NicPart | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -157,6 +181,7 @@ class AttachmentRecord:
             if self.result else None,
             "vf": self.vf.to_json() if self.vf else None,
             "fallback": self.fallback.to_json() if self.fallback else None,
+            **({"nic": self.nic.to_json()} if self.nic else {}),
         }
 
     @classmethod
@@ -183,14 +208,17 @@ class AttachmentRecord:
         if device is not None and not isinstance(device, str):
             raise DamagedRecord("record has a bad 'deviceID'")
         vf = VfPart.from_json(raw["vf"]) if raw.get("vf") is not None else None
-        if mode is not AttachmentMode.FALLBACK and (vf is None or not device):
+        if mode in (AttachmentMode.VF, AttachmentMode.DPDK) and (vf is None or not device):
             raise DamagedRecord(f"{mode} record lacks its VF (deviceID, pf, vfIndex)")
+        nic = NicPart.from_json(raw["nic"]) if raw.get("nic") is not None else None
+        if mode is AttachmentMode.NIC and not device:
+            raise DamagedRecord("nic record lacks its deviceID")
         fallback = FallbackPart.from_json(raw["fallback"]) if raw.get("fallback") else None
         return cls(mode=mode, container_id=raw["containerID"], ifname=raw["ifname"],
                    network=texts["network"], netns=texts["netns"],
                    netns_id=_netns_id(raw.get("netnsId")), device_id=device or None,
                    complete=bool(raw.get("complete")), netconf=texts["netconf"],
-                   result=_result(raw.get("result")), vf=vf, fallback=fallback)
+                   result=_result(raw.get("result")), vf=vf, fallback=fallback, nic=nic)
 
 
 def _netns_id(raw: Any) -> NetnsId | None:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cni import iface, vf_netdev, vf_pf
+from cni.device_modes import is_dpdk
 from cni.errors import CniCode, CniError
 from cni.mode import AttachmentContext, journal_of, release_ipam, require_netns
 from cni.protocol import Interface, Result
@@ -25,7 +26,7 @@ from cni.record import VfPart
 from cni.vf_checks import check_interface, check_pf_settings
 from cni.vf_state import reclaim_if_stale, restore_vf, vf_part
 from sriov.errors import DeviceNotFoundError, NetlinkOpError
-from sriov.types import DriverKind, IfName, VfSetting, VirtualFunction
+from sriov.types import IfName, VfSetting, VirtualFunction
 
 if TYPE_CHECKING:
     from sriov.netlink import Netlink
@@ -54,7 +55,7 @@ def _resolve(ctx: AttachmentContext, *, dpdk: bool) -> VirtualFunction:
         raise DeviceNotFoundError(
             "PF netdev", vf.pf_address, f"PF of VF {vf.address} has no netdev"
         )
-    if dpdk and vf.driver_kind not in (DriverKind.VFIO, DriverKind.UIO):
+    if dpdk and not is_dpdk(vf):
         raise DeviceNotFoundError("DPDK VF", vf.address, f"bound to {vf.driver or 'no driver'}")
     return vf
 
@@ -275,7 +276,7 @@ class VfMode:
                 _forget(nl, ctx.args.netns)
         else:
             vf = host.sysfs.vf(record.device_id)
-            if vf.driver_kind not in (DriverKind.VFIO, DriverKind.UIO):
+            if not is_dpdk(vf):
                 raise CniError(CniCode.ATTACHMENT_CHANGED, f"VF {vf.address} is no longer bound "
                                f"to a DPDK driver (driver {vf.driver or 'none'})")
         check_pf_settings(host.vf_admin, ctx.conf.vf_settings(), record)

@@ -42,10 +42,13 @@ class NetdevSnapshot:
     up: bool = False
     perm_mac: str | None = None
     """The permanent address (``ip link``'s ``permaddr``); ``None``: the netdev has none."""
+    alias: str | None = None
+    """``IFLA_IFALIAS``; ``None`` in records written before it was kept (left as it is)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "mac": self.mac, "mtu": self.mtu,
-                "altnames": list(self.altnames), "up": self.up, "permMac": self.perm_mac}
+                "altnames": list(self.altnames), "up": self.up, "permMac": self.perm_mac,
+                **({"alias": self.alias} if self.alias is not None else {})}
 
     @classmethod
     def from_json(cls, raw: Any) -> NetdevSnapshot:
@@ -55,7 +58,8 @@ class NetdevSnapshot:
             return cls(name=str(raw["name"]), mac=str(raw["mac"]), mtu=int(raw["mtu"]),
                        altnames=tuple(str(a) for a in raw.get("altnames") or ()),
                        up=bool(raw.get("up")),
-                       perm_mac=str(raw["permMac"]) if raw.get("permMac") else None)
+                       perm_mac=str(raw["permMac"]) if raw.get("permMac") else None,
+                       alias=str(raw["alias"]) if raw.get("alias") is not None else None)
         except (KeyError, TypeError) as e:
             raise ValueError(f"netdev snapshot lacks or mistypes {e}") from None
 
@@ -165,6 +169,8 @@ def restore_in_host(nl: Any, current: str, snap: NetdevSnapshot,
         nl.rename(link.index, snap.name)
     nl.set_link(link.index, mac=snap.mac if snap.mac and link.mac != snap.mac else None,
                 mtu=snap.mtu if link.mtu != snap.mtu else None)
+    if snap.alias is not None and (link.alias or "") != snap.alias:
+        nl.set_alias(link.index, snap.alias)
     refresh_perm_mac(nl, snap, read_perm)
     for alt in snap.altnames:
         if alt not in kept:

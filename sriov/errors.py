@@ -107,9 +107,9 @@ _REFUSAL_REASONS = {
 class VfBusyError(SriovError):
     """A VF is locked or owned by another attachment."""
 
-    def __init__(self, pci: str, reason: str) -> None:
+    def __init__(self, pci: str, reason: str, what: str = "VF") -> None:
         self.pci = pci
-        super().__init__(f"VF {pci} is busy: {reason}")
+        super().__init__(f"{what} {pci} is busy: {reason}")
 
 
 class EmulationError(SriovError):

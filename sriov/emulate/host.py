@@ -26,6 +26,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from sriov.emulate import showcase, wiring
 from sriov.emulate import spec as names
@@ -34,6 +35,7 @@ from sriov.emulate.spec import (
     STATE_FILE,
     EmulationSpec,
     EmulationState,
+    NicRecord,
     PfRecord,
     VfLocation,
     VfRecord,
@@ -42,10 +44,11 @@ from sriov.emulate.tree import PfSpec, SysfsTreeBuilder
 from sriov.emulate.vfadmin import SETTINGS_DIR, EmulatedVfAdmin, load_state, write_atomic
 from sriov.errors import EmulationError
 from sriov.netlink import Netlink
-from sriov.types import IfName, PciAddress
+from sriov.types import IfName, MacAddress, PciAddress
 from sriov.validate import pci_address
 
 log = logging.getLogger(__name__)
+_Rec = TypeVar("_Rec", VfRecord, NicRecord)
 
 DEFAULT_ROOT = Path("/run/sriov-emu")
 FIRST_BUS = 0x3B
@@ -158,6 +161,24 @@ def _build(root: Path, state: EmulationState, netlink: Netlink) -> EmulationStat
     if spec.classes:
         for line in showcase.add(tree, state):
             log.info("emulated %s", line)
+        if spec.netdevs:
+            state = _wire_nic(root, state, tree, links)
+    return state
+
+
+def _wire_nic(root: Path, state: EmulationState, tree: SysfsTreeBuilder,
+              links: wiring.Wiring) -> EmulationState:
+    """The showcase NIC's netdev as a real veth (its MAC/MTU as the tree gave them)."""
+    address, netdev = showcase.nic_of(state)
+    built = wiring.read_host_link(root / "sys/class/net", netdev)
+    nic = NicRecord(address=address, wire=names.nic_wire(state.spec, 0),
+                    location=VfLocation.HOST, netdev=netdev,
+                    mac=MacAddress(built.mac if built and built.mac else "02:00:00:00:00:01"),
+                    mtu=built.mtu if built else state.spec.mtu)
+    state = state.with_nic(nic)
+    save_state(root, state)  # before the link exists, so that `down` removes it
+    links.create_pair(nic.netdev, nic.wire, mac=nic.mac, mtu=nic.mtu, carrier=True)
+    wiring.sync_netdev(tree, nic.address, links.netlink.link(nic.netdev))
     return state
 
 
@@ -171,13 +192,14 @@ def down(root: Path, netlink: Netlink) -> None:
         log.warning("%s; removing the tree only", e)
         state = None
     if state is not None and state.spec.netdevs:
-        for wire in [p.wire for p in state.pfs] + [v.wire for v in state.vfs]:
+        for wire in ([p.wire for p in state.pfs] + [v.wire for v in state.vfs]
+                     + [n.wire for n in state.nics]):
             # Deleting the wire end deletes its peer, wherever that peer lives now.
             netlink.delete_if_exists(wire)
-        for vf in state.vfs:
-            # A pair recreated by hand or left by a crash: the VF end alone.
-            if vf.location is VfLocation.HOST:
-                _delete_if_ours(netlink, vf.netdev, vf.mac)
+        for dev in (*state.vfs, *state.nics):
+            # A pair recreated by hand or left by a crash: the VF/NIC end alone.
+            if dev.location is VfLocation.HOST:
+                _delete_if_ours(netlink, dev.netdev, dev.mac)
         for pf in state.pfs:
             _delete_if_ours(netlink, pf.netdev, pf.mac)
         for bridge in wiring.Wiring(netlink, state.spec.bridge).bridges():
@@ -220,9 +242,47 @@ def refresh_holding_lock(root: Path, netlink: Netlink, class_net: Path) -> Emula
         new = _sync_vf(root, state, vf, tree, links, class_net)
         if new != vf:
             state, changed = state.with_vf(new), True
+    for nic in state.nics:
+        new_nic = _sync_nic(state, nic, tree, links, class_net)
+        if new_nic != nic:
+            state, changed = state.with_nic(new_nic), True
     if changed:
         save_state(root, state)
     return state
+
+
+def sync_nic(root: Path, netlink: Netlink, address: str,
+             class_net: Path = wiring.CLASS_NET) -> None:
+    """:func:`sync_vf` for a NIC of ``--classes`` (nothing when ``address`` is not one)."""
+    with locked(root):
+        state = load_state(root)
+        nic = next((n for n in state.nics if n.address == address), None)
+        if nic is None:
+            return
+        new = _sync_nic(state, nic, SysfsTreeBuilder(root),
+                        wiring.Wiring(netlink, state.spec.bridge), class_net)
+        if new != nic:
+            save_state(root, state.with_nic(new))
+
+
+def _sync_nic(state: EmulationState, nic: NicRecord, tree: SysfsTreeBuilder,
+              links: wiring.Wiring, class_net: Path) -> NicRecord:
+    """Where the NIC's netdev is now; recreated in the host, down, under its last name (or
+    ``dev<N>`` when taken), with its last MAC/MTU, if its netns took it away: what the kernel
+    does with a physical netdev when its netns is destroyed (``default_device_exit``)."""
+    wire = wiring.read_host_link(class_net, nic.wire)
+    if wire is None:
+        name = IfName(links.free_name(nic.netdev))
+        log.info("NIC %s netdev %s vanished (netns deleted); back in the host netns as %s",
+                 nic.address, nic.netdev, name)
+        links.create_pair(name, nic.wire, mac=nic.mac, mtu=nic.mtu, carrier=True, up=False)
+        new = dataclasses.replace(nic, location=VfLocation.HOST, netdev=name)
+        peer = wiring.read_host_link(class_net, name)
+    else:
+        peer = wiring.host_peer(class_net, wire)
+        new = _observe(nic, peer, links.netlink)
+    wiring.sync_netdev(tree, nic.address, peer if new.location is VfLocation.HOST else None)
+    return new
 
 
 def sync_vf(root: Path, netlink: Netlink, address: str,
@@ -255,7 +315,7 @@ def _sync_vf(root: Path, state: EmulationState, vf: VfRecord, tree: SysfsTreeBui
     return new
 
 
-def _observe(vf: VfRecord, host_peer: wiring.LinkInfo | None, netlink: Netlink) -> VfRecord:
+def _observe(vf: _Rec, host_peer: wiring.LinkInfo | None, netlink: Netlink) -> _Rec:
     """Where the VF netdev is now, with its current name/MAC/MTU."""
     if host_peer is not None:
         return dataclasses.replace(vf, location=VfLocation.HOST, netdev=host_peer.name,

@@ -39,6 +39,13 @@ class LiveSysfsReader(SysfsReader):
         self._sync(vf.address)
         return super().vf(vf.address)
 
+    def device(self, device_id: str) -> VirtualFunction:
+        """Any pool device; a ``--classes`` NIC's ``net/`` is brought current first (a VF's
+        by :meth:`vf`, which ``device`` calls for a VF)."""
+        if ":" in device_id:
+            emulated.sync_nic(self._emulated_root, self._netlink, device_id)
+        return super().device(device_id)
+
     def vf_netdev(self, address: str) -> IfName | None:
         self._sync(address)
         return super().vf_netdev(address)

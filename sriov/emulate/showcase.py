@@ -1,7 +1,7 @@
 """``sriovctl emulate up --classes``: one device of every class next to the SR-IOV PFs.
 
-Added to the tree only (their netdevs have no veth behind them; the device plugin and
-``sriovctl list`` see them exactly as on real hardware):
+Added to the tree (except the NIC, their netdevs have no veth behind them; the device plugin
+and ``sriovctl list`` see them exactly as on real hardware):
 
 - RDMA char devices: every RDMA-capable profile (``cx5``, ``bf2``) always has them;
 - with ``--profile bf2`` (ConnectX-6 Dx class: mlx5 SFs and mlx5_vdpa need it, a
@@ -9,7 +9,9 @@ Added to the tree only (their netdevs have no veth behind them; the device plugi
   RDMA) on PF 0, and a vDPA device bound to ``vhost_vdpa`` on the last kernel-bound VF of
   PF 0 (what ``vdpa dev add mgmtdev pci/<vf>`` gives);
 - an accelerator: an N3000 FEC PF (``8086:0d8f``, class 0x12) with 2 VFs on vfio-pci;
-- a virtio-net VM NIC (``1af4:1041``, no SR-IOV), netdev ``<pf-prefix>nic0``.
+- a virtio-net VM NIC (``1af4:1041``, no SR-IOV), netdev ``<pf-prefix>nic0``: with netdevs
+  (the default) a real veth (wire end ``<wire-prefix>n0`` on the bridge), kept current in
+  the tree like a VF netdev, so the CNI can attach the whole NIC to a pod.
 
 uio: bind any VF with ``sriovctl emulate bind <vf> uio_pci_generic``.
 """
@@ -21,6 +23,7 @@ from sriov.emulate.profiles import INTEL_N3000_FEC, VIRTIO_NET
 from sriov.emulate.spec import EmulationState
 from sriov.emulate.tree import PfSpec, SysfsTreeBuilder
 from sriov.errors import EmulationError
+from sriov.types import IfName, PciAddress
 
 
 def free_bus(state: EmulationState) -> int:
@@ -31,6 +34,12 @@ def free_bus(state: EmulationState) -> int:
     if bus + 2 > 0xFF:
         raise EmulationError("no free PCI bus left for the --classes devices")
     return bus
+
+
+def nic_of(state: EmulationState) -> tuple[PciAddress, IfName]:
+    """The PCI address and host netdev name of the showcase's virtio-net NIC."""
+    return (validate.pci_address(f"0000:{free_bus(state) + 2:02x}:00.0"),
+            validate.ifname(f"{state.spec.pf_prefix}nic0"))
 
 
 def add(tree: SysfsTreeBuilder, state: EmulationState) -> list[str]:
@@ -52,7 +61,7 @@ def add(tree: SysfsTreeBuilder, state: EmulationState) -> list[str]:
     built = tree.add_pf(PfSpec(address=accel, ifname=None, profile=INTEL_N3000_FEC, num_vfs=2))
     lines.append(f"accelerator {accel} (8086:0d8f) with VFs {', '.join(built.vf_addresses)}"
                  " on vfio-pci")
-    nic = f"0000:{bus + 2:02x}:00.0"
-    tree.add_nic(nic, VIRTIO_NET, validate.ifname(f"{spec.pf_prefix}nic0"))
+    nic, nic_name = nic_of(state)
+    tree.add_nic(nic, VIRTIO_NET, nic_name)
     lines.append(f"virtio-net NIC {nic} (1af4:1041), netdev {spec.pf_prefix}nic0")
     return lines

@@ -130,6 +130,11 @@ def vf_wire(spec: EmulationSpec, pf: int, vf: int) -> IfName:
     return IfName(f"{spec.wire_prefix}{pf}v{vf}")
 
 
+def nic_wire(spec: EmulationSpec, nic: int) -> IfName:
+    """The wire end of the ``--classes`` NIC number ``nic`` (a veth like a VF's)."""
+    return IfName(f"{spec.wire_prefix}n{nic}")
+
+
 def vlan_bridge(bridge: str, vid: int) -> IfName:
     """The bridge of VF VLAN ``vid``: ``<bridge>`` for untagged (0), ``<bridge>v<vid>`` else."""
     return IfName(bridge if vid == 0 else f"{bridge}v{vid}")
@@ -181,12 +186,29 @@ class VfRecord:
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class NicRecord:
+    """A network PCI function without SR-IOV (``--classes``' virtio-net NIC) backed by a veth.
+
+    Like a VF netdev, but with no PF: a physical netdev that the kernel hands back to the host
+    netns when a pod netns holding it is destroyed (as ``dev<N>`` if its name is taken)."""
+
+    address: PciAddress
+    wire: IfName
+    location: VfLocation
+    netdev: IfName
+    """Last known name of the netdev (its name inside a pod while there)."""
+    mac: MacAddress
+    mtu: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class EmulationState:
     """The content of ``sriov-emu.json``."""
 
     spec: EmulationSpec
     pfs: tuple[PfRecord, ...]
     vfs: tuple[VfRecord, ...]
+    nics: tuple[NicRecord, ...] = ()
 
     def pf_by_address(self, address: str) -> PfRecord | None:
         return next((p for p in self.pfs if p.address == address), None)
@@ -211,6 +233,11 @@ class EmulationState:
         pfs = tuple(record if p.index == record.index else p for p in self.pfs)
         return dataclasses.replace(self, pfs=pfs)
 
+    def with_nic(self, record: NicRecord) -> EmulationState:
+        others = tuple(n for n in self.nics if n.address != record.address)
+        return dataclasses.replace(self, nics=tuple(sorted((*others, record),
+                                                           key=lambda n: n.address)))
+
     def without_vf(self, address: str) -> EmulationState:
         return dataclasses.replace(self, vfs=tuple(v for v in self.vfs if v.address != address))
 
@@ -222,6 +249,7 @@ class EmulationState:
             "spec": spec,
             "pfs": [dataclasses.asdict(p) for p in self.pfs],
             "vfs": [dataclasses.asdict(v) for v in self.vfs],
+            "nics": [dataclasses.asdict(n) for n in self.nics],
         }
 
     @classmethod
@@ -236,9 +264,10 @@ class EmulationState:
             spec = EmulationSpec(**raw_spec)
             pfs = tuple(_pf(i, p) for i, p in enumerate(obj["pfs"]))
             vfs = tuple(_vf(i, v) for i, v in enumerate(obj["vfs"]))
+            nics = tuple(_nic(i, n) for i, n in enumerate(obj.get("nics") or ()))
         except (KeyError, TypeError) as e:
             raise InvalidInputError("sriov-emu.json", str(e), "missing or malformed field") from e
-        return cls(spec=spec, pfs=pfs, vfs=vfs)
+        return cls(spec=spec, pfs=pfs, vfs=vfs, nics=nics)
 
 
 def _get(obj: object, key: str) -> object:
@@ -275,6 +304,17 @@ def _vf(i: int, raw: Mapping[str, Any]) -> VfRecord:
         wire=validate.ifname(raw["wire"]),
         driver=str(raw["driver"]),
         location=_enum(VfLocation, f"vfs[{i}].location", raw["location"]),
+        netdev=validate.ifname(raw["netdev"]),
+        mac=validate.mac_address(raw["mac"]),
+        mtu=int(raw["mtu"]),
+    )
+
+
+def _nic(i: int, raw: Mapping[str, Any]) -> NicRecord:
+    return NicRecord(
+        address=validate.pci_address(raw["address"]),
+        wire=validate.ifname(raw["wire"]),
+        location=_enum(VfLocation, f"nics[{i}].location", raw["location"]),
         netdev=validate.ifname(raw["netdev"]),
         mac=validate.mac_address(raw["mac"]),
         mtu=int(raw["mtu"]),

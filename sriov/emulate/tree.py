@@ -32,6 +32,7 @@ from sriov import validate
 from sriov.emulate import classes
 from sriov.emulate.profiles import INTEL_X710, NicProfile, profile_for_vf
 from sriov.errors import EmulationError
+from sriov.sysfs_classes import net_dir
 from sriov.types import DriverKind, IfName, LinkType, PciAddress
 
 log = logging.getLogger(__name__)
@@ -200,7 +201,7 @@ class SysfsTreeBuilder:
         ``None`` is what the host sees when the netdev moved to another netns.
         """
         dev_dir = self._device_dir(address)
-        net = dev_dir / "net"
+        net = Path(net_dir(str(dev_dir)))  # a virtio-net NIC's netdev is under virtioN/
         if ifname is not None:
             validate.ifname(ifname)
             if not net.is_dir():
@@ -224,8 +225,8 @@ class SysfsTreeBuilder:
             pf_net = _pf_netdev_dir(dev_dir)
             link_type = _link_type_of(pf_net) if pf_net else LinkType.ETHER
             default_mtu = int(_read(pf_net / "mtu")) if pf_net else DEFAULT_MTU
-            self._add_netdev(dev_dir, ifname, mac or mac_for(address, 1), mtu or default_mtu,
-                             link_type, ifindex or self._next_ifindex())
+            self._add_netdev(net.parent, ifname, mac or mac_for(address, 1),
+                             mtu or default_mtu, link_type, ifindex or self._next_ifindex())
 
     set_vf_netdev = set_netdev
 

@@ -16,6 +16,7 @@ from sriov.emulate.tree import SysfsTreeBuilder
 from sriov.emulate.vfadmin import EmulatedVfAdmin
 from sriov.errors import EmulationError, SriovError
 from sriov.netlink import LinkInfo, Netlink
+from sriov.sysfs_classes import net_dir
 from sriov.types import IfName, LinkState, MacAddress
 
 __all__ = [
@@ -52,7 +53,8 @@ class Wiring:
             link.name == self.bridge or (link.name.startswith(f"{self.bridge}v")
                                          and link.name[len(self.bridge) + 1:].isdigit()))]
 
-    def create_pair(self, name: str, wire: str, *, mac: str, mtu: int, carrier: bool) -> LinkInfo:
+    def create_pair(self, name: str, wire: str, *, mac: str, mtu: int, carrier: bool,
+                    up: bool = True) -> LinkInfo:
         """Create netdev ``name`` and its wire end on the bridge; returns the netdev's link.
 
         The netdev is admin-up; its carrier follows the wire end's admin state, which
@@ -65,7 +67,8 @@ class Wiring:
         self.netlink.set_master(wire, self.bridge)
         if carrier:
             self.netlink.set_up(wire)
-        self.netlink.set_up(name)
+        if up:
+            self.netlink.set_up(name)
         link = self.netlink.link(name)
         if link is None:
             raise EmulationError(f"veth {name} vanished right after it was created")
@@ -120,7 +123,7 @@ def sync_netdev(tree: SysfsTreeBuilder, address: str, link: LinkInfo | None) -> 
 
     Files are rewritten only when they differ, so a refresh with no change is cheap.
     """
-    net = tree.sys / "bus/pci/devices" / address / "net"
+    net = Path(net_dir(str(tree.sys / "bus/pci/devices" / address)))  # virtio: virtioN/net
     entries = sorted(p.name for p in net.iterdir()) if net.is_dir() else []
     if link is None:
         if entries:

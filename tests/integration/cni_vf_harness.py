@@ -113,10 +113,10 @@ class Emu:
 
 
 def emulated_host(tmp_path: Path, profile: Profile = Profile.IGB, vfs: int = 3,
-                  vfio: int = 1) -> Iterator[Emu]:
+                  vfio: int = 1, classes: bool = False) -> Iterator[Emu]:
     tag = secrets.token_hex(2)
     spec = EmulationSpec(pfs=1, vfs=vfs, profile=profile, vfio=vfio, pf_prefix=f"st-{tag}p",
-                         wire_prefix=f"st-{tag}w", bridge=f"st-{tag}b")
+                         wire_prefix=f"st-{tag}w", bridge=f"st-{tag}b", classes=classes)
     root = tmp_path / "host"
     nl = Netlink()
     emu_host.up(root, spec, nl)
