@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # run.sh [-- ] CMD...: boot the testbed VM (QEMU TCG, q35 + intel-iommu, two igb NICs with
-# SR-IOV on one hub, the host's / read-only over 9p with a tmpfs overlay) and run CMD as root
+# SR-IOV on one hub, a virtio-net NIC without SR-IOV on its own hub, the host's / read-only
+# over 9p with a tmpfs overlay) and run CMD as root
 # with cwd = the caller's cwd (the repo is at the same path inside). The guest console is
 # printed live; run.sh exits with CMD's exit code (124 on timeout, 125 if the VM died
 # before CMD finished). Needs hack/vm/build.sh to have run.
@@ -52,6 +53,9 @@ qemu_args=(
   -device pcie-root-port,id=rp2,chassis=2,slot=2
   -device igb,bus=rp2,netdev=hub0p2,mac=52:54:00:5a:00:02
   -netdev hubport,id=hub0p2,hubid=0
+  -device pcie-root-port,id=rp3,chassis=3,slot=3
+  -device virtio-net-pci,bus=rp3,netdev=hub1p1,mac=52:54:00:5a:00:03
+  -netdev hubport,id=hub1p1,hubid=1
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap
   -virtfs "local,path=$results,mount_tag=results,security_model=none,multidevs=remap"
 )
