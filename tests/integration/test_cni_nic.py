@@ -7,6 +7,7 @@ What a user compares is ``ip -d link show`` of the NIC's host netdev before ADD 
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -230,4 +231,25 @@ def test_pf_side_settings_on_a_nic_are_refused_before_anything(
     assert "NIC without SR-IOV" in add.out["msg"]
     assert add.stdout.count("{") >= 1 and "Traceback" not in add.stdout + add.stderr
     assert not pod_has(ns)
+    assert_clean(emu, name, snap)
+
+
+def test_the_pool_guard_applies_to_nics(emu: Emu, ns: str, tmp_path: Path) -> None:
+    """With the device plugin's pool config, a NIC no pool selects is refused (code 100) before
+    anything is touched; one a pool selects (as the device plugin pools NICs) is attached."""
+    pci, snap = prepare(emu)
+    name = nic(emu)[1]
+    config = tmp_path / "pools.json"
+    config.write_text(json.dumps({"resourceList": [
+        {"resourceName": "intel_vfs", "selectors": [{"vendors": ["8086"]}]}]}))
+    refused = emu.exec("ADD", emu.conf(pci), "c1", ns, SRIOV_CNI_POOL_CONFIG=str(config))
+    assert refused.rc != 0 and refused.out is not None and refused.out["code"] == 100, \
+        refused.stdout
+    assert f"deviceID {pci} (nic {name})" in refused.out["msg"]
+    assert_clean(emu, name, snap)
+    config.write_text(json.dumps({"resourceList": [
+        {"resourceName": "virtio_nics", "selectors": [{"vendors": ["1af4"]}]}]}))
+    add = emu.exec("ADD", emu.conf(pci), "c1", ns, SRIOV_CNI_POOL_CONFIG=str(config))
+    assert add.rc == 0, add.stdout + add.stderr
+    assert emu.exec("DEL", emu.conf(pci), "c1", ns, SRIOV_CNI_POOL_CONFIG=str(config)).rc == 0
     assert_clean(emu, name, snap)
