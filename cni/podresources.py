@@ -197,6 +197,21 @@ def claimed_by_other_pod(
     return holders[0] if holders else None
 
 
+def is_attachable(device_dir: Path) -> bool:
+    """A VF here (``physfn``), or a network function without VFs enabled: a NIC the NIC mode
+    attaches whole (the device plugin pools such NICs). Other allocated IDs (a PF with VFs,
+    an accelerator, a GPU of another resource) are not ours."""
+    if (device_dir / "physfn").exists():
+        return True
+    try:
+        if not (device_dir / "class").read_text().strip().startswith("0x02"):
+            return False
+        numvfs = device_dir / "sriov_numvfs"
+        return not numvfs.exists() or numvfs.read_text().strip() == "0"
+    except OSError:
+        return False
+
+
 def pick_device(
     pod: PodDevices,
     resource_name: str | None,
@@ -206,8 +221,8 @@ def pick_device(
     container_id: str,
     ifname: str,
 ) -> PciAddress | None:
-    """First (sorted, as Multus) device of the resource that is a VF here and not owned by
-    another attachment."""
+    """First (sorted, as Multus) device of the resource that is a VF (or a NIC without VFs)
+    here and not owned by another attachment."""
     ids = sorted({d for r, d in pod.devices if resource_name in (None, "", r)})
     for raw in ids:
         try:
@@ -245,7 +260,7 @@ class PodResourcesLookup:
         return pick_device(
             pod,
             conf.resource_name,
-            is_local_vf=lambda pci: (devices / pci / "physfn").exists(),
+            is_local_vf=lambda pci: is_attachable(devices / pci),
             owner_of=state.owner,
             container_id=args.container_id,
             ifname=args.ifname,

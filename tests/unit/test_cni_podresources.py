@@ -19,6 +19,7 @@ from cni.podresources import (
     decode_pod,
     encode_pod,
     fields,
+    is_attachable,
     query,
 )
 from cni.protocol import CmdArgs
@@ -159,3 +160,19 @@ def test_falls_back_to_list_when_get_unimplemented(tmp_path: Path) -> None:
         assert calls == ["List"]
     finally:
         server.stop(None)
+
+
+@pytest.mark.parametrize(("files", "attachable"), [
+    ({"physfn/.keep": ""}, True),  # a VF
+    ({"class": "0x020000"}, True),  # a NIC without SR-IOV (virtio-net)
+    ({"class": "0x020000", "sriov_numvfs": "0"}, True),  # a PF with 0 VFs: pooled as a NIC
+    ({"class": "0x020000", "sriov_numvfs": "4"}, False),  # a PF with VFs: never a device
+    ({"class": "0x120000"}, False),  # an accelerator: not the CNI's
+    ({"class": "0x030000"}, False),  # a GPU of another resource
+])
+def test_allocated_ids_the_cni_can_attach(tmp_path: Path, files: dict[str, str],
+                                          attachable: bool) -> None:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert is_attachable(tmp_path) is attachable
