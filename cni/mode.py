@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 from cni.errors import CniCode, CniError
 from cni.ipam import IpamRunner
 from cni.netconf import NetConf
-from cni.protocol import CmdArgs, Result
+from cni.protocol import CmdArgs, Interface, Result
 from cni.record import AttachmentRecord, Journal
 from cni.state import StateStore
 from sriov.types import PciAddress
@@ -88,3 +88,14 @@ def require_netns(netns: str) -> str:
     if not netns or not os.path.exists(netns):
         raise CniError(CniCode.INVALID_NETNS, f"CNI_NETNS {netns!r} does not exist")
     return netns
+
+
+def chained_result(ctx: AttachmentContext, interface: Interface, ipam: Result) -> Result:
+    """A device mode's result: our interface and IPAM's IPs/routes appended to ``prevResult``
+    (chains), the IPs pointing at our interface; DNS from IPAM, else the netconf, else prev."""
+    prev = ctx.conf.prev_result or Result()
+    index = len(prev.interfaces)
+    ips = tuple(dataclasses.replace(ip, interface=index) for ip in ipam.ips)
+    dns = ipam.dns if ipam.dns.to_dict() else (ctx.conf.dns if ctx.conf.dns.to_dict() else prev.dns)
+    return Result(cni_version=ctx.conf.cni_version, interfaces=(*prev.interfaces, interface),
+                  ips=(*prev.ips, *ips), routes=(*prev.routes, *ipam.routes), dns=dns)

@@ -30,7 +30,13 @@ from typing import Any
 
 from cni import iface, vf_netdev
 from cni.errors import CniCode, CniError
-from cni.mode import AttachmentContext, journal_of, release_ipam, require_netns
+from cni.mode import (
+    AttachmentContext,
+    chained_result,
+    journal_of,
+    release_ipam,
+    require_netns,
+)
 from cni.protocol import Interface, Result
 from cni.record import AttachmentRecord, NicPart
 from cni.vf_checks import check_interface
@@ -113,7 +119,7 @@ class NicMode:
                 ipam = ctx.ipam.add(ctx.conf, ctx.args)
                 undo.callback(_quietly("IPAM DEL", lambda: ctx.ipam.delete(ctx.conf, ctx.args)))
                 iface.configure(nl, netns, ctx.args.ifname, ipam)
-                result = _result(ctx, pod_iface, ipam)
+                result = chained_result(ctx, pod_iface, ipam)
                 ctx.faults("save-result")
                 record = journal.stage(result=result)
                 ctx.state.set_owner(nic.address, dataclasses.replace(record, complete=True))
@@ -274,16 +280,6 @@ def _reclaim_if_stale(ctx: AttachmentContext, pci: str) -> bool:
                 record, nic=dataclasses.replace(record.nic, released=True)))
     ctx.state.clear_owner(pci, owner.container_id, owner.ifname)
     return True
-
-
-def _result(ctx: AttachmentContext, pod_iface: Interface, ipam: Result) -> Result:
-    """Our interface and IPs appended to ``prevResult`` (chains), IPs pointing at our interface."""
-    prev = ctx.conf.prev_result or Result()
-    index = len(prev.interfaces)
-    ips = tuple(dataclasses.replace(ip, interface=index) for ip in ipam.ips)
-    dns = ipam.dns if ipam.dns.to_dict() else (ctx.conf.dns if ctx.conf.dns.to_dict() else prev.dns)
-    return Result(cni_version=ctx.conf.cni_version, interfaces=(*prev.interfaces, pod_iface),
-                  ips=(*prev.ips, *ips), routes=(*prev.routes, *ipam.routes), dns=dns)
 
 
 def _exists(ifname: str, netns: str) -> CniError:

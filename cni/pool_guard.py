@@ -98,7 +98,7 @@ class PoolGuard:
         inventory = (Inventory(pfs=(), vfs=(vf,)) if vf.device_class is DeviceClass.VF
                      else Inventory(pfs=(), vfs=(), others=(vf,)))  # a NIC: pooled like one
         selection = select(config, inventory)
-        pool = selection.pool_of(vf.id)
+        pool = selection.pool_of(vf.address)
         if pool is not None:
             log.debug("deviceID %s is in pool %s", vf.address, pool)
             return
@@ -107,7 +107,7 @@ class PoolGuard:
             CniCode.DEVICE_NOT_FOUND,
             f"deviceID {vf.address} ({_describe(vf)}) "
             f"is not in any pool of {self.path} (pools: {names})",
-            selection.reasons.get(vf.id, "")[:2000],
+            selection.reasons.get(vf.address, "")[:2000],
         )
 
 

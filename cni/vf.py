@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 from cni import iface, vf_netdev, vf_pf
 from cni.device_modes import is_dpdk
 from cni.errors import CniCode, CniError
-from cni.mode import AttachmentContext, journal_of, release_ipam, require_netns
+from cni.mode import (
+    AttachmentContext,
+    chained_result,
+    journal_of,
+    release_ipam,
+    require_netns,
+)
 from cni.protocol import Interface, Result
 from cni.record import VfPart
 from cni.vf_checks import check_interface, check_pf_settings
@@ -58,16 +64,6 @@ def _resolve(ctx: AttachmentContext, *, dpdk: bool) -> VirtualFunction:
     if dpdk and not is_dpdk(vf):
         raise DeviceNotFoundError("DPDK VF", vf.address, f"bound to {vf.driver or 'no driver'}")
     return vf
-
-
-def _result(ctx: AttachmentContext, iface: Interface, ipam: Result) -> Result:
-    """Our interface and IPs appended to ``prevResult`` (chains), IPs pointing at our interface."""
-    prev = ctx.conf.prev_result or Result()
-    index = len(prev.interfaces)
-    ips = tuple(dataclasses.replace(ip, interface=index) for ip in ipam.ips)
-    dns = ipam.dns if ipam.dns.to_dict() else (ctx.conf.dns if ctx.conf.dns.to_dict() else prev.dns)
-    return Result(cni_version=ctx.conf.cni_version, interfaces=(*prev.interfaces, iface),
-                  ips=(*prev.ips, *ips), routes=(*prev.routes, *ipam.routes), dns=dns)
 
 
 class _Attach:
@@ -218,7 +214,7 @@ class VfMode:
                 iface = (
                     attach.move_into_pod() if self.moves_netdev else self._dpdk_iface(ctx, attach)
                 )
-                result = _result(ctx, iface, attach.run_ipam(configure=self.moves_netdev))
+                result = chained_result(ctx, iface, attach.run_ipam(configure=self.moves_netdev))
                 attach.save_result(result)
                 undo.pop_all()
                 ctx.log.info("ADD %s: VF %s (%s vf %s) attached as %s", self.mode, vf.address,

@@ -196,7 +196,8 @@ def down(root: Path, netlink: Netlink) -> None:
                      + [n.wire for n in state.nics]):
             # Deleting the wire end deletes its peer, wherever that peer lives now.
             netlink.delete_if_exists(wire)
-        for dev in (*state.vfs, *state.nics):
+        ends: list[VfRecord | NicRecord] = [*state.vfs, *state.nics]
+        for dev in ends:
             # A pair recreated by hand or left by a crash: the VF/NIC end alone.
             if dev.location is VfLocation.HOST:
                 _delete_if_ours(netlink, dev.netdev, dev.mac)
