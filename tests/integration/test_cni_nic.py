@@ -253,3 +253,29 @@ def test_the_pool_guard_applies_to_nics(emu: Emu, ns: str, tmp_path: Path) -> No
     assert add.rc == 0, add.stdout + add.stderr
     assert emu.exec("DEL", emu.conf(pci), "c1", ns, SRIOV_CNI_POOL_CONFIG=str(config)).rc == 0
     assert_clean(emu, name, snap)
+
+
+def test_add_on_an_existing_pod_ifname_is_refused_and_leaves_the_nic(emu: Emu, ns: str) -> None:
+    pci, snap = prepare(emu)
+    name = nic(emu)[1]
+    subprocess.run(["ip", "-n", Path(ns).name, "link", "add", "net1", "type", "veth", "peer",
+                    "name", "net1p"], check=True)
+    add = emu.exec("ADD", emu.conf(pci), "c1", ns)
+    assert add.rc != 0 and add.out is not None and add.out["code"] == 107, add.stdout
+    assert_clean(emu, name, snap)
+
+
+def test_check_sees_drift_and_del_is_idempotent(emu: Emu, ns: str) -> None:
+    pci, snap = prepare(emu)
+    name = nic(emu)[1]
+    conf = emu.conf(pci, mtu=1400)
+    add = emu.exec("ADD", conf, "c1", ns)
+    assert add.rc == 0, add.stdout
+    subprocess.run(["ip", "-n", Path(ns).name, "link", "set", "net1", "mtu", "1300"], check=True)
+    check = emu.exec("CHECK", {**conf, "prevResult": add.out}, "c1", ns)
+    assert check.rc != 0 and check.out is not None and check.out["code"] == 108, check.stdout
+    assert "mtu: expected 1400, found 1300" in check.out["details"]
+    for _ in range(2):
+        dele = emu.exec("DEL", conf, "c1", ns)
+        assert dele.rc == 0, dele.stdout
+    assert_clean(emu, name, snap)

@@ -219,3 +219,23 @@ def test_late_del_does_not_clear_new_owner(tmp_path: Path) -> None:
     assert store.owner(PCI) == VfOwner("new", "net1", "/run/netns/new")
     assert store.owner_record(PCI) == _record("new", netns="/run/netns/new")
     assert not store.clear_owner("0000:3b:02.2", "x", "net1")
+
+
+def test_nic_record_round_trip_and_damage() -> None:
+    from cni.record import AttachmentMode, AttachmentRecord, DamagedRecord, NicPart
+    from cni.vf_netdev import NetdevSnapshot
+
+    snap = NetdevSnapshot(name="eth1", mac="52:54:00:5a:00:03", mtu=1500, altnames=("ens3",),
+                          up=True, perm_mac="52:54:00:5a:00:03", alias="uplink")
+    record = AttachmentRecord(mode=AttachmentMode.NIC, container_id="c1", ifname="net1",
+                              network="n", netns="/run/netns/p", device_id="0000:03:00.0",
+                              nic=NicPart(netdev=snap))
+    assert AttachmentRecord.from_json(record.to_json()) == record
+    raw = record.to_json()
+    raw["nic"] = {"hostNetdev": None}
+    with pytest.raises(DamagedRecord, match="NIC part has no 'hostNetdev'"):
+        AttachmentRecord.from_json(raw)
+    raw = record.to_json()
+    raw["deviceID"] = None
+    with pytest.raises(DamagedRecord, match="nic record lacks its deviceID"):
+        AttachmentRecord.from_json(raw)
