@@ -346,7 +346,14 @@ def test_upgrade_with_pods_attached_then_del_and_gc(scenario: Scenario) -> None:
         ran = scenario.store.run("inspect", "--format", "{{.ImageName}}",
                                  scenario.pod.container_name(scenario.main_container())).stdout
         assert ran.strip() == IMAGE_NEXT
-        _detach(scenario, a)  # DEL through the new agent
+        assert scenario.wait_agent().returncode == 0
+        from demo.snapshot import lease_files, state_records
+
+        records = state_records(scenario.layout.cni_state)
+        leases = lease_files(scenario.layout.ipam)
+        _detach(scenario, a)  # DEL through the new agent (podman only warns if a DEL fails)
+        assert len(state_records(scenario.layout.cni_state)) < len(records), "DEL left a's record"
+        assert len(lease_files(scenario.layout.ipam)) == len(leases) - 1, "DEL left a's lease"
         # GC as a CNI 1.1 runtime sends it, naming the attachments still valid: none (b's pod is
         # gone for the runtime) -> the agent releases b's VF, address and records without a DEL
         network = f"st-net-{scenario.tag}"
@@ -391,6 +398,7 @@ def test_node_reboot_then_gc_cleans_up(scenario: Scenario) -> None:
     scenario.kubelet.restart()  # kubelet starts afresh: plugin sockets wiped
     scenario.start_pod()
     scenario.wait_registered()
+    assert scenario.wait_agent().returncode == 0
     cni = CniRunner([scenario.layout.launcher_dir, Path("/usr/lib/cni")], dict(os.environ))
     cni.gc(scenario.conflist(network, None, version="1.1.0"), valid=[])
     assert _wait_no_leaks(scenario) == []
