@@ -2,7 +2,9 @@
 
 Crash-safe reference counting: there is no counter. The users of a sub-interface are the
 attachment records in the state store whose ``vlanParent`` names it; every decision is taken
-under one ``flock`` (``<state>/fallback-vlan/lock``) and re-derived from those records.
+under one ``flock`` (``<state>/fallback-vlan/lock``) and re-derived from those records; a
+leaving attachment drops its claim from its record under that lock (:meth:`VlanParents.leave`),
+so of two concurrent DELs the last one out deletes the sub-interface.
 A marker file ``<state>/fallback-vlan/<name>`` says *we* created the sub-interface, so one an
 administrator made is used but never deleted.
 """
@@ -86,8 +88,21 @@ class VlanParents:
         return [(cid, ifn) for cid, ifn, record in self.state.list_attachments()
                 if record.get(RECORD_KEY) == name and (cid, ifn) != excluding]
 
+    def leave(self, key: tuple[str, str], name: str) -> None:
+        """Drop attachment ``key``'s claim on ``name`` (its link is gone); under :meth:`locked`.
+
+        The claim lives in the attachment record, which the plugin removes only after the mode's
+        DEL returns, outside this lock: two DELs of the last two users would each still see the
+        other's claim and both keep the sub-interface. Rewriting the record without the claim
+        under the lock makes the last one out see nobody left."""
+        record = self.state.load(*key)
+        if record is not None and record.get(RECORD_KEY) == name:
+            self.state.save(*key, {k: v for k, v in record.items() if k != RECORD_KEY})
+
     def release(self, name: str, *, excluding: tuple[str, str]) -> bool:
-        """Delete ``name`` if we created it and no other attachment uses it. Call under :meth:`locked`."""
+        """``excluding`` leaves; delete ``name`` if we created it and no other attachment uses
+        it. Call under :meth:`locked`."""
+        self.leave(excluding, name)
         if not self._marker(name).exists():
             return False
         others = self.users(name, excluding=excluding)

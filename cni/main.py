@@ -6,7 +6,8 @@ knobs (all optional): ``SRIOV_CNI_STATE_DIR`` (default /var/lib/cni/sriov), ``SR
 (default /, an emulated host's root in dev/test), ``SRIOV_CNI_TIMEOUT`` (seconds, default 55),
 ``SRIOV_CNI_EXEC_IPAM=1`` (always exec the IPAM delegate, never in-process host-local),
 ``SRIOV_CNI_POOL_CONFIG`` (device plugin pool config: ADD takes only VFs of its pools; unset =
-any VF of the node, see :mod:`cni.pool_guard`).
+any VF of the node, see :mod:`cni.pool_guard`), ``SRIOV_CNI_LOG_DIRS`` (where a netconf's
+``logFile`` may be, see :mod:`cni.log_file`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from cni.errors import CniCode, CniError
 from cni.faults import FAULT_ENV, fault_hook
 from cni.host_local import HostLocal
 from cni.ipam import IpamRunner, make_ipam
+from cni.log_file import log_dirs_from_env
 from cni.netconf import NetConf
 from cni.plugin import Plugin
 from cni.podresources import PodResourcesLookup
@@ -33,6 +35,7 @@ from cni.state import DEFAULT_STATE_DIR, StateStore
 from sriov.types import PciAddress, VirtualFunction
 
 log = logging.getLogger(__name__)
+EXEC_IPAM_ENV = "SRIOV_CNI_EXEC_IPAM"
 ABOUT = "sriov-k8s CNI plugin (SR-IOV VF, DPDK and macvlan/ipvlan fallback)"
 
 
@@ -136,7 +139,7 @@ class Runtime:
         return cls(
             sysfs_root=Path(env.get("SRIOV_SYSFS_ROOT") or "/"),
             state_dir=Path(env.get("SRIOV_CNI_STATE_DIR") or DEFAULT_STATE_DIR),
-            prefer_in_process_ipam=env.get("SRIOV_CNI_EXEC_IPAM", "") not in ("1", "true"),
+            prefer_in_process_ipam=env.get(EXEC_IPAM_ENV, "") not in ("1", "true"),
             faults=fault_hook(env.get(FAULT_ENV)),
             pool_config=pool_config_from_env(env.get(POOL_CONFIG_ENV)),
         )
@@ -178,6 +181,7 @@ def run(
             stderr,
             rt.plugin(env, stderr),
             timeout=_timeout(env) if timeout is None else timeout,
+            log_dirs=log_dirs_from_env(env),
         )
     finally:
         if owned:

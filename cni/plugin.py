@@ -142,7 +142,16 @@ class Plugin:
 
     # ---------------------------------------------------------------- helpers
     def _store(self, conf: NetConf) -> StateStore:
-        return StateStore(Path(conf.state_dir)) if conf.state_dir else self.state
+        """The configured state store, whatever the netconf's ``stateDir`` says.
+
+        VF ownership records and VF locks live there: a per-request directory would give a
+        second pod a store where a live pod's VF looks free (issue 11 #5), and root would create
+        directories wherever a netconf points. A ``stateDir`` equal to the configured one is
+        accepted silently (configs written for earlier versions), any other is ignored."""
+        if conf.state_dir and os.path.normpath(conf.state_dir) != os.path.normpath(self.state.root):
+            log.warning("ignoring netconf stateDir %s: state is kept in the configured %s",
+                        conf.state_dir, self.state.root)
+        return self.state
 
     def _ctx(self, args: CmdArgs, conf: NetConf, **kw: Any) -> AttachmentContext:
         adapter = logging.LoggerAdapter(log, {"container_id": args.container_id})

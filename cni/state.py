@@ -32,7 +32,7 @@ LOCK_POLL_INTERVAL = 0.01
 
 def attachment_key(container_id: str, ifname: str) -> str:
     """``<containerID>-<ifname>``, both validated so the key can never escape the state dir."""
-    if not CONTAINER_ID_RE.match(container_id):
+    if not CONTAINER_ID_RE.fullmatch(container_id):
         raise InvalidInputError("container id", container_id, "invalid characters")
     validate.ifname(ifname)
     return f"{container_id}-{ifname}"

@@ -155,6 +155,18 @@ def test_invalid_config_fails_closed_until_fixed(node: Node, text: str) -> None:
     assert node.run("ADD", VF0)[0] == 0
 
 
+def test_config_the_device_plugin_accepts_does_not_fail_closed(node: Node) -> None:
+    # operator-rendered shape (Go field spellings, SelectorObj) plus an unknown key and a
+    # case-variant PF name: upstream's device plugin serves it, so the guard must too
+    node.write(json.dumps({"resourceList": [
+        {"resourceName": "fast", "selectors": {"pfNames": ["ENS1F0#0-1"], "IsRdma": False,
+                                               "NeedVhostNet": False, "colour": "blue"},
+         "SelectorObj": None, "someFutureKey": 1}]}))
+    assert node.run("ADD", VF1, cid="c1")[0] == 0
+    status, err = node.run("ADD", VF2, cid="c2")
+    assert status == 1 and err["code"] == 100  # outside the pool, not "config unusable"
+
+
 def test_missing_config_fails_closed(node: Node) -> None:
     node.config.unlink()
     status, err = node.run("ADD", VF0)
