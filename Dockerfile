@@ -1,5 +1,5 @@
-# sriov-k8s node image: sriov-device-plugin (+ in-process CNI agent), sriovctl, and the CNI
-# shim installer used by the DaemonSet's "install-cni" initContainer.
+# sriov-k8s node image: sriov-device-plugin (+ in-process CNI agent), sriovctl, the static
+# native CNI shim and its installer, used by the DaemonSet's "install-cni" initContainer.
 #
 # Build it with hack/build-image (podman, no daemon, no registry): it makes the default base,
 # a Debian bookworm root from mmdebstrap imported as localhost/sriov-k8s-base:bookworm, and
@@ -7,6 +7,17 @@
 #   hack/build-image --base docker.io/library/debian:bookworm-slim
 # (packages the base lacks come from apt; see docs/deployment.md "Build the image").
 ARG BASE=localhost/sriov-k8s-base:bookworm
+
+# ---- shim: the static native CNI shim (shim/sriov-shim.c) with Debian's compilers
+FROM ${BASE} AS shim
+COPY hack/image/ensure-packages /usr/local/sbin/ensure-packages
+RUN ensure-packages gcc libc6-dev musl-tools
+WORKDIR /opt/sriov-k8s
+COPY shim/sriov-shim.c shim/version_json.h ./shim/
+COPY hack/build-shim ./hack/build-shim
+# static, stripped, no dynamic dependencies: it runs on nodes without Python (or our libc)
+RUN hack/build-shim /opt/sriov-k8s/shim/build/sriov-shim \
+ && ! ldd shim/build/sriov-shim >/dev/null 2>&1
 
 # ---- build: the venv (PyPI wheels) under /opt/sriov-k8s/.venv
 FROM ${BASE} AS build
@@ -56,8 +67,11 @@ RUN ensure-packages python3 libudev1 \
       binutils binutils-common binutils-x86-64-linux-gnu libbinutils libctf0 libctf-nobfd0 \
       libgprofng0 libjansson4 usrmerge libfile-find-rule-perl libnumber-compare-perl \
       libtext-glob-perl perl perl-modules-5.36 libperl5.36 libgdbm-compat4 \
+      musl-tools musl musl-dev \
  && rm /usr/local/sbin/ensure-packages /usr/local/sbin/slim
 COPY --from=build /opt/sriov-k8s/.venv /opt/sriov-k8s/.venv
+# install-cni installs the native shim as the node's sriov (and the Python shim as sriov-py)
+COPY --from=shim /opt/sriov-k8s/shim/build/sriov-shim /opt/sriov-k8s/shim/build/sriov-shim
 COPY hack/install-cni /opt/sriov-k8s/hack/install-cni
 COPY cni/shim.py /opt/sriov-k8s/cni/shim.py
 ENV PATH=/opt/sriov-k8s/.venv/bin:$PATH \

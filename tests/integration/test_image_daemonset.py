@@ -95,6 +95,8 @@ class Scenario:
         spec = EmulationSpec(pfs=2, vfs=3, pf_prefix=f"st{tag}p", wire_prefix=f"st{tag}w",
                              bridge=f"st{tag}b")
         layout.emu.mkdir(parents=True)
+        (layout.root / "var").mkdir()
+        (layout.root / "var" / "run").symlink_to("../run")  # as on Debian: /var/run is /run
         emulated.up(layout.emu, spec, self.nl)
         self.stack.callback(emulated.down, layout.emu, self.nl)
         self.kubelet = KubeletSimulator(layout.plugin_dir, layout.pod_resources)
@@ -177,10 +179,13 @@ class Scenario:
                               timeout=60, check=False)
 
     def wait_agent(self, deadline_s: float = 60.0) -> subprocess.CompletedProcess[bytes]:
-        """VERSION through the installed shim until the agent answers (code 11 until then)."""
+        """STATUS (CNI 1.1) through the installed shim until the agent answers (code 11 until
+        then). Not VERSION: the native shim answers that itself, agent or not."""
         end = time.monotonic() + deadline_s
+        conf = {**self.conflist("st-status", None, version="1.1.0")["plugins"][0],
+                "cniVersion": "1.1.0", "name": "st-status"}
         while True:
-            reply = self.shim("VERSION", {"cniVersion": "1.0.0"}, "")
+            reply = self.shim("STATUS", conf, "")
             if reply.returncode == 0 or time.monotonic() > end:
                 return reply
             assert json.loads(reply.stdout)["code"] == 11, reply.stdout
@@ -231,9 +236,10 @@ def scenario() -> Iterator[Scenario]:
 def test_init_container_installed_the_shim_in_the_nodes_cni_bin(scenario: Scenario) -> None:
     shim = scenario.layout.cni_bin / "sriov"
     assert shim.is_file() and os.access(shim, os.X_OK)
-    reply = scenario.wait_agent()
+    reply = scenario.shim("VERSION", {"cniVersion": "1.0.0"}, "")
     assert reply.returncode == 0, reply.stdout + reply.stderr
     assert "1.0.0" in json.loads(reply.stdout)["supportedVersions"]
+    assert scenario.wait_agent().returncode == 0, "STATUS through the shim: no agent answered"
 
 
 def test_node_labels_init_container_labelled_the_node(scenario: Scenario) -> None:
@@ -256,7 +262,8 @@ def test_liveness_and_readiness_probes_answer(scenario: Scenario) -> None:
     container = scenario.main_container()
     for probe in (container.liveness, container.readiness):
         assert probe is not None
-        result = scenario.pod.probe(container, probe)
+        # on kubelet's schedule: after initialDelaySeconds, successThreshold successes in a row
+        result = scenario.pod.wait_probe(container, probe, deadline_s=probe.period_s * 3)
         assert result.ok, result.detail
 
 
@@ -290,6 +297,48 @@ def test_first_add_through_the_installed_shim(scenario: Scenario) -> None:
     assert _wait_no_leaks(scenario) == []
 
 
+def test_native_shim_needs_no_python_on_the_node(scenario: Scenario) -> None:
+    """The installed sriov is a static executable: in a busybox-static container (no python3,
+    no libc) it answers VERSION itself and attaches a netns through the agent in the pod."""
+    from demo.podman import IMAGE as BUSYBOX_IMAGE
+
+    shim = scenario.layout.cni_bin / "sriov"
+    assert shim.read_bytes()[:4] == b"\x7fELF", "the node's sriov is not the native shim"
+    ldd = subprocess.run(["ldd", str(shim)], capture_output=True, text=True, check=False)
+    assert ldd.returncode != 0 and "not a dynamic executable" in ldd.stdout + ldd.stderr
+    run = ("run", "--rm", "-i", "--network", "none", "--ulimit", "nofile=1024:1024",
+           "--ulimit", "nproc=1024:1024", "--volume", f"{shim}:/opt/cni/bin/sriov:ro",
+           "--volume", f"{scenario.layout.agent_socket.parent}:/run/sriov-k8s",
+           "--volume", "/run/netns:/run/netns:rslave")
+    no_python = scenario.pods.cmd(*run, BUSYBOX_IMAGE, "sh", "-c",
+                                  "ls /usr/bin/python3 /bin/python3 /lib 2>&1; true").stdout
+    assert no_python.count("No such file") == 3, no_python
+    netns = unique("st-np-")
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    conf = scenario.conflist("st-nopy", scenario.first_vf())
+    conf = {**conf["plugins"][0], "cniVersion": "1.0.0", "name": "st-nopy"}
+
+    def shim_in_busybox(command: str) -> subprocess.CompletedProcess[str]:
+        env = [f"CNI_COMMAND={command}", "CNI_CONTAINERID=st-nopy", f"CNI_NETNS=/run/netns/{netns}",
+               "CNI_IFNAME=net1", "CNI_PATH=/opt/cni/bin"]
+        env_args = [a for e in env for a in ("--env", e)]
+        return scenario.pods.cmd(*run, *env_args, BUSYBOX_IMAGE, "/opt/cni/bin/sriov",
+                                 input=json.dumps(conf), check=False)
+
+    try:
+        version = shim_in_busybox("VERSION")
+        assert version.returncode == 0, version.stdout + version.stderr
+        assert "1.1.0" in json.loads(version.stdout)["supportedVersions"]
+        add = shim_in_busybox("ADD")
+        assert add.returncode == 0, add.stdout + add.stderr
+        assert json.loads(add.stdout)["ips"][0]["address"].startswith("10.56.217.")
+        delete = shim_in_busybox("DEL")
+        assert delete.returncode == 0, delete.stdout + delete.stderr
+    finally:
+        subprocess.run(["ip", "netns", "del", netns], check=False)
+    assert _wait_no_leaks(scenario) == []
+
+
 # ---------------------------------------------------------------- pods through the shim
 
 def _attach(scenario: Scenario, name: str) -> tuple[str, str]:
@@ -305,9 +354,12 @@ def _attach(scenario: Scenario, name: str) -> tuple[str, str]:
     return container_id, ip
 
 
-def _detach(scenario: Scenario, name: str) -> None:
+def _detach(scenario: Scenario, name: str) -> str:
+    """``podman rm -f`` (CNI DEL); returns podman's stderr, where it reports a failed DEL."""
     scenario.pods.remove(name)
+    proc = scenario.pods.last
     scenario.kubelet.release("default", name)
+    return proc.stderr if proc is not None else ""
 
 
 def test_podman_pods_attach_through_the_shim_ping_and_leave_nothing(scenario: Scenario) -> None:
@@ -351,8 +403,9 @@ def test_upgrade_with_pods_attached_then_del_and_gc(scenario: Scenario) -> None:
 
         records = state_records(scenario.layout.cni_state)
         leases = lease_files(scenario.layout.ipam)
-        _detach(scenario, a)  # DEL through the new agent (podman only warns if a DEL fails)
-        assert len(state_records(scenario.layout.cni_state)) < len(records), "DEL left a's record"
+        warnings = _detach(scenario, a)  # DEL through the new agent (podman only warns on failure)
+        assert len(state_records(scenario.layout.cni_state)) < len(records), (
+            f"DEL left a's record; podman said: {warnings}")
         assert len(lease_files(scenario.layout.ipam)) == len(leases) - 1, "DEL left a's lease"
         # GC as a CNI 1.1 runtime sends it, naming the attachments still valid: none (b's pod is
         # gone for the runtime) -> the agent releases b's VF, address and records without a DEL
