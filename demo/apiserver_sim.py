@@ -55,7 +55,8 @@ class ApiServerSim(ThreadingHTTPServer):
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.cert, key)
         self.socket = context.wrap_socket(self.socket, server_side=True)
-        self._thread = threading.Thread(target=self.serve_forever, daemon=True, name="apiserver-sim")
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True,
+                                        name="apiserver-sim")
 
     @property
     def port(self) -> int:
@@ -73,7 +74,7 @@ class ApiServerSim(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: ApiServerSim
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server API
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def _reply(self, status: HTTPStatus, body: dict[str, Any]) -> None:

@@ -55,6 +55,7 @@ PROPAGATION = {None: "rprivate", "None": "rprivate", "HostToContainer": "rslave"
 HOST_PATH_TYPES = {"", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket",
                    "CharDevice", "BlockDevice"}
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+_OPS = "add, replace, remove, test"
 _VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
 
@@ -171,7 +172,7 @@ def _pointer(doc: Any, path: str) -> tuple[Any, str]:
 
 
 def json_patch(doc: Mapping[str, Any], ops: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """``add``/``replace``/``remove``/``test`` of RFC 6902 (what ``kubectl patch --type=json`` takes)."""
+    """``add``/``replace``/``remove``/``test`` of RFC 6902 (``kubectl patch --type=json``)."""
     out: dict[str, Any] = copy.deepcopy(dict(doc))
     for op in ops:
         kind, path = op.get("op"), str(op.get("path", ""))
@@ -190,7 +191,7 @@ def json_patch(doc: Mapping[str, Any], ops: Sequence[Mapping[str, Any]]) -> dict
                         raise ManifestError(f"patch test {path}: is {parent[index]!r}, "
                                             f"expected {op['value']!r}")
                 else:
-                    raise ManifestError(f"patch op {kind!r} is not supported (add, replace, remove, test)")
+                    raise ManifestError(f"patch op {kind!r} is not supported ({_OPS})")
             elif kind in ("add", "replace"):
                 if kind == "replace" and key not in parent:
                     raise ManifestError(f"patch: replace of missing {path}")
@@ -202,7 +203,7 @@ def json_patch(doc: Mapping[str, Any], ops: Sequence[Mapping[str, Any]]) -> dict
                     raise ManifestError(f"patch test {path}: is {parent[key]!r}, "
                                         f"expected {op['value']!r}")
             else:
-                raise ManifestError(f"patch op {kind!r} is not supported (add, replace, remove, test)")
+                raise ManifestError(f"patch op {kind!r} is not supported ({_OPS})")
         except (KeyError, IndexError, ValueError, TypeError) as e:
             raise ManifestError(f"patch {kind} {path}: no such location ({e})") from e
     return out
@@ -263,7 +264,8 @@ def _env(container: Mapping[str, Any], node: Node, namespace: str,
         elif set(item.get("valueFrom", {})) == {"fieldRef"}:
             env[name] = _field_ref(item["valueFrom"]["fieldRef"]["fieldPath"], node, namespace)
         else:
-            raise ManifestError(f"{container['name']}: env {name}: only value and fieldRef are supported")
+            raise ManifestError(f"{container['name']}: env {name}: only value and fieldRef "
+                                "are supported")
     if container.get("envFrom"):
         raise ManifestError(f"{container['name']}: envFrom is not supported")
     return tuple(env.items())
@@ -344,7 +346,8 @@ def _container(spec: Mapping[str, Any], node: Node, namespace: str,
             raise ManifestError(f"{name}: volumeMount of unknown volume {m['name']!r}")
         propagation = m.get("mountPropagation")
         if propagation not in PROPAGATION:
-            raise ManifestError(f"{name}: mountPropagation {propagation!r} is not a Kubernetes value")
+            raise ManifestError(f"{name}: mountPropagation {propagation!r} is not a "
+                                "Kubernetes value")
         mounts.append(Mount(source=volumes[m["name"]], target=str(m["mountPath"]),
                             read_only=bool(m.get("readOnly", False)) or m["name"] in read_only,
                             propagation=PROPAGATION[propagation]))
@@ -366,7 +369,8 @@ def _container(spec: Mapping[str, Any], node: Node, namespace: str,
 
 
 def _default_pull(image: str) -> str:
-    return "Always" if image.endswith(":latest") or ":" not in image.rsplit("/", 1)[-1] else "IfNotPresent"
+    latest = image.endswith(":latest") or ":" not in image.rsplit("/", 1)[-1]
+    return "Always" if latest else "IfNotPresent"
 
 
 def plan_pod(daemonset: Mapping[str, Any], node: Node) -> PodPlan:
@@ -382,7 +386,7 @@ def plan_pod(daemonset: Mapping[str, Any], node: Node) -> PodPlan:
     volumes: dict[str, Path] = {}
     host_dirs: list[HostPathDir] = []
     files: list[tuple[Path, str]] = []
-    read_only: set[str] = set()  # kubelet mounts configMap volumes read-only, whatever the mount says
+    read_only: set[str] = set()  # kubelet mounts configMap volumes read-only, always
     for volume in pod.get("volumes", []):
         name = volume["name"]
         kinds = set(volume) - {"name"}
@@ -434,6 +438,7 @@ def plan_pod(daemonset: Mapping[str, Any], node: Node) -> PodPlan:
     return PodPlan(name=node.pod_name, namespace=namespace, node_name=node.name,
                    host_network=bool(pod.get("hostNetwork", False)),
                    host_pid=bool(pod.get("hostPID", False)),
-                   init_containers=containers("initContainers"), containers=containers("containers"),
+                   init_containers=containers("initContainers"),
+                   containers=containers("containers"),
                    host_dirs=tuple(host_dirs), files=tuple(files),
                    stop_timeout_s=int(pod.get("terminationGracePeriodSeconds", 30)))

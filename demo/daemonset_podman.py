@@ -57,7 +57,8 @@ class Store:
                      or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
                      / "sriov-k8s" / "image")
         return cls(root=cache / "storage",
-                   runroot=Path(os.environ.get("SRIOV_IMAGE_RUNROOT", "/run/sriov-k8s-image/podman")),
+                   runroot=Path(os.environ.get("SRIOV_IMAGE_RUNROOT",
+                                               "/run/sriov-k8s-image/podman")),
                    driver=os.environ.get("SRIOV_IMAGE_STORAGE_DRIVER", "overlay"))
 
     def argv(self, *args: str) -> list[str]:
@@ -104,7 +105,8 @@ def run_argv(plan: PodPlan, container: ContainerPlan, argv: Sequence[str], name:
         raise ManifestError(f"{container.name}: hostNetwork: false needs a pod network; "
                             "the harness runs node agents (hostNetwork) only")
     if not argv:
-        raise ManifestError(f"{container.name}: no command: neither the manifest nor the image names one")
+        raise ManifestError(f"{container.name}: no command: neither the manifest nor the image "
+                            "names one")
     out = ["run", "--name", name, "--label", f"{LABEL}={plan.name}", "--pull", "never",
            "--network", "host", "--hostname", plan.node_name, *_ulimits(),
            "--stop-timeout", str(plan.stop_timeout_s)]
@@ -146,7 +148,8 @@ def prepare_node(plan: PodPlan) -> None:
             except OSError:
                 ok = False
             if not ok:
-                raise HarnessError(f"hostPath {path} is not a {kind} (kubelet would not start the pod)")
+                raise HarnessError(f"hostPath {path} is not a {kind} "
+                                   "(kubelet would not start the pod)")
     for path, text in plan.files:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
@@ -173,7 +176,8 @@ class PodRunner:
             raise ManifestError(f"{container.name}: imagePullPolicy Always needs a registry")
         if not self.store.has_image(container.image):
             raise HarnessError(f"{container.name}: image {container.image} is not in the store "
-                               f"{self.store.root} and the harness pulls nothing (hack/build-image)")
+                               f"{self.store.root} and the harness pulls nothing "
+                               "(hack/build-image)")
 
     def _argv(self, container: ContainerPlan, *, detach: bool) -> list[str]:
         self._check_image(container)
@@ -234,7 +238,7 @@ class PodRunner:
         if probe.kind is ProbeKind.HTTP_GET:
             url = f"{probe.scheme.lower()}://127.0.0.1:{probe.port}{probe.path}"
             try:
-                with urllib.request.urlopen(url, timeout=probe.timeout_s) as response:  # noqa: S310
+                with urllib.request.urlopen(url, timeout=probe.timeout_s) as response:
                     return ProbeResult(200 <= response.status < 400, f"HTTP {response.status}")
             except (urllib.error.URLError, OSError) as e:
                 return ProbeResult(False, str(e))
@@ -277,7 +281,8 @@ def _grpc_probe(probe: Probe) -> ProbeResult:
     request = (b"\x0a" + bytes([len(service)]) + service) if service else b""
     with grpc.insecure_channel(f"127.0.0.1:{probe.port}") as channel:
         call = channel.unary_unary("/grpc.health.v1.Health/Check",
-                                   request_serializer=lambda b: b, response_deserializer=lambda b: b)
+                                   request_serializer=lambda b: b,
+                                   response_deserializer=lambda b: b)
         try:
             reply = call(request, timeout=probe.timeout_s)
         except grpc.RpcError as e:

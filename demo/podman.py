@@ -103,7 +103,7 @@ class Podman:
         return {**os.environ, **self.setup.env, "CONTAINERS_CONF": str(self.conf_path)}
 
     def cmd(self, *args: str, check: bool = True, timeout: float = COMMAND_TIMEOUT,
-            input: str | None = None) -> subprocess.CompletedProcess[str]:  # noqa: A002 - as subprocess
+            input: str | None = None) -> subprocess.CompletedProcess[str]:
         argv = self._argv(*args)
         log.debug("podman %s", " ".join(args))
         proc = subprocess.run(argv, input=input,

@@ -44,7 +44,7 @@ def _reachable(url: str) -> bool:
     import urllib.request
 
     try:
-        urllib.request.urlopen(url, timeout=15).close()  # noqa: S310 - fixed https/http URLs
+        urllib.request.urlopen(url, timeout=15).close()
     except OSError:
         return False
     return True
@@ -246,7 +246,8 @@ def test_node_labels_init_container_labelled_the_node(scenario: Scenario) -> Non
     labels = scenario.api.node["metadata"]["labels"]
     assert labels["sriov-k8s.io/sriov-capable"] == "true"
     assert labels["sriov-k8s.io/pf-count"] == "2" and labels["sriov-k8s.io/vf-count"] == "6"
-    assert ("PATCH", f"/api/v1/nodes/{scenario.api.node['metadata']['name']}") in scenario.api.requests
+    node = scenario.api.node["metadata"]["name"]
+    assert ("PATCH", f"/api/v1/nodes/{node}") in scenario.api.requests
 
 
 def test_device_plugin_registered_and_serves_allocate(scenario: Scenario) -> None:

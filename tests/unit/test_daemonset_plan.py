@@ -1,5 +1,5 @@
 """The DaemonSet harness's reading of the manifest (pure): what kubelet would run, or a clear
-error for what the harness does not map. The run itself: tests/integration/test_image_daemonset.py."""
+error for what the harness does not map. The run: tests/integration/test_image_daemonset.py."""
 
 from __future__ import annotations
 
@@ -48,8 +48,10 @@ def test_field_ref_is_expanded_in_the_command() -> None:
 
 def test_host_paths_go_under_the_node_root_except_the_kernels_and_runtimes() -> None:
     mounts = {m.target: m for m in _main(_plan()).mounts}
-    assert mounts["/var/lib/kubelet/device-plugins"].source == ROOT / "var/lib/kubelet/device-plugins"
-    assert mounts["/opt/cni/bin"].source == ROOT / "opt/cni/bin" and mounts["/opt/cni/bin"].read_only
+    plugins = mounts["/var/lib/kubelet/device-plugins"]
+    assert plugins.source == ROOT / "var/lib/kubelet/device-plugins"
+    assert mounts["/opt/cni/bin"].source == ROOT / "opt/cni/bin"
+    assert mounts["/opt/cni/bin"].read_only
     assert mounts["/sys"].source == Path("/sys") and mounts["/dev"].source == Path("/dev")
     assert mounts["/var/run/netns"].source == Path("/var/run/netns")
     assert mounts["/var/run/netns"].propagation == "rslave", "HostToContainer"
@@ -81,8 +83,9 @@ def test_kubernetes_command_and_args_rules() -> None:
 def test_podman_argv_carries_the_manifests_settings() -> None:
     plan = _plan()
     argv = run_argv(plan, _main(plan), ["sriov-device-plugin", "--x"], "c1", detach=True)
-    assert ["--network", "host"] == argv[argv.index("--network"):argv.index("--network") + 2]
-    assert "--privileged" in argv and ["--pid", "host"] == argv[argv.index("--pid"):argv.index("--pid") + 2]
+    assert argv[argv.index("--network"):argv.index("--network") + 2] == ["--network", "host"]
+    assert "--privileged" in argv
+    assert argv[argv.index("--pid"):argv.index("--pid") + 2] == ["--pid", "host"]
     assert f"{ROOT}/var/lib/cni/sriov:/var/lib/cni/sriov:rw,rprivate" in argv
     assert argv[-3:] == ['["sriov-device-plugin"]', "ghcr.io/sriov-k8s/sriov-k8s:0.1.0", "--x"]
 
@@ -97,7 +100,7 @@ def test_podman_argv_carries_the_manifests_settings() -> None:
     ("/spec/template/spec/volumes/-", {"name": "n", "nfs": {"server": "s", "path": "/"}}, "nfs"),
     ("/spec/template/spec/containers/0/lifecycle", {"preStop": {}}, "lifecycle"),
 ])
-def test_unsupported_manifest_features_are_refused_by_name(path: str, value: Any, words: str) -> None:
+def test_unsupported_features_are_refused_by_name(path: str, value: Any, words: str) -> None:
     ds = json_patch(daemonset(), [{"op": "add", "path": path, "value": value}])
     with pytest.raises(ManifestError, match=words):
         _plan(ds)
@@ -131,4 +134,5 @@ def test_manifest_is_not_modified() -> None:
 def test_shim_launcher_quotes_paths() -> None:
     text = shim_launcher(Path("/tmp/a b/sriov"), Path("/tmp/x/cni.sock"))
     assert "exec '/tmp/a b/sriov' \"$@\"" in text
-    assert NodeLayout(workdir=Path("/tmp/w")).agent_socket == Path("/tmp/w/n/run/sriov-k8s/cni-agent.sock")
+    socket = NodeLayout(workdir=Path("/tmp/w")).agent_socket
+    assert socket == Path("/tmp/w/n/run/sriov-k8s/cni-agent.sock")

@@ -102,7 +102,8 @@ def test_final_stage_purges_build_only_packages(instructions: list[Instruction])
 def test_the_native_shim_is_built_in_the_image(instructions: list[Instruction]) -> None:
     runs = " && ".join(i.args for i in instructions if i.keyword == "RUN")
     assert "hack/build-shim /opt/sriov-k8s/shim/build/sriov-shim" in runs
-    assert "/opt/sriov-k8s/shim/build/sriov-shim" in [d for _, d in _copies(instructions, from_stage=True)]
+    copied = [d for _, d in _copies(instructions, from_stage=True)]
+    assert "/opt/sriov-k8s/shim/build/sriov-shim" in copied
     install = (REPO / "hack" / "install-cni").read_text()
     assert '"$repo/shim/build/sriov-shim"' in install, "install-cni changed where it finds the shim"
 
