@@ -164,6 +164,8 @@ class PodRunner:
         self.plan = plan
         self.store = store
         self.suffix = suffix
+        self.created_at = 0.0
+        """``time.monotonic()`` when :meth:`start` began (before the initContainers)."""
         self.started_at: dict[str, float] = {}
         """Container name -> ``time.monotonic()`` just before its ``podman run``."""
         self._running: list[str] = []
@@ -201,6 +203,7 @@ class PodRunner:
         return outputs
 
     def start(self) -> None:
+        self.created_at = time.monotonic()
         prepare_node(self.plan)
         self.run_init_containers()
         for container in self.plan.containers:
