@@ -1,10 +1,13 @@
-"""The ``sriov`` executable container runtimes run: a thin, stdlib-only forwarder.
+"""The Python CNI shim (installed as ``sriov-py``; the native ``sriov`` execs it for standalone
+mode): a thin, stdlib-only forwarder.
 
 It sends the CNI environment and stdin to the resident agent (``cni.agent``) over a unix
 socket and prints the agent's answer, so a pod attach costs one Python start-up plus a round
-trip instead of importing pyroute2. When no agent listens (socket missing or refused) it runs
-the plugin in this process (``cni.main.run``). If the agent accepted the request but the
-connection broke, it answers code 11 "try again" and never runs the request a second time.
+trip instead of importing pyroute2. It talks only to an agent running as root (or
+``$SRIOV_CNI_AGENT_UID``) whose socket directory nobody else can write, and answers VERSION
+itself. When no agent listens (socket missing or refused) it runs the plugin in this process
+(``cni.main.run``). If the agent accepted the request but the connection broke, it answers
+code 11 "try again" and never runs the request a second time.
 
 Imports only ``sys`` and the C modules ``posix`` and ``_socket`` at module level (tested),
 because every millisecond of start-up is paid twice per pod: the ``socket`` wrapper module

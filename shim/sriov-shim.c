@@ -432,6 +432,7 @@ static void exec_fallback(const struct buf *in)
         return;
     }
     char *argv[] = {self, NULL};
+    signal(SIGPIPE, SIG_DFL); /* an ignored signal would survive the exec */
     execve(self, argv, environ);
     /* exec failed (e.g. no python3 on this node): stdin is our memfd copy, nothing is lost */
 }
