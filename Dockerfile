@@ -58,8 +58,9 @@ COPY hack/image/ensure-packages hack/image/slim /usr/local/sbin/
 # python3 runs the venv; libudev1 is what pyudev loads for the device events. No iproute2, no
 # CNI plugins: the stack speaks netlink itself and runs IPAM delegates from the node's
 # /opt/cni/bin (mounted). Build-only packages of our base are purged.
-# (mmdebstrap marks every package it installs as manual, so the build-only ones are named here.)
-RUN ensure-packages python3 libudev1 \
+# (mmdebstrap marks every package it installs as manual, so the build-only ones are named here;
+# usr-is-merged stands in for usrmerge, which would keep perl, in a root already merged-/usr.)
+RUN ensure-packages python3 libudev1 usr-is-merged \
  && slim python3-venv python3.11-venv python3-pip-whl python3-setuptools-whl \
       gcc gcc-12 cpp cpp-12 libc6-dev libgcc-12-dev linux-libc-dev libcrypt-dev libnsl-dev \
       libtirpc-dev rpcsvc-proto libasan8 libtsan2 liblsan0 libubsan1 libitm1 libquadmath0 \

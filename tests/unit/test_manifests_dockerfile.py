@@ -89,7 +89,7 @@ def test_every_stage_uses_the_base_build_argument(instructions: list[Instruction
 
 def test_final_stage_purges_build_only_packages(instructions: list[Instruction]) -> None:
     runs = " && ".join(i.args for i in _final(instructions) if i.keyword == "RUN")
-    assert "ensure-packages python3 libudev1" in runs
+    assert "ensure-packages python3 libudev1 usr-is-merged" in runs
     slim = runs.split("slim ", 1)[1].split()
     for package in ("python3-venv", "gcc", "libc6-dev", "musl-tools", "binutils", "perl"):
         assert package in slim, f"{package} would stay in the node image"
