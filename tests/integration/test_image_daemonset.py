@@ -31,7 +31,9 @@ import pytest
 
 from tests.conftest import REPO, is_root, unique
 
-pytestmark = [pytest.mark.root, pytest.mark.podman, pytest.mark.image, pytest.mark.slow]
+# the first test's set-up builds the image (about 100 s cold here, more on a slow mirror)
+pytestmark = [pytest.mark.root, pytest.mark.podman, pytest.mark.image, pytest.mark.slow,
+              pytest.mark.timeout(1800)]
 
 POOL = "intel.com/sriov_netdevice"
 SUBNET = "10.56.217.0/24"
