@@ -136,3 +136,63 @@ def test_shim_launcher_quotes_paths() -> None:
     assert "exec '/tmp/a b/sriov' \"$@\"" in text
     socket = NodeLayout(workdir=Path("/tmp/w")).agent_socket
     assert socket == Path("/tmp/w/n/run/sriov-k8s/cni-agent.sock")
+
+
+# ---------------------------------------------------------------- probes against real servers
+
+def _runner() -> Any:
+    from demo.daemonset_podman import PodRunner, Store
+
+    return PodRunner(_plan(), Store(root=Path("/nonexistent"), runroot=Path("/nonexistent"),
+                                    driver="vfs"))
+
+
+def test_tcp_and_http_probes_against_real_listeners() -> None:
+    import http.server
+    import socket
+    import threading
+
+    from demo.daemonset_plan import Probe
+
+    runner, main = _runner(), _main(_plan())
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        assert runner.probe(main, Probe(kind=ProbeKind.TCP_SOCKET, port=port)).ok
+        assert runner.probe(main, Probe(kind=ProbeKind.HTTP_GET, port=port, path="/")).ok
+        missing = runner.probe(main, Probe(kind=ProbeKind.HTTP_GET, port=port, path="/st-none"))
+        assert not missing.ok and "404" in missing.detail
+    finally:
+        server.shutdown()
+        server.server_close()
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    assert not runner.probe(main, Probe(kind=ProbeKind.TCP_SOCKET, port=closed)).ok
+
+
+def test_grpc_probe_speaks_the_health_protocol() -> None:
+    from concurrent import futures
+
+    import grpc
+
+    from demo.daemonset_plan import Probe
+
+    replies = {b"": b"\x08\x01", b"\x0a\x03bad": b"\x08\x02"}  # SERVING / NOT_SERVING
+
+    def check(request: bytes, context: object) -> bytes:
+        return replies[request]
+
+    handler = grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
+        "Check": grpc.unary_unary_rpc_method_handler(check, request_deserializer=lambda b: b,
+                                                     response_serializer=lambda b: b)})
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), handlers=(handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        runner, main = _runner(), _main(_plan())
+        assert runner.probe(main, Probe(kind=ProbeKind.GRPC, port=port)).ok
+        assert not runner.probe(main, Probe(kind=ProbeKind.GRPC, port=port, service="bad")).ok
+    finally:
+        server.stop(0)
