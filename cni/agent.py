@@ -28,10 +28,10 @@ from typing import TextIO
 from cni import agent_socket, skel, trace
 from cni.faults import FAULT_ENV, fault_hook
 from cni.log_file import LOG_DIRS_ENV, log_dirs_from, log_dirs_from_env
-from cni.main import EXEC_IPAM_ENV, Runtime
+from cni.main import EXEC_IPAM_ENV, Runtime, process_started
 from cni.pool_guard import POOL_CONFIG_ENV, pool_config_from_env
 from cni.shim import DEFAULT_SOCKET, decode_env
-from cni.state import DEFAULT_STATE_DIR
+from cni.state import DEFAULT_STATE_DIR, StateStore
 
 log = logging.getLogger(__name__)
 HandlersFactory = Callable[[Mapping[str, str], TextIO], skel.Handlers]
@@ -80,7 +80,8 @@ class _Handler(socketserver.BaseRequestHandler):
             log.warning("dropping malformed request: %s", e)
             return
         env = decode_env(raw_env)
-        status, out, err = agent.handle(env, stdin)
+        # a late ADD is judged by when the shim that sent it started, not when it got here
+        status, out, err = agent.handle(env, stdin, process_started(pid) if pid > 0 else None)
         try:
             sock.sendall(agent_socket.encode_reply(status, err, out))
         except OSError as e:
@@ -105,14 +106,18 @@ class CniAgent:
         self._server: _Server | None = None
         self._lock: int | None = None
 
-    def handle(self, env: Mapping[str, str], stdin: bytes) -> tuple[int, bytes, bytes]:
+    def handle(self, env: Mapping[str, str], stdin: bytes,
+               started: int | None = None) -> tuple[int, bytes, bytes]:
         """Run one forwarded invocation; returns (exit status, stdout, stderr).
 
         Its log records go to its own stderr at its netconf's ``logLevel``; the agent's log gets
-        them only at the agent's ``--log-level`` (:mod:`cni.logging_setup`)."""
+        them only at the agent's ``--log-level`` (:mod:`cni.logging_setup`). ``started``: when
+        the shim that sent it started (CLOCK_BOOTTIME ns; a late ADD is judged by it)."""
         out, err = io.StringIO(), io.StringIO()
-        status = skel.dispatch(env, stdin, out, err, self.handlers_factory(env, err),
-                               log_dirs=self.log_dirs)
+        handlers = self.handlers_factory(env, err)
+        if started is not None and hasattr(handlers, "started"):
+            handlers.started = started
+        status = skel.dispatch(env, stdin, out, err, handlers, log_dirs=self.log_dirs)
         # surrogateescape: an env value with undecodable bytes may be echoed into logs/errors
         return (status, out.getvalue().encode("utf-8", "surrogateescape"),
                 err.getvalue().encode("utf-8", "surrogateescape"))
@@ -175,6 +180,13 @@ def warm_runtime(sysfs_root: Path, state_dir: Path, pool_config: Path | None = N
                       faults=fault_hook(os.environ.get(FAULT_ENV)),  # test hook, inert unless set
                       # SRIOV_CNI_EXEC_IPAM=1: exec host-local too, as standalone mode does
                       prefer_in_process_ipam=os.environ.get(EXEC_IPAM_ENV, "") not in ("1", "true"))
+    store = StateStore(state_dir)
+    try:  # leftovers of writers killed mid-write, tombstones older than any queued ADD
+        store.sweep_tmp()
+        store.prune_tombstones()
+        store.sweep_attachment_locks()
+    except OSError as e:
+        log.warning("cannot tidy the state dir %s: %s", state_dir, e)
     try:
         runtime.netlink()  # warm: pay the pyroute2 import once, not per pod
     except Exception as e:  # the agent still serves fallback/IPAM-only requests

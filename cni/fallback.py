@@ -13,34 +13,34 @@ ADD (reference macvlan/ipvlan behaviour, plus an optional on-demand 8021q parent
   Any failure undoes everything in reverse order (IPAM DEL, link, VLAN parent, record).
   Fault points (``ctx.faults(step)``, a no-op outside tests) sit before each step:
   :data:`ADD_STEPS`.
-DEL: (IPAM DEL is done by the plugin first) delete the link (final or temporary name) if the
-netns still exists, then drop the VLAN parent when no attachment record uses it any more.
-Idempotent.
+DEL: IPAM DEL first (the mode owns IPAM, cni.mode), then delete the link (final or temporary
+name) if the netns still exists, then drop the VLAN parent when no attachment record uses it
+any more. Idempotent.
 CHECK: link exists in the netns with the right kind, MAC, MTU and prevResult's addresses.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import logging
 import secrets
 from typing import Any
 
-from cni import fallback_iface as iface
+from cni import iface
 from cni.errors import CniCode, CniError, config_error
-from cni.fallback_vlan import RECORD_KEY, VlanParents, vlan_ifname
+from cni.fallback_vlan import VlanParents, vlan_ifname
+from cni.mode import AttachmentContext, journal_of, release_ipam, require_netns
 from cni.netconf import FallbackConf, FallbackType
-from cni.plugin import require_netns
 from cni.protocol import Interface, Result
+from cni.record import FallbackPart
 from sriov import validate
 from sriov.errors import DeviceNotFoundError, InvalidInputError, NetlinkOpError
 from sriov.types import MacAddress
 
 log = logging.getLogger(__name__)
 TEMP_PREFIX = "sfb"
-TEMP_KEY = "tempIfname"
-"""Record key: the link's name before its rename (a crash between create and rename leaves it)."""
 ADD_STEPS = ("record", "vlan-parent", "create", "rename", "up", "ipam", "save-result")
 """Named ADD steps; ``ctx.faults`` is called with each just before it runs (``vlan-parent``
 only with ``fallback.vlan``; ``save-result`` = everything done, the full record not yet saved)."""
@@ -51,7 +51,7 @@ def temp_ifname() -> str:
     return TEMP_PREFIX + secrets.token_hex(4)
 
 
-def effective_mac(ctx: Any, fb: FallbackConf) -> MacAddress | None:
+def effective_mac(ctx: AttachmentContext, fb: FallbackConf) -> MacAddress | None:
     """``fallback.mac`` < top-level ``mac`` < ``CNI_ARGS MAC=`` < ``runtimeConfig.mac``.
 
     ``NetConf.mac`` already resolves the last three (validated there); ``fallback.mac`` is the
@@ -64,17 +64,19 @@ def effective_mac(ctx: Any, fb: FallbackConf) -> MacAddress | None:
     return mac
 
 
-def _conf(ctx: Any) -> FallbackConf:
+def _conf(ctx: AttachmentContext) -> FallbackConf:
     fb = ctx.conf.fallback
     if fb is None:
-        raise CniError(CniCode.INVALID_CONFIG, "fallback mode selected but no 'fallback' configured")
+        raise CniError(
+            CniCode.INVALID_CONFIG, "fallback mode selected but no 'fallback' configured"
+        )
     return fb
 
 
 class FallbackMode:
     """macvlan/ipvlan attachment; stateless (the attachment record carries what DEL needs)."""
 
-    def add(self, ctx: Any) -> Result:
+    def add(self, ctx: AttachmentContext) -> Result:
         fb = _conf(ctx)
         nl = ctx.netlink()
         netns, ifname = ctx.args.netns, validate.ifname(ctx.args.ifname)
@@ -92,7 +94,8 @@ class FallbackMode:
             nl.forget_netns(netns)
         return result
 
-    def _add(self, ctx: Any, fb: FallbackConf, nl: Any, netns: str, ifname: str, mtu: int | None,
+    def _add(self, ctx: AttachmentContext, fb: FallbackConf, nl: Any, netns: str, ifname: str,
+             mtu: int | None,
              mac: MacAddress | None, undo: contextlib.ExitStack) -> Result:
         tmp = temp_ifname()
         parent = vlan_ifname(fb.master, fb.vlan) if fb.vlan is not None else fb.master
@@ -102,7 +105,9 @@ class FallbackMode:
         if mtu is not None:  # otherwise creating the link is the existence check (one request less)
             master = nl.link(parent)
             if master is None:
-                raise DeviceNotFoundError("fallback master", parent, "no such interface in the host netns")
+                raise DeviceNotFoundError(
+                    "fallback master", parent, "no such interface in the host netns"
+                )
             if mtu > master.mtu:
                 raise config_error("fallback.mtu", mtu, f"exceeds the MTU {master.mtu} of {parent}")
         ctx.faults("create")
@@ -123,18 +128,26 @@ class FallbackMode:
             nl.rename(link.index, ifname, netns)
         except NetlinkOpError as e:
             if e.errno == errno.EEXIST:
-                raise CniError(CniCode.ATTACHMENT_EXISTS, f"interface {ifname} already exists in {netns}",
-                               "CNI ADD must not replace an existing interface") from None
+                raise CniError(
+                    CniCode.ATTACHMENT_EXISTS,
+                    f"interface {ifname} already exists in {netns}",
+                    "CNI ADD must not replace an existing interface",
+                ) from None
             raise
         current.append(ifname)
         ctx.faults("up")
         nl.set_up(link.index, netns)  # before IPAM: a DHCP client gets its answer on the first try
-        ctx.record.update({"fallbackType": str(fb.type), "master": fb.master, "parent": parent})
+        journal = journal_of(ctx)
+        journal.stage(fallback=dataclasses.replace(
+            journal.current.fallback or FallbackPart(), link_type=str(fb.type),
+            master=fb.master, parent=parent))
         interface = Interface(name=ifname, mac=str(mac) if mac is not None else str(link.mac or ""),
                               mtu=int(mtu) if mtu is not None else link.mtu, sandbox=netns)
         if not ctx.conf.ipam_type:
             ctx.faults("save-result")
-            return Result(cni_version=ctx.conf.cni_version, interfaces=(interface,), dns=ctx.conf.dns)
+            return Result(
+                cni_version=ctx.conf.cni_version, interfaces=(interface,), dns=ctx.conf.dns
+            )
         ctx.faults("ipam")
         undo.callback(self._ipam_release_quietly, ctx)
         ipam_result = ctx.ipam.add(ctx.conf, ctx.args)
@@ -143,14 +156,12 @@ class FallbackMode:
         result = iface.with_interface(ipam_result, interface)
         iface.configure(nl, netns, link.index, result)
         if ctx.conf.dns.to_dict():
-            import dataclasses
-
             result = dataclasses.replace(result, dns=ctx.conf.dns)
         ctx.faults("save-result")  # the plugin saves the full record once this returns
         return result.with_version(ctx.conf.cni_version)
 
     @staticmethod
-    def _save_provisional(ctx: Any, netns: str, tmp: str, vlan_parent: str | None,
+    def _save_provisional(ctx: AttachmentContext, netns: str, tmp: str, vlan_parent: str | None,
                           undo: contextlib.ExitStack) -> None:
         """Save the provisional record before the first change (what DEL/GC need to undo a crash).
 
@@ -160,61 +171,70 @@ class FallbackMode:
         creation leaves a record naming it.
         """
         ctx.faults("record")
-        key = (ctx.args.container_id, ctx.args.ifname)
-        record: dict[str, Any] = {"mode": "fallback", "network": ctx.conf.name, "netns": netns,
-                                  TEMP_KEY: tmp, "provisional": True}
-        if vlan_parent is not None:
-            record[RECORD_KEY] = vlan_parent
-            ctx.record[RECORD_KEY] = vlan_parent
-        ctx.state.save(*key, record)
-        undo.callback(ctx.state.delete, *key)  # registered first: runs last on rollback
+        journal = journal_of(ctx)
+        journal.save(fallback=FallbackPart(temp_ifname=tmp, vlan_parent=vlan_parent))
+        undo.callback(journal.discard)  # registered first: runs last on rollback
 
-    def _vlan_parent(self, ctx: Any, fb: FallbackConf, nl: Any, parent: str,
+    def _vlan_parent(self, ctx: AttachmentContext, fb: FallbackConf, nl: Any, parent: str,
                      undo: contextlib.ExitStack) -> None:
         """Ensure ``<master>.<vid>`` (named by the provisional record already), under the lock."""
         assert fb.vlan is not None
         ctx.faults("vlan-parent")
         vlans = VlanParents(ctx.state, nl)
         if nl.link(fb.master) is None:
-            raise DeviceNotFoundError("fallback master", fb.master, "no such interface in the host netns")
+            raise DeviceNotFoundError(
+                "fallback master", fb.master, "no such interface in the host netns"
+            )
         key = (ctx.args.container_id, ctx.args.ifname)
         undo.callback(self._release_vlan_quietly, vlans, parent, key)
         with vlans.locked():
             vlans.ensure(fb.master, fb.vlan)
 
     # ------------------------------------------------------------------ DEL
-    def delete(self, ctx: Any) -> None:
+    def delete(self, ctx: AttachmentContext) -> None:
+        """IPAM DEL, then the link in ``ctx.args.netns`` (the record's own netns, chosen by the
+        plugin: :func:`cni.recovery.trusted_netns`; "" when it is gone: nothing to do there)."""
+        release_ipam(ctx)  # first: on error the record stays and the runtime's retry finishes
         nl = ctx.netlink()
-        netns = ctx.args.netns or str(ctx.record.get("netns") or "")
+        netns = ctx.args.netns
+        record = ctx.record
+        part = (record.fallback if record is not None else None) or FallbackPart()
         try:
             ifname = validate.ifname(ctx.args.ifname)
         except InvalidInputError:
             return
         if iface.delete_link_in_netns(nl, netns, ifname):
             ctx.log.info("deleted %s in %s", ifname, netns)
-        temp = ctx.record.get(TEMP_KEY) if ctx.record.get("provisional") else None
+        temp = part.temp_ifname if record is not None and not record.complete else None
         if temp and str(temp).startswith(TEMP_PREFIX):  # ADD crashed between create and rename
             with contextlib.suppress(InvalidInputError):
                 if iface.delete_link_in_netns(nl, netns, validate.ifname(str(temp))):
                     ctx.log.info("deleted %s (temporary name of a crashed ADD) in %s", temp, netns)
-        parent = ctx.record.get(RECORD_KEY)
+        parent = part.vlan_parent
         if parent:
             vlans = VlanParents(ctx.state, nl)
             with vlans.locked():
                 vlans.release(str(parent), excluding=(ctx.args.container_id, ctx.args.ifname))
 
     # ------------------------------------------------------------------ CHECK
-    def check(self, ctx: Any) -> None:
+    def check(self, ctx: AttachmentContext) -> None:
+        ctx.ipam.check(ctx.conf, ctx.args)
         fb = _conf(ctx)
         prev = ctx.conf.prev_result
+        if prev is None:  # the plugin refuses CHECK without one before calling a mode
+            raise CniError(CniCode.INVALID_CONFIG, "required prevResult missing")
         netns, ifname = ctx.args.netns, ctx.args.ifname
         index = next((i for i, itf in enumerate(prev.interfaces)
                       if itf.name == ifname and itf.sandbox == netns), None)
         if index is None:
-            raise CniError(CniCode.INVALID_CONFIG, f"CHECK: prevResult has no interface {ifname} in {netns}")
+            raise CniError(
+                CniCode.INVALID_CONFIG, f"CHECK: prevResult has no interface {ifname} in {netns}"
+            )
         expected = prev.interfaces[index]
         nl = ctx.netlink()
-        parent = str(ctx.record.get("parent") or ctx.record.get(RECORD_KEY) or fb.master)
+        part = ctx.record.fallback if ctx.record is not None else None
+        parent = (part.parent or part.vlan_parent) if part is not None else None
+        parent = parent or fb.master
         if nl.link(parent) is None:
             raise CniError(CniCode.DEVICE_NOT_FOUND, f"CHECK: fallback master {parent} is gone")
         try:
@@ -222,13 +242,19 @@ class FallbackMode:
             if link is None:
                 raise CniError(CniCode.ATTACHMENT_CHANGED, f"CHECK: {ifname} missing in {netns}")
             if link.kind != str(fb.type):
-                raise CniError(CniCode.ATTACHMENT_CHANGED, f"CHECK: {ifname} is a {link.kind} link, "
-                               f"expected {fb.type}")
+                raise CniError(
+                    CniCode.ATTACHMENT_CHANGED,
+                    f"CHECK: {ifname} is a {link.kind} link, expected {fb.type}",
+                )
             if expected.mac and link.mac != expected.mac.lower():
-                raise CniError(CniCode.ATTACHMENT_CHANGED, f"CHECK: {ifname} MAC {link.mac} != {expected.mac}")
+                raise CniError(
+                    CniCode.ATTACHMENT_CHANGED, f"CHECK: {ifname} MAC {link.mac} != {expected.mac}"
+                )
             mtu = fb.mtu or ctx.conf.mtu or expected.mtu  # unset in the config: what ADD reported
             if mtu and link.mtu != mtu:
-                raise CniError(CniCode.ATTACHMENT_CHANGED, f"CHECK: {ifname} MTU {link.mtu} != {mtu}")
+                raise CniError(
+                    CniCode.ATTACHMENT_CHANGED, f"CHECK: {ifname} MTU {link.mtu} != {mtu}"
+                )
             iface.check_addresses(nl, netns, ifname, prev, index)
         finally:
             with contextlib.suppress(Exception):
@@ -243,7 +269,7 @@ class FallbackMode:
             log.error("rollback: cannot delete %s in %s: %s", name, netns, e)
 
     @staticmethod
-    def _ipam_release_quietly(ctx: Any) -> None:
+    def _ipam_release_quietly(ctx: AttachmentContext) -> None:
         try:
             ctx.ipam.delete(ctx.conf, ctx.args)
         except Exception as e:

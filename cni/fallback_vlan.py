@@ -12,6 +12,7 @@ administrator made is used but never deleted.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import os
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cni.errors import CniCode, CniError
+from cni.record import DamagedRecord
 from cni.state import StateStore, atomic_write
 from sriov import validate
 from sriov.errors import InvalidInputError
@@ -66,15 +68,18 @@ class VlanParents:
         existing = self.netlink.link(name)
         if existing is not None:
             if existing.kind != "vlan":
-                raise CniError(CniCode.INVALID_CONFIG, f"invalid fallback.vlan {vid}: {name} exists "
-                               f"but is a {existing.kind or 'physical'} link, not a VLAN")
+                raise CniError(
+                    CniCode.INVALID_CONFIG,
+                    f"invalid fallback.vlan {vid}: {name} exists "
+                    f"but is a {existing.kind or 'physical'} link, not a VLAN",
+                )
             if not existing.up:
                 self.netlink.set_up(name)
             return name
         log.info("creating VLAN sub-interface %s on %s", name, master)
         # the marker first: a crash right after the creation must not leave a sub-interface that
         # looks like an administrator's (never deleted); a marker without a link is harmless
-        atomic_write(self._marker(name), b"created by the sriov CNI fallback\n")
+        atomic_write(self._marker(name), b"created by the sriov CNI fallback\n", fault=None)
         try:
             self.netlink.create_vlan(name, master, vid)
             self.netlink.set_up(name)
@@ -84,9 +89,12 @@ class VlanParents:
             raise
         return name
 
-    def users(self, name: str, *, excluding: tuple[str, str] | None = None) -> list[tuple[str, str]]:
-        return [(cid, ifn) for cid, ifn, record in self.state.list_attachments()
-                if record.get(RECORD_KEY) == name and (cid, ifn) != excluding]
+    def users(
+        self, name: str, *, excluding: tuple[str, str] | None = None
+    ) -> list[tuple[str, str]]:
+        records, _damaged = self.state.list_attachments()
+        return [r.key for r in records if r.fallback is not None
+                and r.fallback.vlan_parent == name and r.key != excluding]
 
     def leave(self, key: tuple[str, str], name: str) -> None:
         """Drop attachment ``key``'s claim on ``name`` (its link is gone); under :meth:`locked`.
@@ -95,9 +103,14 @@ class VlanParents:
         DEL returns, outside this lock: two DELs of the last two users would each still see the
         other's claim and both keep the sub-interface. Rewriting the record without the claim
         under the lock makes the last one out see nobody left."""
-        record = self.state.load(*key)
-        if record is not None and record.get(RECORD_KEY) == name:
-            self.state.save(*key, {k: v for k, v in record.items() if k != RECORD_KEY})
+        try:
+            record = self.state.load(*key)
+        except DamagedRecord:
+            return  # the plugin quarantines it; a damaged record claims nothing
+        part = record.fallback if record is not None else None
+        if record is not None and part is not None and part.vlan_parent == name:
+            self.state.save(dataclasses.replace(
+                record, fallback=dataclasses.replace(part, vlan_parent=None)))
 
     def release(self, name: str, *, excluding: tuple[str, str]) -> bool:
         """``excluding`` leaves; delete ``name`` if we created it and no other attachment uses

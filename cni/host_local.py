@@ -22,7 +22,7 @@ from typing import Any
 
 from cni.errors import CniCode, CniError, config_error
 from cni.netconf import NetConf
-from cni.protocol import DNS, CmdArgs, IPConfig, Result, Route, version_tuple
+from cni.protocol import DNS, CmdArgs, IPConfig, Result, Route, route_from_json, version_tuple
 
 log = logging.getLogger(__name__)
 DEFAULT_DATA_DIR = Path("/var/lib/cni/networks")
@@ -41,14 +41,15 @@ class IpRange:
 
     def contains(self, ip: IPAddr) -> bool:
         return (
-            ip.version == self.subnet.version and ip in self.subnet and self.start <= ip <= self.end
+            ip.version == self.subnet.version and ip in self.subnet
+            and int(self.start) <= int(ip) <= int(self.end)
         )
 
     def overlaps(self, other: IpRange) -> bool:
         return (
             self.subnet.version == other.subnet.version
-            and self.start <= other.end
-            and other.start <= self.end
+            and int(self.start) <= int(other.end)
+            and int(other.start) <= int(self.end)
         )
 
 
@@ -80,7 +81,7 @@ def parse_range(obj: Any, key: str) -> IpRange:
     for name, ip in (("rangeStart", start), ("rangeEnd", end)):
         if ip.version != subnet.version or ip not in subnet:
             raise config_error(f"{key}.{name}", str(ip), f"not in network {subnet}")
-    if start > end:
+    if int(start) > int(end):  # same version: checked above
         raise config_error(f"{key}.rangeStart", str(start), f"is after rangeEnd {end}")
     return IpRange(subnet=subnet, start=start, end=end, gateway=gateway)
 
@@ -137,9 +138,11 @@ class HostLocalConfig:
             )
         routes = []
         for k, r in enumerate(ipam.get("routes") or []):
-            if not isinstance(r, dict) or not isinstance(r.get("dst"), str):
-                raise config_error(f"ipam.routes[{k}]", r, "needs a string 'dst'")
-            routes.append(Route(dst=r["dst"], gw=str(r.get("gw") or "")))
+            try:  # with the spec 1.1 keys (priority, table...), which the result carries on
+                routes.append(route_from_json(r))
+            except CniError as e:
+                raise config_error(f"ipam.routes[{k}]", r, e.msg.removeprefix(
+                    "cannot decode result: ")) from None
         data_dir = ipam.get("dataDir") or default_data_dir
         if not isinstance(data_dir, str | Path):
             raise config_error("ipam.dataDir", data_dir, "must be a string")
@@ -192,13 +195,20 @@ class Store:
         except FileExistsError:
             return False
         try:
-            os.write(fd, (container_id.strip() + LINE_BREAK + ifname).encode())
-        finally:
+            # complete or not at all: a lease cut short by a full disk would never be found by
+            # its container ID again (leaked IP); the caller sees the OSError
+            _write_all(fd, (container_id.strip() + LINE_BREAK + ifname).encode())
+        except OSError:
             os.close(fd)
+            (self.dir / str(ip)).unlink(missing_ok=True)
+            raise
+        os.close(fd)
         last = self.dir / f"{LAST_IP_PREFIX}{range_id}"
         fd = os.open(last, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, str(ip).encode())
+            _write_all(fd, str(ip).encode())
+        except OSError as e:  # only a search hint: the next allocation starts elsewhere
+            log.warning("cannot record the last reserved IP %s: %s", ip, e)
         finally:
             os.close(fd)
         return True
@@ -322,13 +332,16 @@ class HostLocal:
                     "failed to allocate all requested IPs: "
                     + ", ".join(str(ip) for ip in requested),
                 )
-        except Exception:
+        except Exception as e:
             # undo only what this call reserved (an earlier ADD's IPs stay)
             with store.lock():
                 for ip in ips:
                     store.unreserve(
                         ipaddress.ip_interface(ip.address).ip, args.container_id, args.ifname
                     )
+            if isinstance(e, OSError):  # a full or failing disk: a clear IPAM error, not 999
+                raise CniError(CniCode.IPAM, f"cannot write a lease under {store.dir}",
+                               e.strerror or str(e)) from e
             raise
         dns = parse_resolv_conf(cfg.resolv_conf) if cfg.resolv_conf else DNS()
         return Result(cni_version=conf.cni_version, ips=tuple(ips), routes=cfg.routes, dns=dns)
@@ -395,3 +408,9 @@ class HostLocal:
 
     def status(self, conf: NetConf, args: CmdArgs) -> None:
         self._open(conf, args)  # validates config and that the store is usable
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

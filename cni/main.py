@@ -105,7 +105,9 @@ class Runtime:
 
         return open_host(self.sysfs_root, self.netlink())
 
-    def plugin(self, env: Mapping[str, str], stderr: TextIO) -> Plugin:
+    def plugin(self, env: Mapping[str, str], stderr: TextIO, started: int | None = None) -> Plugin:
+        """The handlers of one request; ``started``: when it started (CLOCK_BOOTTIME ns, an
+        upper bound; default now), which decides whether an ADD came after a DEL."""
         def ipam_factory(conf: NetConf, args: CmdArgs) -> IpamRunner:
             runner = make_ipam(
                 conf, args.path, env, stderr=stderr, prefer_in_process=self.prefer_in_process_ipam
@@ -117,7 +119,7 @@ class Runtime:
             netlink_factory=self.netlink,
             host_factory=_memo(self._open_host),
             ipam_factory=ipam_factory,
-            state=StateStore(self.state_dir),
+            state=StateStore(self.state_dir, faults=self.faults),
             device_lookup=pod_resources,
             claim_check=pod_resources.verify_claim,
             device_guard=self.pool_guard.check if self.pool_guard is not None else None,
@@ -125,6 +127,8 @@ class Runtime:
         )
         if self.faults is not None:
             plugin.faults = self.faults
+        if started is not None:
+            plugin.started = started
         return plugin
 
     def close(self) -> None:
@@ -160,6 +164,7 @@ def run(
     *,
     runtime: Runtime | None = None,
     timeout: float | None = None,
+    started: int | None = None,
 ) -> int:
     """One CNI invocation in this process; returns the exit status."""
     if isinstance(stdin, bytes | bytearray):
@@ -179,7 +184,7 @@ def run(
             data,
             stdout,
             stderr,
-            rt.plugin(env, stderr),
+            rt.plugin(env, stderr, started),
             timeout=_timeout(env) if timeout is None else timeout,
             log_dirs=log_dirs_from_env(env),
         )
@@ -195,7 +200,20 @@ def main() -> int:
             f"{ABOUT}\nCNI protocol versions supported: {', '.join(SUPPORTED_VERSIONS)}\n"
         )
         return 0
-    return run(env, sys.stdin.buffer, sys.stdout, sys.stderr)
+    return run(env, sys.stdin.buffer, sys.stdout, sys.stderr,
+               started=process_started(os.getpid()))
+
+
+def process_started(pid: int) -> int | None:
+    """Upper bound of a process's start time, CLOCK_BOOTTIME ns (``/proc/<pid>/stat`` field 22,
+    in clock ticks); None when it cannot be read (the process is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        ticks = int(stat.rpartition(")")[2].split()[19])
+        hz = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    return (ticks + 1) * 1_000_000_000 // hz
 
 
 if __name__ == "__main__":

@@ -19,7 +19,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from cni.errors import CniCode, CniError, config_error, env_error
-from cni.protocol import CONTAINER_ID_RE, DNS, EMPTY_DNS, CmdArgs, Result, require_supported
+from cni.protocol import (
+    CONTAINER_ID_RE,
+    DNS,
+    EMPTY_DNS,
+    CmdArgs,
+    Command,
+    Result,
+    require_supported,
+)
 from sriov import gojson, validate
 from sriov.errors import InvalidInputError
 from sriov.types import IfName, LinkState, MacAddress, PciAddress, VfSettings, VlanProto
@@ -369,8 +377,13 @@ class _Parser:
             return None
         try:
             return Result.from_json(prev)
-        except CniError as e:
-            raise config_error("prevResult", "...", e.msg) from None
+        except Exception as e:  # 1e999 is an OverflowError, not a CniError
+            msg = e.msg if isinstance(e, CniError) else f"{type(e).__name__}: {e}"
+            if self.cmd_args is not None and self.cmd_args.command is Command.DEL:
+                # DEL cleans up from its own record: a prevResult it cannot use must not block it
+                self.warnings.append(f"DEL: ignoring an unusable prevResult ({msg})")
+                return None
+            raise config_error("prevResult", "...", msg) from None
 
     def _abs_path(self, key: str) -> str | None:
         value = _str(self.obj, key)

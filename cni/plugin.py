@@ -1,8 +1,11 @@
 """Verb handlers: pick an attachment mode, keep the state store, run GC and STATUS.
 
-Modes (VF, DPDK, fallback) live in their own modules and implement :class:`Mode`; they are
-looked up by name in :data:`MODE_REGISTRY` (imported lazily, so pyroute2 is only loaded when a
-mode needs netlink). See docs/cni.md "Writing a mode" for the contract.
+Modes (VF, DPDK, fallback) live in their own modules and implement :class:`cni.mode.Mode`
+(the typed contract, with :class:`cni.mode.AttachmentContext`); they are looked up by name in
+:data:`MODE_REGISTRY` (imported lazily, so pyroute2 is only loaded when a mode needs netlink).
+A mode owns its IPAM (ADD, rollback, DEL, CHECK); the plugin never calls IPAM for an
+attachment, only to release a reservation that has no attachment record and for GC/STATUS.
+See docs/cni.md "Writing a mode" for the contract.
 """
 
 from __future__ import annotations
@@ -12,62 +15,23 @@ import dataclasses
 import importlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from cni import trace
+from cni import recovery, trace
 from cni.errors import CniCode, CniError, from_exception
 from cni.ipam import IpamRunner
+from cni.mode import AttachmentContext, Mode, require_netns
 from cni.netconf import NetConf
-from cni.protocol import CURRENT_VERSION, CmdArgs, Result
-from cni.state import StateStore
+from cni.protocol import CmdArgs, Result
+from cni.record import AttachmentMode, AttachmentRecord, Journal, NetnsId
+from cni.state import StateStore, boottime_ns
 from sriov.types import PciAddress
 
+__all__ = ["MODE_REGISTRY", "AttachmentContext", "Mode", "Plugin", "load_mode", "register_mode",
+           "require_netns"]
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class AttachmentContext:
-    """Everything a mode needs for one attachment. ``netlink()``/``host()`` are lazy getters."""
-
-    args: CmdArgs
-    conf: NetConf
-    state: StateStore
-    ipam: IpamRunner
-    netlink: Callable[[], Any]
-    """Returns the (warm, shared) ``sriov.netlink.Netlink``; opened on first call."""
-    host: Callable[[], Any]
-    """Returns the ``sriov.host.Host`` (sysfs reader + VF admin) for this node."""
-    log: logging.LoggerAdapter[logging.Logger]
-    device_id: PciAddress | None = None
-    """The VF of this attachment (from the netconf or pod-resources); None for fallback."""
-    record: dict[str, Any] = dataclasses.field(default_factory=dict)
-    """ADD: the mode fills it with what DEL needs (snapshot...); DEL/CHECK/GC: the stored record."""
-    faults: Callable[[str], None] = lambda step: None
-    """Fault-injection seam: modes call ``faults("<step>")`` before each ADD step (tests raise)."""
-
-
-def require_netns(netns: str) -> str:
-    """``CNI_NETNS`` as given, after checking it exists (ADD and CHECK need a live pod netns)."""
-    if not netns or not os.path.exists(netns):
-        raise CniError(CniCode.INVALID_NETNS, f"CNI_NETNS {netns!r} does not exist")
-    return netns
-
-
-class Mode(Protocol):
-    def add(self, ctx: AttachmentContext) -> Result:
-        """Create the attachment (mode runs ``ctx.ipam.add`` itself and rolls back on failure).
-
-        For a device-backed attachment the plugin holds ``ctx.state.vf_lock(ctx.device_id)``."""
-
-    def delete(self, ctx: AttachmentContext) -> None:
-        """Undo ADD best-effort; succeed when things are already gone (netns gone/empty).
-
-        IPAM DEL is done by the plugin before this is called, under the same VF lock as ADD."""
-
-    def check(self, ctx: AttachmentContext) -> None:
-        """Verify the attachment against ``ctx.conf.prev_result`` (IPAM CHECK already done)."""
 
 
 MODE_REGISTRY: dict[str, str] = {
@@ -139,6 +103,9 @@ class Plugin:
         self.sysfs_root = sysfs_root
         self.faults: Callable[[str], None] = lambda step: None
         """Handed to every :class:`AttachmentContext` (tests inject failures at named steps)."""
+        self.started = boottime_ns()
+        """When the request started (CLOCK_BOOTTIME ns, an upper bound): an ADD that started
+        before the last DEL of its attachment finished is late and fails (issue 11 item 3)."""
 
     # ---------------------------------------------------------------- helpers
     def _store(self, conf: NetConf) -> StateStore:
@@ -171,11 +138,7 @@ class Plugin:
         from sriov.errors import DeviceNotFoundError
         from sriov.types import DriverKind
 
-        host = self.host_factory()
-        vf = host.sysfs.vf(device)  # the driver link is always current: no refresh needed
-        if vf.driver_kind not in (DriverKind.VFIO, DriverKind.UIO, DriverKind.KERNEL):
-            host.refresh()  # an emulated tree learns where VF netdevs are only on refresh
-            vf = host.sysfs.vf(device)
+        vf = self.host_factory().sysfs.vf(device)
         if vf.driver_kind in (DriverKind.VFIO, DriverKind.UIO):
             return "dpdk"
         if vf.netdev or vf.driver_kind is DriverKind.KERNEL:
@@ -212,117 +175,142 @@ class Plugin:
     ) -> contextlib.AbstractContextManager[None]:
         """The per-VF ``flock`` for device-backed attachments (none for the fallback mode).
 
-        Held around a whole verb - mode work, IPAM and the attachment record - so a DEL racing an
-        ADD on the same VF sees either nothing or the complete attachment, never a half of it.
+        Taken after the attachment lock, around mode work, IPAM and the record, so two
+        attachments of one VF (a stale owner reclaimed by a new pod) never interleave.
         """
         return state.vf_lock(device) if device else contextlib.nullcontext()
 
+    @contextlib.contextmanager
+    def _attachment_lock(self, state: StateStore, args: CmdArgs) -> Iterator[None]:
+        """The per-attachment lock every verb takes first, before it reads anything.
+
+        Its file is unlinked on the way out, while still held (a waiter then locks a fresh
+        file, :func:`cni.state._flock`): no lock file per pod accumulates."""
+        self.faults("attachment-lock")
+        with state.attachment_lock(args.container_id, args.ifname):
+            try:
+                yield
+            finally:
+                state.drop_attachment_lock(args.container_id, args.ifname)
+
     def add(self, args: CmdArgs, conf: NetConf) -> Result:
         state = self._store(conf)
-        mode_name, device = self.select_mode(args, conf, state)
-        with self._device_lock(state, device):
-            if state.load(args.container_id, args.ifname) is not None:
-                raise CniError(
-                    CniCode.ATTACHMENT_EXISTS,
-                    f"attachment {args.container_id}/{args.ifname} already exists",
-                    "the runtime must DEL it before adding it again",
-                )
-            ctx = self._ctx(args, conf, device_id=device)
-            mode = load_mode(mode_name)
-            log.info("ADD mode=%s device=%s", mode_name, device or "-")
-            with trace.step(f"{mode_name}.add"):
-                result = mode.add(ctx)
-            record = {
-                **ctx.record,
-                "mode": mode_name,
-                "network": conf.name,
-                "netns": args.netns,
-                "deviceID": device,
-                "netconf": conf.raw.decode(errors="replace"),
-                "result": result.to_dict(CURRENT_VERSION),
-            }
-            try:
-                state.save(args.container_id, args.ifname, record)
-            except OSError as e:
-                log.error("cannot save attachment record: %s; rolling back", e)
-                self._undo(mode, dataclasses.replace(ctx, record=record))
-                with contextlib.suppress(OSError):  # the mode's pending record, if it wrote one
-                    state.delete(args.container_id, args.ifname)
-                raise CniError(CniCode.STATE, "cannot save attachment state", str(e)) from e
-            return result
+        with self._attachment_lock(state, args):
+            recovery.refuse_late_add(state, args, self.started)
+            mode_name, device = self.select_mode(args, conf, state)
+            with self._device_lock(state, device):
+                if recovery.load_or_quarantine(state, args) is not None:
+                    raise CniError(
+                        CniCode.ATTACHMENT_EXISTS,
+                        f"attachment {args.container_id}/{args.ifname} already exists",
+                        "the runtime must DEL it before adding it again",
+                    )
+                journal = Journal(state, AttachmentRecord(
+                    mode=AttachmentMode(mode_name),
+                    container_id=args.container_id, ifname=args.ifname, network=conf.name,
+                    netns=args.netns, netns_id=NetnsId.of(args.netns), device_id=device,
+                    netconf=conf.raw.decode(errors="replace")))
+                ctx = self._ctx(args, conf, device_id=device, journal=journal)
+                mode = load_mode(mode_name)
+                log.info("ADD mode=%s device=%s", mode_name, device or "-")
+                with trace.step(f"{mode_name}.add"):
+                    result = mode.add(ctx)
+                try:
+                    journal.save(complete=True, result=result)
+                except CniError as e:
+                    log.error("cannot save attachment record: %s; rolling back", e)
+                    self._undo(mode, dataclasses.replace(ctx, record=journal.current))
+                    with contextlib.suppress(OSError):  # the mode's provisional record
+                        journal.discard()
+                    raise
+                return result
 
     @staticmethod
     def _undo(mode: Mode, ctx: AttachmentContext) -> None:
-        for step in (lambda: ctx.ipam.delete(ctx.conf, ctx.args), lambda: mode.delete(ctx)):
-            try:
-                step()
-            except Exception as e:
-                log.error("rollback step failed: %s", from_exception(e))
+        try:
+            mode.delete(ctx)  # IPAM DEL included
+        except Exception as e:
+            log.error("rollback failed: %s", from_exception(e))
 
     def delete(self, args: CmdArgs, conf: NetConf) -> None:
+        """Undo the attachment from its own record, in the netns the record names.
+
+        Under the attachment lock: a racing ADD either finished (and is undone here) or has
+        not started (and then fails: :func:`cni.recovery.refuse_late_add` sees the tombstone).
+        """
         state = self._store(conf)
-        seen = state.load(args.container_id, args.ifname)
-        device = (seen or {}).get("deviceID") or conf.device_id
-        with self._device_lock(state, device):
-            record = state.load(args.container_id, args.ifname)  # again: an ADD may have finished
-            found = record or {}
-            ctx = self._ctx(args, conf, record=found, device_id=found.get("deviceID"))
+        with self._attachment_lock(state, args):
+            record = recovery.load_or_recover(state, args, conf, self.netlink_factory)
             if record is None:
                 # nothing of ours to undo (double DEL, or ADD failed and rolled back); still
                 # release IPAM so a reservation can never leak, but never fail the DEL for it
                 try:
-                    ctx.ipam.delete(conf, args)
+                    self._ctx(args, conf).ipam.delete(conf, args)
                 except Exception as e:
                     log.warning(
                         "DEL without attachment record: IPAM release failed: %s", from_exception(e)
                     )
-                return
-            ctx.ipam.delete(conf, args)  # on error the record stays so a retry can finish
-            with trace.step(f"{record['mode']}.delete"):
-                load_mode(record["mode"]).delete(ctx)
-            state.delete(args.container_id, args.ifname)
+            else:
+                self._remove(state, dataclasses.replace(
+                    args, netns=recovery.trusted_netns(args.netns, record)), conf, record)
+            recovery.tombstone_quietly(state, args)
+
+    def _remove(self, state: StateStore, args: CmdArgs, conf: NetConf,
+                record: AttachmentRecord) -> None:
+        """Mode cleanup (IPAM release included), record removal: DEL and GC (attachment lock
+        held)."""
+        with self._device_lock(state, record.device_id):
+            if state.path_of(*record.key).exists():  # a reclaim may have changed it meanwhile
+                record = recovery.load_or_quarantine(state, args) or record
+            ctx = self._ctx(args, conf, record=record, device_id=record.device_id)
+            # the mode releases IPAM first; on error the record stays so a retry can finish
+            with trace.step(f"{record.mode}.delete"):
+                load_mode(str(record.mode)).delete(ctx)
+            state.delete(*record.key)
 
     def check(self, args: CmdArgs, conf: NetConf) -> None:
         if conf.prev_result is None:
             raise CniError(CniCode.INVALID_CONFIG, "required prevResult missing")
         state = self._store(conf)
-        record = state.load(args.container_id, args.ifname)
-        if record is None:
-            raise CniError(
-                CniCode.UNKNOWN_CONTAINER,
-                f"no attachment {args.container_id}/{args.ifname} on this node",
-            )
-        ctx = self._ctx(args, conf, record=record, device_id=record.get("deviceID"))
-        ctx.ipam.check(conf, args)
-        load_mode(record["mode"]).check(ctx)
+        with self._attachment_lock(state, args):
+            record = recovery.load_or_quarantine(state, args)
+            if record is None:
+                raise CniError(
+                    CniCode.UNKNOWN_CONTAINER,
+                    f"no attachment {args.container_id}/{args.ifname} on this node",
+                )
+            ctx = self._ctx(args, conf, record=record, device_id=record.device_id)
+            load_mode(str(record.mode)).check(ctx)  # IPAM CHECK included
 
     def gc(self, args: CmdArgs, conf: NetConf) -> None:
         """Remove attachments of this network that are not in ``cni.dev/valid-attachments``.
 
-        For each: mode cleanup (netns may be gone), IPAM release, record removal. Continues past
-        errors, forwards GC to the IPAM delegate, then reports every failure in one error.
+        For each: mode cleanup (netns may be gone), IPAM release, record removal. Damaged
+        records are quarantined (their VF recovered from its owner record); temporary files of
+        dead writers and old tombstones go. Continues past errors, forwards GC to the IPAM
+        delegate, then reports every failure in one error.
         """
         state = self._store(conf)
+        state.sweep_tmp()
+        state.prune_tombstones()
+        state.sweep_attachment_locks()
         valid = {(a.container_id, a.ifname) for a in conf.valid_attachments or ()}
         failures: list[CniError] = []
-        for cid, ifname, record in state.list_attachments():
-            if record.get("network") != conf.name or (cid, ifname) in valid:
+        for record, recovered in recovery.gc_candidates(state, conf, self.netlink_factory):
+            if record.key in valid:
                 continue
-            log.info(
-                "GC: removing stale attachment %s/%s (mode %s)", cid, ifname, record.get("mode")
-            )
+            cid, ifname = record.key
+            log.info("GC: removing stale attachment %s/%s (mode %s)", cid, ifname, record.mode)
             stale_args = dataclasses.replace(
-                args, container_id=cid, ifname=ifname, netns=str(record.get("netns") or "")
+                args, container_id=cid, ifname=ifname,
+                netns=recovery.trusted_netns("", record),
             )
             try:
-                with self._device_lock(state, record.get("deviceID")):
-                    if state.load(cid, ifname) is None:
-                        continue  # its DEL finished while we waited for the VF lock
-                    device = record.get("deviceID")
-                    ctx = self._ctx(stale_args, conf, record=record, device_id=device)
-                    ctx.ipam.delete(conf, stale_args)
-                    load_mode(str(record.get("mode"))).delete(ctx)
-                    state.delete(cid, ifname)
+                with self._attachment_lock(state, stale_args):
+                    if not (recovery.still_owned(state, record) if recovered
+                            else state.path_of(cid, ifname).exists()):
+                        continue  # its DEL finished while we waited for the lock
+                    self._remove(state, stale_args, conf, record)
             except Exception as e:
                 err = from_exception(e)
                 log.error("GC of %s/%s failed: %s", cid, ifname, err)
@@ -365,7 +353,7 @@ class Plugin:
             fallback is not None
             and not (self.sysfs_root / "sys/class/net" / fallback.master).exists()
         ):
-            missing.append(f"fallback master {conf.fallback.master}")
+            missing.append(f"fallback master {fallback.master}")
         if missing:
             raise CniError(
                 CniCode.NOT_AVAILABLE, "plugin not available", "missing: " + ", ".join(missing)

@@ -244,17 +244,25 @@ def _decode(reason: str) -> CniError:
     return CniError(CniCode.DECODING_FAILURE, f"cannot decode result: {reason}")
 
 
-def _route_from(obj: Any) -> Route:
+def route_from_json(obj: Any) -> Route:
+    """A CNI route object (spec 1.1 keys: dst, gw, mtu, advmss, priority, table, scope)."""
     if not isinstance(obj, dict) or not isinstance(obj.get("dst"), str):
         raise _decode("route needs a string 'dst'")
+    numbers: dict[str, int | None] = {}
+    for key in ("mtu", "advmss", "priority", "table", "scope"):
+        value = obj.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 0):
+            raise _decode(f"route {obj['dst']}: {key} must be a non-negative integer")
+        numbers[key] = value
     return Route(
         dst=obj["dst"],
         gw=str(obj.get("gw") or ""),
-        mtu=int(obj.get("mtu") or 0),
-        advmss=int(obj.get("advmss") or 0),
-        priority=int(obj.get("priority") or 0),
-        table=obj.get("table"),
-        scope=obj.get("scope"),
+        mtu=numbers["mtu"] or 0,
+        advmss=numbers["advmss"] or 0,
+        priority=numbers["priority"] or 0,
+        table=numbers["table"],
+        scope=numbers["scope"],
     )
 
 
@@ -315,7 +323,7 @@ class Result:
             )
             for ip in ips:
                 ipaddress.ip_interface(ip.address)
-            routes = tuple(_route_from(r) for r in obj.get("routes") or [])
+            routes = tuple(route_from_json(r) for r in obj.get("routes") or [])
         except (KeyError, TypeError, ValueError) as e:
             raise _decode(f"{type(e).__name__}: {e}") from None
         return cls(
@@ -337,7 +345,7 @@ class Result:
             ips.append(
                 IPConfig(address=str(section["ip"]), gateway=str(section.get("gateway") or ""))
             )
-            routes.extend(_route_from(r) for r in section.get("routes") or [])
+            routes.extend(route_from_json(r) for r in section.get("routes") or [])
         return cls(
             cni_version=version,
             ips=tuple(ips),

@@ -29,8 +29,8 @@ import sys
 TYPE_CHECKING = False  # avoids importing typing (start-up cost); mypy treats it as True
 
 if TYPE_CHECKING:
+    from _socket import socket as Socket
     from collections.abc import Mapping, Sequence
-    from socket import socket as Socket
 
 DEFAULT_SOCKET = "/run/sriov-k8s/cni-agent.sock"
 SOCKET_ENV = "SRIOV_CNI_AGENT_SOCKET"
@@ -54,13 +54,15 @@ _S_IWGRP_IWOTH = 0o022
 def encode_env(env: "Mapping[str, str] | Mapping[bytes, bytes]") -> bytes:
     """``CNI_*`` and ``PATH`` as ``KEY=VALUE\\0`` pairs (``str`` or ``bytes`` environments)."""
     if isinstance(next(iter(env), ""), bytes):  # posix.environ: no decoding round trip
+        raw: Mapping[bytes, bytes] = env  # type: ignore[assignment]
         return b"\0".join(
             k + b"=" + v
-            for k, v in env.items()
-            if k.startswith(b"CNI_") or k in _FORWARDED_ENV_BYTES  # type: ignore[arg-type]
+            for k, v in raw.items()
+            if k.startswith(b"CNI_") or k in _FORWARDED_ENV_BYTES
         )
-    items = (f"{k}={v}" for k, v in env.items() if k.startswith("CNI_") or k in FORWARDED_ENV)
-    return "\0".join(items).encode("utf-8", "surrogateescape")  # type: ignore[arg-type]
+    text: Mapping[str, str] = env  # type: ignore[assignment]
+    items = (f"{k}={v}" for k, v in text.items() if k.startswith("CNI_") or k in FORWARDED_ENV)
+    return "\0".join(items).encode("utf-8", "surrogateescape")
 
 
 def decode_env(data: bytes) -> "dict[str, str]":
@@ -292,7 +294,7 @@ def _standalone(env: "Mapping[str, str]", stdin: bytes, site_dirs: "Sequence[str
     sys.path.extend(d for d in site_dirs if d not in sys.path)
     try:
         from cni.main import main as main_no_command
-        from cni.main import run
+        from cni.main import process_started, run
     except ImportError as e:
         # A self-contained shim on a node (hack/install-cni --self-contained): the plugin
         # lives only in the agent's image. No agent means "not ready yet", not a bad config,
@@ -304,7 +306,10 @@ def _standalone(env: "Mapping[str, str]", stdin: bytes, site_dirs: "Sequence[str
 
     if not env.get("CNI_COMMAND"):
         return main_no_command()
-    return run(dict(env), stdin, sys.stdout, sys.stderr)
+    import os
+
+    # a late ADD is judged by when this process (the runtime's exec) started, not by now
+    return run(dict(env), stdin, sys.stdout, sys.stderr, started=process_started(os.getpid()))
 
 
 if __name__ == "__main__":

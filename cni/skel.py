@@ -194,7 +194,7 @@ def _run(
     require_version_for(args.command, conf.cni_version)
     override = env.get("CNI_NETNS_OVERRIDE", "").lower() in ("1", "true")
     if (
-        args.command in (Command.ADD, Command.CHECK)
+        args.command in (Command.ADD, Command.CHECK, Command.DEL)
         and not override
         and _same_netns(args.netns, own_netns)
     ):

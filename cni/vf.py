@@ -12,18 +12,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cni import vf_netdev, vf_pf
+from cni import iface, vf_netdev, vf_pf
 from cni.errors import CniCode, CniError
-from cni.plugin import AttachmentContext, require_netns
+from cni.mode import AttachmentContext, journal_of, release_ipam, require_netns
 from cni.protocol import Interface, Result
+from cni.record import VfPart
 from cni.vf_checks import check_interface, check_pf_settings
-from cni.vf_state import VfRecord, reclaim_if_stale, restore_vf
-from sriov.errors import DeviceNotFoundError
-from sriov.types import DriverKind, VfSetting, VirtualFunction
+from cni.vf_state import reclaim_if_stale, restore_vf, vf_part
+from sriov.errors import DeviceNotFoundError, NetlinkOpError
+from sriov.types import DriverKind, IfName, VfSetting, VirtualFunction
+
+if TYPE_CHECKING:
+    from sriov.netlink import Netlink
 
 log = logging.getLogger(__name__)
 ADD_STEPS = ("snapshot", "pf-config", "move", "rename", "mac-mtu", "up", "ipam", "save-result")
@@ -35,7 +40,7 @@ def _quietly(what: str, fn: Callable[[], object]) -> Callable[[], None]:
     def run() -> None:
         try:
             fn()
-        except Exception as e:  # noqa: BLE001 - rollback is best effort, each step independent
+        except Exception as e:
             log.error("rollback: %s failed: %s", what, e)
     return run
 
@@ -44,11 +49,11 @@ def _resolve(ctx: AttachmentContext, *, dpdk: bool) -> VirtualFunction:
     """The VF named by ``ctx.device_id`` (must be a VF of an SR-IOV PF on this host)."""
     if ctx.device_id is None:
         raise CniError(CniCode.INVALID_CONFIG, "deviceID is required for the VF mode")
-    host = ctx.host()
-    host.refresh()
-    vf = host.sysfs.vf(ctx.device_id)
+    vf = ctx.host().sysfs.vf(ctx.device_id)
     if vf.pf_netdev is None:
-        raise DeviceNotFoundError("PF netdev", vf.pf_address, f"PF of VF {vf.address} has no netdev")
+        raise DeviceNotFoundError(
+            "PF netdev", vf.pf_address, f"PF of VF {vf.address} has no netdev"
+        )
     if dpdk and vf.driver_kind not in (DriverKind.VFIO, DriverKind.UIO):
         raise DeviceNotFoundError("DPDK VF", vf.address, f"bound to {vf.driver or 'no driver'}")
     return vf
@@ -72,26 +77,25 @@ class _Attach:
         self.ctx, self.vf, self.undo, self.netns = ctx, vf, undo, netns
         self.nl = ctx.netlink()
         self.admin = ctx.host().vf_admin
-        self.pf = vf.pf_netdev
-        self.record = VfRecord(mode="", device_id=vf.address, pf=str(vf.pf_netdev), vf_index=vf.index,
-                               netns=netns, ifname=ctx.args.ifname)
+        if vf.pf_netdev is None:  # _resolve refuses such a VF; a PF netdev is needed from here on
+            raise DeviceNotFoundError(
+                "PF netdev", vf.pf_address, f"PF of VF {vf.address} has no netdev"
+            )
+        self.pf: IfName = vf.pf_netdev
+        self.record = VfPart(pf=str(vf.pf_netdev), vf_index=vf.index)
+        self.journal = journal_of(ctx)
 
     def step(self, name: str) -> None:
         self.ctx.faults(name)
 
-    def record_json(self) -> dict[str, Any]:
-        """The record as saved while ADD runs: with ``network``, so a GC finds a crashed ADD."""
-        return {**self.record.to_json(), "network": self.ctx.conf.name}
-
-    def snapshot_and_save(self, mode: str, netdev: str | None) -> None:
+    def snapshot_and_save(self, netdev: str | None) -> None:
+        """Both snapshots, saved (provisional record, with the network: a GC finds a crash)."""
         self.step("snapshot")
         pf_state = self.admin.read(self.pf, self.vf.index)
         snap = vf_netdev.snapshot(self.nl, netdev) if netdev else None
-        self.record = dataclasses.replace(self.record, mode=mode, pf_state=pf_state, netdev=snap)
-        args = self.ctx.args
-        self.ctx.state.save(args.container_id, args.ifname, self.record_json())
-        self.undo.callback(_quietly("remove attachment record",
-                                    lambda: self.ctx.state.delete(args.container_id, args.ifname)))
+        self.record = dataclasses.replace(self.record, pf_state=pf_state, netdev=snap)
+        self.journal.save(vf=self.record)
+        self.undo.callback(_quietly("remove attachment record", self.journal.discard))
 
     def configure_pf(self) -> None:
         self.step("pf-config")
@@ -107,44 +111,64 @@ class _Attach:
             self.undo.callback(_quietly("restore host netdev MAC", lambda: vf_netdev.restore_mac(
                 self.nl, host_netdev)))
         first = vf_pf.before_netdev_restore(snap, host_netdev.mac if host_netdev else None)
-        applied = vf_pf.apply(self.admin, self.pf, self.vf.index, self.ctx.conf.vf_settings(), first)
+        applied = vf_pf.apply(
+            self.admin, self.pf, self.vf.index, self.ctx.conf.vf_settings(), first
+        )
         self.undo.callback(_quietly("restore PF-side VF settings", lambda: vf_pf.restore(
             self.admin, self.pf, self.vf.index, first, applied)))
 
     def move_into_pod(self) -> Interface:
-        """Steps 3: temp name in the pod netns, no altnames, CNI_IFNAME, MAC, MTU, sysctls, up."""
+        """Step 3: into the pod netns as CNI_IFNAME (no altnames), sysctls, MAC, MTU, up.
+
+        A VF netdev without altnames moves and gets its pod name in one request. With altnames it
+        moves under a per-VF temporary name first: an altname equal to CNI_IFNAME would make the
+        rename fail (sriov-cni #445), and they are dropped in the pod before the rename."""
         nl, netns, snap, ifname = self.nl, self.netns, self.record.netdev, self.ctx.args.ifname
         assert snap is not None
-        temp = vf_netdev.temp_name(self.vf.address)
-        host = self.ctx.host()
-        self.undo.callback(_quietly("refresh host view", host.refresh))  # runs last on rollback
+        direct = not snap.altnames
+        target = ifname if direct else vf_netdev.temp_name(self.vf.address)
+        where = [snap.name]
+        """The VF netdev's name in the pod: its host name until the move's rename is done."""
         self.step("move")
-        nl.set_down(snap.name)
-        if snap.up:
+        if snap.up:  # a move closes the netdev; it comes back down
             self.undo.callback(_quietly("set VF netdev up", lambda: nl.set_up(snap.name)))
-        nl.move_to_netns(snap.name, None, netns, new_name=temp)
-        self.undo.callback(_quietly("move VF netdev back", lambda: nl.move_to_netns(
-            temp, netns, None, new_name=snap.name)))
-        dropped = vf_netdev.drop_altnames(nl, temp, netns)
-        self.undo.callback(_quietly("re-add altnames", lambda: [nl.add_altname(temp, a, netns)
-                                                                for a in dropped]))
-        self.step("rename")
-        nl.rename(temp, ifname, netns)
-        self.undo.callback(_quietly("rename back", lambda: vf_netdev.rename(nl, ifname, temp, netns)))
+        # registered before the move: a move is not atomic with its rename (the kernel renames
+        # after moving), so a refused name can leave the VF in the pod under its host name
+        self.undo.callback(_quietly("move VF netdev back", lambda: _move_back(
+            nl, netns, where[-1], snap.name)))
+        try:
+            nl.move_to_netns(snap.name, None, netns, new_name=target)
+        except NetlinkOpError as e:
+            if e.errno == errno.EEXIST:
+                raise _exists(ifname, netns) from None
+            raise
+        where.append(target)
+        vf_netdev.set_sysctls(nl, netns, target)  # also opens the pod netns's socket
+        if not direct:
+            dropped = vf_netdev.drop_altnames(nl, target, netns)
+            self.undo.callback(_quietly("re-add altnames", lambda: _add_altnames(
+                nl, where[-1], dropped, netns)))
+            self.step("rename")
+            try:
+                nl.rename(target, ifname, netns)
+            except NetlinkOpError as e:
+                if e.errno == errno.EEXIST:
+                    raise _exists(ifname, netns) from None
+                raise
+            where.append(ifname)  # the sysctls set above follow the rename
+        else:
+            self.step("rename")  # done by the move
         self.step("mac-mtu")
-        mac = self.ctx.conf.mac
-        if mac:
-            nl.set_mac(ifname, mac, netns)
-            self.undo.callback(_quietly("restore MAC", lambda: nl.set_mac(ifname, snap.mac, netns)))
-        if self.ctx.conf.mtu:
-            nl.set_mtu(ifname, self.ctx.conf.mtu, netns)
-            self.undo.callback(_quietly("restore MTU", lambda: nl.set_mtu(ifname, snap.mtu, netns)))
-        vf_netdev.set_sysctls(nl, netns, ifname)
+        mac, mtu = self.ctx.conf.mac, self.ctx.conf.mtu
+        if mac or mtu:
+            self.undo.callback(_quietly("restore MAC/MTU", lambda: nl.set_link(
+                ifname, netns, mac=snap.mac if mac else None, mtu=snap.mtu if mtu else None)))
         self.step("up")
-        nl.set_up(ifname, netns)
         self.undo.callback(_quietly("set down", lambda: nl.set_down(ifname, netns)))
-        host.refresh()  # the emulated host records the pod-side name/MAC/MTU
+        nl.set_link(ifname, netns, mac=mac or None, mtu=mtu or None, up=True)
         link = nl.link(ifname, netns)
+        if link is None:
+            raise DeviceNotFoundError("VF netdev", ifname, f"vanished from {netns}")
         return Interface(name=ifname, mac=link.mac or "", mtu=link.mtu, sandbox=netns,
                          pci_id=self.vf.address)
 
@@ -154,25 +178,18 @@ class _Attach:
         result = ctx.ipam.add(ctx.conf, ctx.args)
         self.undo.callback(_quietly("IPAM DEL", lambda: ctx.ipam.delete(ctx.conf, ctx.args)))
         if configure:
-            for ip in result.ips:
-                self.nl.add_address(ctx.args.ifname, ip.address, self.netns)
-            for route in result.routes:
-                # as libcni ConfigureIface: a route without gw goes via the gateway of its family
-                gw = route.gw or next((ip.gateway for ip in result.ips
-                                       if ip.gateway and ip.family == route.family), None)
-                self.nl.add_route(route.dst, gw, dev=ctx.args.ifname, netns=self.netns)
+            iface.configure(self.nl, self.netns, ctx.args.ifname, result)
         return result
 
     def save_result(self, result: Result) -> None:
+        """The VF's owner record, with a copy of the complete record (recovers a damaged one);
+        the plugin then saves the record itself."""
         self.step("save-result")
         args, state = self.ctx.args, self.ctx.state
-        self.record = dataclasses.replace(self.record, complete=True,
-                                          result=result.to_dict(result.cni_version or "1.1.0"))
-        state.save(args.container_id, args.ifname, self.record_json())
-        state.set_owner(self.vf.address, args.container_id, args.ifname, self.netns)
+        record = self.journal.stage(result=result)
+        state.set_owner(self.vf.address, dataclasses.replace(record, complete=True))
         self.undo.callback(_quietly("clear VF owner", lambda: state.clear_owner(
             self.vf.address, args.container_id, args.ifname)))
-        self.ctx.record.update(self.record.to_json())
 
 
 class VfMode:
@@ -189,20 +206,17 @@ class VfMode:
             # the plugin holds the VF lock (cni.plugin.Plugin._device_lock) from before this
             # call until the attachment record is saved, and around DEL and GC
             with contextlib.ExitStack() as undo:
-                reclaim_if_stale(ctx, vf.address)
-                vf = _resolve(ctx, dpdk=not self.moves_netdev)  # a reclaim renames the netdev
-                if self.moves_netdev:
-                    if not vf.netdev:
-                        raise DeviceNotFoundError("VF netdev", vf.address,
-                                                  "the VF has no netdev in the host netns")
-                    if nl.link(ctx.args.ifname, netns) is not None:
-                        raise CniError(CniCode.ATTACHMENT_EXISTS,
-                                       f"interface {ctx.args.ifname} already exists in {netns}",
-                                       "CNI ADD must not replace an existing interface")
+                if reclaim_if_stale(ctx, vf.address):
+                    vf = _resolve(ctx, dpdk=not self.moves_netdev)  # a reclaim renames the netdev
+                if self.moves_netdev and not vf.netdev:
+                    raise DeviceNotFoundError("VF netdev", vf.address,
+                                              "the VF has no netdev in the host netns")
                 attach = _Attach(ctx, vf, undo, netns)
-                attach.snapshot_and_save(self.mode, vf.netdev if self.moves_netdev else None)
+                attach.snapshot_and_save(vf.netdev if self.moves_netdev else None)
                 attach.configure_pf()
-                iface = attach.move_into_pod() if self.moves_netdev else self._dpdk_iface(ctx, attach)
+                iface = (
+                    attach.move_into_pod() if self.moves_netdev else self._dpdk_iface(ctx, attach)
+                )
                 result = _result(ctx, iface, attach.run_ipam(configure=self.moves_netdev))
                 attach.save_result(result)
                 undo.pop_all()
@@ -219,24 +233,20 @@ class VfMode:
                          sandbox=attach.netns, pci_id=attach.vf.address)
 
     def delete(self, ctx: AttachmentContext) -> None:
-        pci = ctx.record.get("deviceID") or ctx.device_id
-        if not pci:
+        """Restore the VF from ``ctx.record`` in ``ctx.args.netns`` (the plugin picked the
+        record's own netns, :func:`cni.recovery.trusted_netns`); VF lock held by the plugin."""
+        release_ipam(ctx)  # first: on error the record stays and the runtime's retry finishes
+        record = ctx.record
+        if record is None or record.device_id is None:
             return
-        args = ctx.args
-        netns = args.netns or str(ctx.record.get("netns") or "")
-        # called with the VF lock held by the plugin (cni.plugin.Plugin._device_lock)
-        raw = ctx.state.load(args.container_id, args.ifname)
-        if raw is None:
-            ctx.log.info("DEL: attachment already removed; nothing to restore")
-            return
-        record = VfRecord.from_json(raw)
-        if record.released:
+        pci, args, netns = record.device_id, ctx.args, ctx.args.netns
+        if vf_part(record).released:
             ctx.log.info("DEL: VF %s was reclaimed by a later attachment; leaving it", pci)
             return
         owner = ctx.state.owner(pci)
-        if owner and (owner.get("containerID"), owner.get("ifname")) != (args.container_id, args.ifname):
+        if owner and owner.key != (args.container_id, args.ifname):
             ctx.log.warning("DEL: VF %s is now owned by %s/%s; not touching it (sriov-cni #219)",
-                            pci, owner.get("containerID"), owner.get("ifname"))
+                            pci, owner.container_id, owner.ifname)
             return
         try:
             restore_vf(ctx.netlink(), ctx.host(), record, netns)
@@ -245,13 +255,15 @@ class VfMode:
         ctx.state.clear_owner(pci, args.container_id, args.ifname)
 
     def check(self, ctx: AttachmentContext) -> None:
-        record = VfRecord.from_json(ctx.record)
-        if not record.complete or record.released:
+        ctx.ipam.check(ctx.conf, ctx.args)
+        record = ctx.record
+        assert record is not None
+        if not record.complete or vf_part(record).released:
             raise CniError(CniCode.UNKNOWN_CONTAINER, f"attachment {ctx.args.container_id}/"
                            f"{ctx.args.ifname} is not complete on this node")
+        assert record.device_id is not None
         owner = ctx.state.owner(record.device_id)
-        if not owner or (owner.get("containerID"), owner.get("ifname")) != (
-                ctx.args.container_id, ctx.args.ifname):
+        if not owner or owner.key != (ctx.args.container_id, ctx.args.ifname):
             raise CniError(CniCode.ATTACHMENT_CHANGED, f"VF {record.device_id} is no longer "
                            "owned by this attachment")
         host = ctx.host()
@@ -262,7 +274,6 @@ class VfMode:
             finally:
                 _forget(nl, ctx.args.netns)
         else:
-            host.refresh()
             vf = host.sysfs.vf(record.device_id)
             if vf.driver_kind not in (DriverKind.VFIO, DriverKind.UIO):
                 raise CniError(CniCode.ATTACHMENT_CHANGED, f"VF {vf.address} is no longer bound "
@@ -275,6 +286,23 @@ class DpdkMode(VfMode):
 
     mode = "dpdk"
     moves_netdev = False
+
+
+def _move_back(nl: Any, netns: str, pod_name: str, host_name: str) -> None:
+    """Rollback of the move: the VF netdev ``pod_name`` back into the host as ``host_name``
+    (nothing when it never left the host)."""
+    if nl.link(pod_name, netns) is not None:
+        nl.move_to_netns(pod_name, netns, None, new_name=host_name)
+
+
+def _add_altnames(nl: Netlink, name: str, altnames: tuple[str, ...], netns: str) -> None:
+    for alt in altnames:
+        nl.add_altname(name, alt, netns)
+
+
+def _exists(ifname: str, netns: str) -> CniError:
+    return CniError(CniCode.ATTACHMENT_EXISTS, f"interface {ifname} already exists in {netns}",
+                    "CNI ADD must not replace an existing interface")
 
 
 def _forget(nl: Any, netns: str) -> None:

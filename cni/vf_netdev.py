@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sriov.errors import DeviceNotFoundError, NetlinkOpError
+from sriov.netlink_types import LinkInfo
 
 log = logging.getLogger(__name__)
 TEMP_PREFIX = "sriovtmp"
@@ -100,7 +101,9 @@ def snapshot(nl: Any, name: str, read_perm: PermMacReader = read_perm_mac) -> Ne
                           altnames=tuple(link.altnames), up=link.up, perm_mac=read_perm(link.name))
 
 
-def drop_altnames(nl: Any, name: str, netns: str | None, keep: tuple[str, ...] = ()) -> tuple[str, ...]:
+def drop_altnames(
+    nl: Any, name: str, netns: str | None, keep: tuple[str, ...] = ()
+) -> tuple[str, ...]:
     """Remove every altname of ``name`` not in ``keep``; returns what was removed."""
     link = nl.link(name, netns)
     removed = []
@@ -129,34 +132,46 @@ def rename(nl: Any, name: str, new: str, netns: str | None) -> None:
 
 def find(nl: Any, netns: str | None, *names: str) -> str | None:
     """The first of ``names`` that exists in ``netns`` (a name or an altname)."""
+    link = find_link(nl, netns, *names)
+    return str(link.name) if link is not None else None
+
+
+def find_link(nl: Any, netns: str | None, *names: str) -> LinkInfo | None:
+    """The link of the first of ``names`` that exists in ``netns`` (a name or an altname)."""
     for name in names:
         link = nl.link(name, netns)
         if link is not None:
-            return str(link.name)
+            return link
     return None
 
 
 def restore_in_host(nl: Any, current: str, snap: NetdevSnapshot,
                     read_perm: PermMacReader = read_perm_mac) -> None:
     """Put a VF netdev that is back in the host netns exactly as ``snap``: name, MAC, MTU,
-    permanent address, altnames, admin state. Each step is skipped when already so."""
-    nl.set_down(current)
-    drop_altnames(nl, current, None, keep=snap.altnames)
-    rename(nl, current, snap.name, None)
-    link = nl.link(snap.name)
+    permanent address, altnames, admin state. Each step is skipped when already so (after a
+    move it is down already, and usually has its name back from the move itself)."""
+    link = nl.link(current)
     if link is None:
-        raise DeviceNotFoundError("VF netdev", snap.name, "vanished while it was being restored")
-    if snap.mac and link.mac != snap.mac:
-        nl.set_mac(snap.name, snap.mac)
-    if link.mtu != snap.mtu:
-        nl.set_mtu(snap.name, snap.mtu)
+        raise DeviceNotFoundError("VF netdev", current, "vanished while it was being restored")
+    if link.up:
+        nl.set_down(link.index)
+    kept = set(link.altnames)
+    for alt in link.altnames:
+        if alt not in snap.altnames or alt == snap.name:
+            with contextlib.suppress(NetlinkOpError):  # gone meanwhile
+                nl.del_altname(link.name, alt)
+            kept.discard(alt)
+    if link.name != snap.name:
+        nl.rename(link.index, snap.name)
+    nl.set_link(link.index, mac=snap.mac if snap.mac and link.mac != snap.mac else None,
+                mtu=snap.mtu if link.mtu != snap.mtu else None)
     refresh_perm_mac(nl, snap, read_perm)
     for alt in snap.altnames:
-        if alt not in link.altnames:
+        if alt not in kept:
             with contextlib.suppress(NetlinkOpError):  # taken by another link meanwhile
                 nl.add_altname(snap.name, alt)
     if snap.up:
-        nl.set_up(snap.name)
+        nl.set_up(link.index)
     log.info("VF netdev restored in the host as %s (mac %s, mtu %s)", snap.name, snap.mac, snap.mtu)
 
 
@@ -200,11 +215,29 @@ def restore_mac(nl: Any, snap: NetdevSnapshot, read_perm: PermMacReader = read_p
     refresh_perm_mac(nl, snap, read_perm)
 
 
-def move_to_host(nl: Any, name: str, netns: str, temp: str) -> str:
-    """Move ``name`` out of ``netns`` into the host under ``temp``; returns the host name."""
-    nl.set_down(name, netns)
-    drop_altnames(nl, name, netns)
-    nl.move_to_netns(name, netns, None, new_name=temp)
+def move_to_host(nl: Any, link: LinkInfo, netns: str, name: str) -> str:
+    """Move VF netdev ``link`` out of ``netns`` into the host, as ``name`` when that is free;
+    returns its name in the host. Altnames are dropped first (they could clash in the host).
+
+    The move closes the netdev (no separate "down"). When ``name`` is taken in the host the
+    kernel may have moved it under its pod name already; if it did not move at all it goes
+    under a unique temporary name instead."""
+    for alt in link.altnames:
+        try:
+            nl.del_altname(link.name, alt, netns)
+        except NetlinkOpError as e:
+            if e.errno not in (errno.ENOENT, errno.ENODEV):
+                raise
+    try:
+        nl.move_to_netns(link.index, netns, None, new_name=name)
+        return name
+    except NetlinkOpError as e:
+        if e.errno != errno.EEXIST:
+            raise
+    if nl.link(link.name, netns) is None:
+        return str(link.name)  # moved; only the rename was refused (restore_in_host renames)
+    temp = host_temp_name()
+    nl.move_to_netns(link.index, netns, None, new_name=temp)
     return temp
 
 

@@ -40,7 +40,10 @@ def down(workdir: Path, out: TextIO) -> int:
             if pid and is_our_process(pid, manifest.argv.get(name, [])):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
-                if not wait_until(lambda p=pid: not Path(f"/proc/{p}").exists(), 5.0):
+                def gone(p: int = pid) -> bool:
+                    return not Path(f"/proc/{p}").exists()
+
+                if not wait_until(gone, 5.0):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                 out.write(f"stopped {name} (pid {pid})\n")

@@ -26,7 +26,7 @@ from pathlib import Path
 from deviceplugin import logsetup
 from deviceplugin.allocation import DEFAULT_DEVINFO_DIR
 from deviceplugin.cdi import DEFAULT_CDI_DIR, CdiSpecWriter
-from deviceplugin.dirwatch import Mask, Watcher
+from deviceplugin.dirwatch import InotifyEvent, Mask, Watcher
 from deviceplugin.errors import DevicePluginError
 from deviceplugin.eventfilter import EventFilter, Rescan
 from deviceplugin.fingerprint import SysfsFingerprint
@@ -183,8 +183,11 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
         cdi.remove_stale()
         registry.add_listener(lambda snap: cdi.update(snap.pools))
     sysfs_watch = SysfsWatch(args.sysfs_root, registry.trigger)
-    config_watch = Watcher(lambda events: config.affected_by(e.name for e in events)
-                           and registry.trigger(), name="dp-configwatch")
+    def on_config_events(events: list[InotifyEvent]) -> None:
+        if config.affected_by(e.name for e in events):
+            registry.trigger()
+
+    config_watch = Watcher(on_config_events, name="dp-configwatch")
     registry.add_listener(lambda snap: sysfs_watch.refresh(scanner.last_inventory))
     registry.add_listener(lambda snap: metrics.config_valid.set(config.last_error is None))
     if threading.current_thread() is threading.main_thread():
@@ -226,7 +229,9 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
         return 1
     finally:
         for part in reversed(started):
-            getattr(part, "stop", getattr(part, "close", None))()
+            closer = getattr(part, "stop", getattr(part, "close", None))
+            if closer is not None:
+                closer()
         if cdi is not None:
             cdi.remove_all()
         netlink.close()

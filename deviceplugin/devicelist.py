@@ -10,6 +10,7 @@ The gRPC handler (:func:`add_device_plugin_servicer`) sends those bytes as is.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import grpc
 
@@ -64,7 +65,7 @@ def _serialize(response: bytes | pb.ListAndWatchResponse) -> bytes:
     return response if isinstance(response, bytes) else response.SerializeToString()
 
 
-def add_device_plugin_servicer(servicer: object, server: grpc.Server) -> None:
+def add_device_plugin_servicer(servicer: Any, server: grpc.Server) -> None:
     """Like the generated ``add_DevicePluginServicer_to_server``, but ListAndWatch may
     yield pre-encoded bytes (from :class:`DeviceListEncoder`)."""
     s = servicer

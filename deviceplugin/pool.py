@@ -180,8 +180,8 @@ def _target_numa_nodes(
 def _rank(
     device: PoolDevice,
     targets: frozenset[int],
-    per_pf: Counter[str],
-    remaining_per_pf: Counter[str],
+    per_pf: Counter[PciAddress],
+    remaining_per_pf: Counter[PciAddress],
     policy: Policy,
 ) -> tuple[int, int, int, str, str]:
     pf = device.vf.pf_address

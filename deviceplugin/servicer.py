@@ -93,6 +93,7 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
         pool = self._pool()
         if pool is None:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"resource {self.resource} is gone")
+            raise AssertionError("unreachable: abort() raises")
         devices = pool.by_id()
         responses = []
         for creq in request.container_requests:
@@ -113,6 +114,7 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
         pool = self._pool()
         if pool is None:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"resource {self.resource} is gone")
+            raise AssertionError("unreachable: abort() raises")
         devices = pool.by_id()
         allocations = []
         all_ids: list[str] = []

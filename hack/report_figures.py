@@ -19,7 +19,7 @@ from matplotlib.ticker import NullFormatter
 VERBS = ("ADD", "DEL", "ADD+DEL")
 DPI = 110
 DECADES = (1, 10, 100, 1000, 10000)
-COARSE_MS = tuple(d * m for d in DECADES for m in (1, 2, 5))
+COARSE_MS: tuple[float, ...] = tuple(d * m for d in DECADES for m in (1, 2, 5))
 FINE_MS = tuple(d * m for d in DECADES for m in (1, 1.5, 2, 3, 4, 5, 6, 7, 8))
 
 

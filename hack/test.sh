@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The whole test suite: set-up, then unit + integration (root, real netns) tests on this
-# kernel, then the VM testbed tier (real SR-IOV kernel) when hack/vm/test.sh is present.
+# The whole test suite: set-up, lint (ruff) and type check (mypy) of the whole tree (config in
+# pyproject.toml), then unit + integration (root, real netns) tests on this kernel, then the VM
+# testbed tier (real SR-IOV kernel) when hack/vm/test.sh is present.
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./hack/setup.sh
+.venv/bin/ruff check .
+.venv/bin/mypy
 rc=0
 .venv/bin/python -m pytest "$@" || rc=$?
 if [ "$rc" -eq 5 ]; then

@@ -13,6 +13,7 @@ Standard library only.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import enum
 import logging
@@ -66,7 +67,9 @@ _PCI_IN_PATH = re.compile(r"/([0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7])(?=/|
 
 
 def pci_from_devpath(devpath: str) -> PciAddress | None:
-    """The innermost PCI address in a sysfs devpath (``/devices/pci0000:00/0000:00:03.0/net/eth0``)."""
+    """The innermost PCI address in a sysfs devpath.
+
+    ``/devices/pci0000:00/0000:00:03.0/net/eth0`` gives ``0000:00:03.0``."""
     found = _PCI_IN_PATH.findall(devpath)
     return PciAddress(found[-1]) if found else None
 
@@ -100,16 +103,14 @@ class PipeEventSource:
 
     def close(self) -> None:
         for fd in (self._read_fd, self._write_fd):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
 
 def default_sources(netns: str | None = None) -> list[EventSource]:
     """The real sources: kernel uevents (pci, net) and rtnetlink link events."""
-    from sriov.netlink_events import LinkEventSource  # noqa: PLC0415 - keeps pyroute2 off import
-    from sriov.udev import UdevEventSource  # noqa: PLC0415
+    from sriov.netlink_events import LinkEventSource
+    from sriov.udev import UdevEventSource
 
     return [UdevEventSource(), LinkEventSource(netns=netns)]
 
@@ -129,7 +130,7 @@ class EventStream:
 
     def fileno(self) -> int:
         """A descriptor that is readable when any source is (epoll fd)."""
-        return self._selector.fileno()  # type: ignore[attr-defined]
+        return self._selector.fileno()
 
     def poll(self, timeout: float | None = None) -> list[DeviceEvent]:
         """Events ready within ``timeout`` seconds (``None`` waits, ``0`` never blocks)."""
@@ -146,8 +147,12 @@ class EventStream:
                 self._selector.unregister(key.fd)
         return events
 
-    def wait_for(self, predicate: Callable[[DeviceEvent], bool], timeout: float) -> list[DeviceEvent]:
-        """Poll until an event matching ``predicate`` arrives or ``timeout`` passes; returns all seen."""
+    def wait_for(
+        self, predicate: Callable[[DeviceEvent], bool], timeout: float
+    ) -> list[DeviceEvent]:
+        """Poll until an event matching ``predicate`` arrives or ``timeout`` passes.
+
+        Returns every event seen."""
         deadline = time.monotonic() + timeout
         seen: list[DeviceEvent] = []
         while (left := deadline - time.monotonic()) > 0:
@@ -167,7 +172,7 @@ class EventStream:
                 for event in self.poll(None):
                     try:
                         callback(event)
-                    except Exception:  # noqa: BLE001 - a bad subscriber must not kill the stream
+                    except Exception:
                         log.exception("event callback failed for %s", event)
 
         self._thread = threading.Thread(target=loop, name="sriov-events", daemon=True)

@@ -2,8 +2,11 @@
 
 ``open_host(root, netlink)`` returns a :class:`Host` whose ``sysfs`` reads the tree,
 whose ``vf_admin`` configures PF-side VF settings (netlink for real PFs, the emulated
-admin for an emulated host) and whose ``refresh()`` re-syncs an emulated tree with
+admin for an emulated host) and whose ``refresh()`` re-syncs a whole emulated tree with
 where its netdevs really are (a no-op on real hardware, where the kernel does it).
+Per-VF reads of an emulated tree are current by themselves
+(:class:`sriov.emulate.live.LiveSysfsReader`), so the CNI never calls ``refresh()``; the
+device plugin and sriovctl call it before a full inventory scan.
 Callers (CNI, device plugin, sriovctl) never check for emulation themselves.
 """
 
@@ -15,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sriov.emulate import host as emulated
+from sriov.emulate.live import LiveSysfsReader
 from sriov.netlink import Netlink
 from sriov.sysfs import SysfsReader
 from sriov.vfadmin import NetlinkVfAdmin, VfAdmin
@@ -38,7 +42,8 @@ class Host:
     """Re-syncs the emulated tree (~4.5 ms for 2 PFs x 4 VFs here); real hosts: nothing."""
 
     def refresh(self) -> None:
-        """Make ``sysfs`` reflect where VF netdevs are right now (call before reading)."""
+        """Make the whole tree reflect where VF netdevs are right now (before an inventory scan;
+        single-VF reads through ``sysfs`` need no refresh)."""
         self.refresher()
 
 
@@ -46,7 +51,8 @@ def open_host(root: Path, netlink: Netlink) -> Host:
     """Open the host at ``root``: emulated iff ``<root>/sriov-emu.json`` exists."""
     if emulated.host_is_emulated(root):
         log.debug("sysfs root %s is an emulated SR-IOV host", root)
-        return Host(root=root, sysfs=SysfsReader(root), vf_admin=emulated.vf_admin(root, netlink),
+        return Host(root=root, sysfs=LiveSysfsReader(root, netlink),
+                    vf_admin=emulated.vf_admin(root, netlink),
                     emulated=True, refresher=lambda: emulated.refresh(root, netlink))
     return Host(root=root, sysfs=SysfsReader(root), vf_admin=NetlinkVfAdmin(netlink),
                 emulated=False)

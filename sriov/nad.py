@@ -98,13 +98,20 @@ def resolve_ipam(opts: NadOptions) -> IpamKind:
 def _ipam_block(opts: NadOptions) -> dict[str, object] | None:
     kind = resolve_ipam(opts)
     if kind is not IpamKind.HOST_LOCAL and opts.subnet is not None:
-        raise InvalidInputError("--subnet", opts.subnet, f"only used with --ipam host-local, not {kind}")
+        raise InvalidInputError(
+            "--subnet", opts.subnet, f"only used with --ipam host-local, not {kind}"
+        )
     if kind is not IpamKind.STATIC and opts.address is not None:
-        raise InvalidInputError("--address", opts.address, f"only used with --ipam static, not {kind}")
+        raise InvalidInputError(
+            "--address", opts.address, f"only used with --ipam static, not {kind}"
+        )
     if kind is IpamKind.HOST_LOCAL:
         if opts.subnet is None:
             raise InvalidInputError(
-                "--subnet", None, "--ipam host-local needs --subnet CIDR (or use --ipam dhcp|static|none)")
+                "--subnet",
+                None,
+                "--ipam host-local needs --subnet CIDR (or use --ipam dhcp|static|none)",
+            )
         try:
             network = ipaddress.ip_network(opts.subnet, strict=True)
         except ValueError as e:
@@ -116,7 +123,9 @@ def _ipam_block(opts: NadOptions) -> dict[str, object] | None:
         if opts.address is None:
             raise InvalidInputError("--address", None, "--ipam static needs --address CIDR")
         if "/" not in opts.address:
-            raise InvalidInputError("--address", opts.address, "needs a prefix length, e.g. 10.1.1.5/24")
+            raise InvalidInputError(
+                "--address", opts.address, "needs a prefix length, e.g. 10.1.1.5/24"
+            )
         try:
             interface = ipaddress.ip_interface(opts.address)
         except ValueError as e:
@@ -142,7 +151,9 @@ def cni_config(opts: NadOptions) -> dict[str, object]:
         if not MIN_MTU <= opts.mtu <= MAX_MTU:
             raise InvalidInputError("--mtu", opts.mtu, f"must be {MIN_MTU}..{MAX_MTU}")
         if opts.dpdk:
-            raise InvalidInputError("--mtu", opts.mtu, "a DPDK pool's VFs have no netdev to set it on")
+            raise InvalidInputError(
+                "--mtu", opts.mtu, "a DPDK pool's VFs have no netdev to set it on"
+            )
         config["mtu"] = opts.mtu
     ipam = _ipam_block(opts)
     if ipam is not None:

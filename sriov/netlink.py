@@ -144,7 +144,9 @@ class Netlink:
     def __enter__(self) -> Netlink:
         return self
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def _request(self, netns: str | None, op: str, target: str, msg: Any, msg_type: int,
@@ -191,7 +193,9 @@ class Netlink:
             return name
         info = self.link(name, netns)
         if info is None:
-            raise DeviceNotFoundError("netdev", name, f"no such interface{_where(netns)}" if netns else "")
+            raise DeviceNotFoundError(
+                "netdev", name, f"no such interface{_where(netns)}" if netns else ""
+            )
         return info.index
 
     # -- link attributes ---------------------------------------------------------
@@ -233,6 +237,20 @@ class Netlink:
     def set_mtu(self, name: Link, mtu: int, netns: str | None = None) -> None:
         self._set(name, netns, "set MTU", mtu=mtu)
 
+    def set_link(self, name: Link, netns: str | None = None, *, mac: str | None = None,
+                 mtu: int | None = None, up: bool | None = None) -> None:
+        """Set any of MAC, MTU and admin state with one request (kernel order: MAC, MTU, up).
+
+        Not atomic: when the kernel refuses one of them, the ones before it stay applied."""
+        if mac is None and mtu is None and up is None:
+            return
+        idx = self.index(name, netns)
+        what = ", ".join(f"{k} {v}" for k, v in (("MAC", mac), ("MTU", mtu), ("up", up))
+                         if v is not None)
+        self._request(netns, f"set {what}", _label(name),
+                      msgs.setlink_request(index=idx, mac=mac_address(mac) if mac else None,
+                                           mtu=mtu, up=up), RTM_SETLINK)
+
     def set_alias(self, name: Link, alias: str, netns: str | None = None) -> None:
         """Set ``IFLA_IFALIAS``; an empty string clears it."""
         self._set(name, netns, "set alias", IFLA_IFALIAS=alias)
@@ -252,14 +270,24 @@ class Netlink:
         master_idx = self.index(master, netns) if master else 0
         self._set(name, netns, f"set master {master or 'none'}", master=master_idx)
 
-    def move_to_netns(self, name: str, src_netns: str | None, dst_netns: str | None,
+    def move_to_netns(self, name: Link, src_netns: str | None, dst_netns: str | None,
                       new_name: str | None = None) -> None:
-        """Move a link to ``dst_netns``, renaming it in the same request if ``new_name``."""
+        """Move a link to ``dst_netns``, renaming it in the same request if ``new_name``.
+
+        Not atomic: the kernel moves first and renames after, so on EEXIST for ``new_name`` the
+        link may already be in ``dst_netns`` under its old name."""
         idx = self.index(name, src_netns)
         extra = {"ifname": valid_ifname(new_name)} if new_name else {}
         with netns_fd(dst_netns) as fd:
-            self._link_call(src_netns, f"move link to netns {dst_netns or 'host'}", name, "set",
-                            index=idx, net_ns_fd=fd, **extra)
+            self._link_call(
+                src_netns,
+                f"move link to netns {dst_netns or 'host'}",
+                _label(name),
+                "set",
+                index=idx,
+                net_ns_fd=fd,
+                **extra,
+            )
 
     def delete(self, name: Link, netns: str | None = None) -> None:
         by = {"index": name} if isinstance(name, int) else {"name": name}
@@ -278,17 +306,23 @@ class Netlink:
         return True
 
     # -- creation ----------------------------------------------------------------
-    def create_veth(self, a: str, b: str, b_netns: str | None = None, netns: str | None = None) -> None:
+    def create_veth(
+        self, a: str, b: str, b_netns: str | None = None, netns: str | None = None
+    ) -> None:
         """Create veth pair ``a``<->``b`` in ``netns``; ``b`` lands in ``b_netns`` if given."""
         peer: dict[str, Any] = {"ifname": valid_ifname(b)}
         valid_ifname(a)
         with contextlib.ExitStack() as stack:
             if b_netns is not None:
                 peer["net_ns_fd"] = stack.enter_context(netns_fd(b_netns))
-            self._link_call(netns, "create veth", f"{a}/{b}", "add", ifname=a, kind="veth", peer=peer)
+            self._link_call(
+                netns, "create veth", f"{a}/{b}", "add", ifname=a, kind="veth", peer=peer
+            )
 
-    def create_bridge(self, name: str, vlan_filtering: bool = False, netns: str | None = None) -> None:
-        """Create a bridge; ``vlan_filtering`` needs CONFIG_BRIDGE_VLAN_FILTERING (EOPNOTSUPP otherwise)."""
+    def create_bridge(
+        self, name: str, vlan_filtering: bool = False, netns: str | None = None
+    ) -> None:
+        """Create a bridge; ``vlan_filtering`` needs CONFIG_BRIDGE_VLAN_FILTERING (EOPNOTSUPP)."""
         extra = {"br_vlan_filtering": 1} if vlan_filtering else {}
         valid_ifname(name)
         self._link_call(netns, "create bridge", name, "add", ifname=name, kind="bridge", **extra)
@@ -378,7 +412,11 @@ class Netlink:
     def routes(self, netns: str | None = None, family: int = 0) -> tuple[RouteInfo, ...]:
         """Routes of the main table (IPv4 and IPv6 unless ``family`` narrows it)."""
         with kernel_op("list routes", "main table" + _where(netns)):
-            dump = self._ipr(netns).route("dump", family=family) if family else self._ipr(netns).route("dump")
+            dump = (
+                self._ipr(netns).route("dump", family=family)
+                if family
+                else self._ipr(netns).route("dump")
+            )
             return tuple(r for r in (msgs.parse_route(m) for m in dump) if r.table == 254)
 
     # -- SR-IOV VFs ----------------------------------------------------------------

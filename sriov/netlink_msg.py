@@ -81,6 +81,24 @@ def updown_request(*, up: bool, index: int) -> ifinfmsg:
     return msg
 
 
+def setlink_request(*, index: int, mac: str | None = None, mtu: int | None = None,
+                    up: bool | None = None) -> ifinfmsg:
+    """One RTM_SETLINK body for link ``index``: MAC, MTU and ``IFF_UP`` together.
+
+    The kernel applies them in that order (``do_setlink``: address, MTU, then flags), as
+    separate requests would, in one round trip instead of three."""
+    msg = getlink_request(index=index)
+    attrs = msg["attrs"]
+    if mac is not None:
+        attrs.append(("IFLA_ADDRESS", mac))
+    if mtu is not None:
+        attrs.append(("IFLA_MTU", mtu))
+    if up is not None:
+        msg["flags"] = IFF_UP if up else 0
+        msg["change"] = IFF_UP
+    return msg
+
+
 def altname_request(index: int, altname: str) -> ifinfmsg:
     """Body of RTM_NEWLINKPROP / RTM_DELLINKPROP for one alternative name."""
     msg = ifinfmsg()
@@ -123,7 +141,10 @@ def vf_attribute(vf: int, setting: VfSetting, settings: VfSettings) -> tuple[str
             }
             return ("IFLA_VF_RATE", rate)
         case VfSetting.SPOOFCHK:
-            return ("IFLA_VF_SPOOFCHK", {"vf": vf, "spoofchk": int(_required(settings.spoofchk, setting))})
+            return (
+                "IFLA_VF_SPOOFCHK",
+                {"vf": vf, "spoofchk": int(_required(settings.spoofchk, setting))},
+            )
         case VfSetting.TRUST:
             return ("IFLA_VF_TRUST", {"vf": vf, "trust": int(_required(settings.trust, setting))})
         case VfSetting.LINK_STATE:
@@ -188,7 +209,9 @@ def _parse_vfinfo(info: Any) -> VfState:
         vlan_proto=proto,
         spoofchk=_flag(spoof["spoofchk"]) if spoof is not None else None,
         trust=_flag(trust["trust"]) if trust is not None else None,
-        link_state=LinkState.from_kernel(link_state["link_state"]) if link_state is not None else None,
+        link_state=LinkState.from_kernel(link_state["link_state"])
+        if link_state is not None
+        else None,
         min_tx_rate=min_rate,
         max_tx_rate=max_rate,
     )

@@ -83,7 +83,7 @@ def run_in_netns(path: str | None, fn: Callable[[], T]) -> T:
             return
         try:
             outcome["result"] = fn()
-        except BaseException as e:  # noqa: BLE001 - handed to the caller thread
+        except BaseException as e:
             outcome["error"] = e
 
     try:

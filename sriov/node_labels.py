@@ -41,7 +41,9 @@ def check_label_key(key: str) -> str:
     """Validate ``[prefix/]name`` the way the API server does; returns ``key``."""
     prefix, _, name = key.rpartition("/")
     if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
-        raise InvalidInputError("label key", key, "prefix must be a DNS subdomain of at most 253 chars")
+        raise InvalidInputError(
+            "label key", key, "prefix must be a DNS subdomain of at most 253 chars"
+        )
     if not name or len(name) > 63 or not _NAME.fullmatch(name):
         raise InvalidInputError(
             "label key", key,

@@ -247,7 +247,7 @@ class SysfsReader:
 
     # ---------------------------------------------------------------- lookups
     def pf(self, address: str) -> PhysicalFunction:
-        """The SR-IOV PF at ``address``; :class:`DeviceNotFoundError` with a hint if it is not one."""
+        """The SR-IOV PF at ``address``; :class:`DeviceNotFoundError` with a hint if not one."""
         return self._pf_with_map(address)[0]
 
     def vf(self, address: str) -> VirtualFunction:

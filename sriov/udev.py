@@ -68,4 +68,4 @@ class UdevEventSource:
     def close(self) -> None:
         # pyudev 0.24 has no Monitor.stop(); dropping the last reference unrefs the
         # libudev monitor, which closes its socket.
-        self._monitor = None  # type: ignore[assignment]
+        self._monitor = None

@@ -56,7 +56,9 @@ def link_kind_supported(kind: str) -> bool:
 def require_link_kind(kind: str) -> None:
     require_root()
     if not link_kind_supported(kind):
-        pytest.skip(f"this kernel cannot create '{kind}' links (runs in the VM testbed: hack/vm/test.sh)")
+        pytest.skip(
+            f"this kernel cannot create '{kind}' links (runs in the VM testbed: hack/vm/test.sh)"
+        )
 
 
 @pytest.fixture

@@ -26,10 +26,10 @@ from sriov.emulate.spec import (
 from sriov.emulate.vfadmin import load_state
 from sriov.netlink import Netlink
 
-Subparsers = argparse._SubParsersAction  # noqa: SLF001 - argparse has no public name for it
+Subparsers = argparse._SubParsersAction
 
 
-def register(subparsers: Subparsers) -> None:  # type: ignore[type-arg]
+def register(subparsers: Subparsers) -> None:
     p = subparsers.add_parser(
         "emulate", help="build or change an emulated SR-IOV host (veth-backed VFs)",
         description="Emulate SR-IOV NICs: a sysfs tree that mirrors real hardware plus a real "

@@ -42,8 +42,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="root holding sys/bus/pci and sys/class/net (default: /)")
     p.add_argument("--node", default=None,
                    help="Node name (default: this machine's hostname)")
-    p.add_argument("--kubeconfig", type=Path, default=None,
-                   help="kubeconfig file (default: in-cluster service account, else ~/.kube/config)")
+    p.add_argument(
+        "--kubeconfig",
+        type=Path,
+        default=None,
+        help="kubeconfig file (default: in-cluster service account, else ~/.kube/config)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the merge patch, change nothing")
     p.set_defaults(func=run)
 
@@ -68,10 +72,10 @@ def publish(
     environ: Mapping[str, str] | None = None,
 ) -> dict[str, object]:
     """Read ``node``, then merge-patch our labels/annotations onto it; returns the patch sent."""
-    from kubernetes import client, config  # noqa: PLC0415 - see module docstring
-    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
-    from kubernetes.config.config_exception import ConfigException  # noqa: PLC0415
-    from urllib3.exceptions import HTTPError  # noqa: PLC0415
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.config.config_exception import ConfigException
+    from urllib3.exceptions import HTTPError
 
     env = os.environ if environ is None else environ
     try:

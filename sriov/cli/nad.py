@@ -30,13 +30,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "nad", help="print a NetworkAttachmentDefinition for a resource pool",
         description="Print a Multus NetworkAttachmentDefinition (YAML) whose resourceName "
                     "annotation ties it to one device-plugin pool.")
-    p.add_argument("--pool", required=True,
-                   help="pool resource name, e.g. intel.com/sriov_netdevice (or the bare name if unique)")
+    p.add_argument(
+        "--pool",
+        required=True,
+        help="pool resource name, e.g. intel.com/sriov_netdevice (or the bare name if unique)",
+    )
     p.add_argument("--config", type=Path, default=DEFAULT_POOL_CONFIG,
                    help=f"device-plugin pool config (default: {DEFAULT_POOL_CONFIG})")
     p.add_argument("--name", help="NAD name (default: derived from the pool name)")
     p.add_argument("--namespace", default="default", help="NAD namespace (default: default)")
-    p.add_argument("--vlan", type=int, help="VLAN id 0-4094 set on the VF (omitted: left untouched)")
+    p.add_argument(
+        "--vlan", type=int, help="VLAN id 0-4094 set on the VF (omitted: left untouched)"
+    )
     p.add_argument("--ipam", choices=[k.value for k in IpamKind],
                    help="IPAM plugin (default: host-local with --subnet; none for DPDK pools)")
     p.add_argument("--subnet", help="host-local subnet CIDR, e.g. 10.56.217.0/24")

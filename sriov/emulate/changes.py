@@ -21,7 +21,7 @@ from sriov.emulate.tree import SysfsTreeBuilder
 from sriov.emulate.vfadmin import EmulatedVfAdmin, load_state
 from sriov.errors import DeviceNotFoundError, EmulationError
 from sriov.netlink import Netlink
-from sriov.types import DriverKind, LinkState
+from sriov.types import DriverKind, IfName, LinkState
 from sriov.validate import pci_address
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,14 @@ def _rebind(root: Path, vf_address: str, driver: str, netlink: Netlink) -> VfRec
         host.save_state(root, state.with_vf(new))
         return new
     tree.bind_vf_driver(vf.address, driver)
-    new = dataclasses.replace(vf, driver=driver, location=VfLocation.HOST,
-                              netdev=links.free_name(default_name), mac=mac, mtu=state.spec.mtu)
+    new = dataclasses.replace(
+        vf,
+        driver=driver,
+        location=VfLocation.HOST,
+        netdev=IfName(links.free_name(default_name)),
+        mac=mac,
+        mtu=state.spec.mtu,
+    )
     state = state.with_vf(new)
     host.save_state(root, state)
     wiring.sync_netdev(tree, vf.address, wiring.attach_vf(root, state, new, links))

@@ -42,7 +42,7 @@ from sriov.emulate.tree import PfSpec, SysfsTreeBuilder
 from sriov.emulate.vfadmin import SETTINGS_DIR, EmulatedVfAdmin, load_state, write_atomic
 from sriov.errors import EmulationError
 from sriov.netlink import Netlink
-from sriov.types import PciAddress
+from sriov.types import IfName, PciAddress
 from sriov.validate import pci_address
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,8 @@ def plan(spec: EmulationSpec) -> EmulationState:
     total = max(profile.max_vfs, spec.vfs)
     # Two ports per device (functions .0/.1); each device gets enough buses for its VFs.
     buses_per_device = max(1, (profile.vf_offset + 2 * total * profile.vf_stride) // 256 + 2)
-    pfs, vfs = [], []
+    pfs: list[PfRecord] = []
+    vfs: list[VfRecord] = []
     for p in range(spec.pfs):
         bus = FIRST_BUS + (p // 2) * buses_per_device
         if bus > 0xFF:
@@ -216,22 +217,42 @@ def refresh_holding_lock(root: Path, netlink: Netlink, class_net: Path) -> Emula
     for pf in state.pfs:
         wiring.sync_netdev(tree, pf.address, wiring.read_host_link(class_net, pf.netdev))
     for vf in state.vfs:
-        if vf.location in (VfLocation.PARKED, VfLocation.ABSENT):
-            continue
-        wire = wiring.read_host_link(class_net, vf.wire)
-        if wire is None:
-            new = _recreate(root, state, vf, links)
-            peer = wiring.read_host_link(class_net, new.netdev)
-        else:
-            peer = wiring.host_peer(class_net, wire)
-            new = _observe(vf, peer, netlink)
-        tree_view = peer if new.location is VfLocation.HOST else None
-        wiring.sync_netdev(tree, vf.address, tree_view)
+        new = _sync_vf(root, state, vf, tree, links, class_net)
         if new != vf:
             state, changed = state.with_vf(new), True
     if changed:
         save_state(root, state)
     return state
+
+
+def sync_vf(root: Path, netlink: Netlink, address: str,
+            class_net: Path = wiring.CLASS_NET) -> None:
+    """:func:`refresh` of one VF: its ``net/`` entry as the kernel would show it right now."""
+    with locked(root):
+        state = load_state(root)
+        vf = next((v for v in state.vfs if v.address == address), None)
+        if vf is None or not state.spec.netdevs:
+            return
+        new = _sync_vf(root, state, vf, SysfsTreeBuilder(root),
+                       wiring.Wiring(netlink, state.spec.bridge), class_net)
+        if new != vf:
+            save_state(root, state.with_vf(new))
+
+
+def _sync_vf(root: Path, state: EmulationState, vf: VfRecord, tree: SysfsTreeBuilder,
+             links: wiring.Wiring, class_net: Path) -> VfRecord:
+    """Where ``vf``'s netdev is now (recreated in the host if its netns took it away)."""
+    if vf.location in (VfLocation.PARKED, VfLocation.ABSENT):
+        return vf
+    wire = wiring.read_host_link(class_net, vf.wire)
+    if wire is None:
+        new = _recreate(root, state, vf, links)
+        peer = wiring.read_host_link(class_net, new.netdev)
+    else:
+        peer = wiring.host_peer(class_net, wire)
+        new = _observe(vf, peer, links.netlink)
+    wiring.sync_netdev(tree, vf.address, peer if new.location is VfLocation.HOST else None)
+    return new
 
 
 def _observe(vf: VfRecord, host_peer: wiring.LinkInfo | None, netlink: Netlink) -> VfRecord:
@@ -249,7 +270,7 @@ def _observe(vf: VfRecord, host_peer: wiring.LinkInfo | None, netlink: Netlink) 
 
 def _recreate(root: Path, state: EmulationState, vf: VfRecord, links: wiring.Wiring) -> VfRecord:
     """The pair vanished with its netns: bring the VF netdev back as the kernel would."""
-    name = links.free_name(vf.netdev)
+    name = IfName(links.free_name(vf.netdev))
     log.info("VF %s netdev %s vanished (netns deleted); recreating it in the host netns as %s",
              vf.address, vf.netdev, name)
     wiring.attach_vf(root, state, dataclasses.replace(vf, netdev=name), links)

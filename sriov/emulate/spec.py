@@ -94,8 +94,11 @@ class EmulationSpec:
             try:
                 validate.ifname(sample)
             except InvalidInputError as e:
-                raise InvalidInputError(field, getattr(self, field.replace("-", "_")),
-                                        f"gives interface name {sample!r} that is {e.reason}") from e
+                raise InvalidInputError(
+                    field,
+                    getattr(self, field.replace("-", "_")),
+                    f"gives interface name {sample!r} that is {e.reason}",
+                ) from e
 
     def numa_node(self, pf: int) -> int | None:
         return pf % self.numa_nodes if self.numa_nodes else None
@@ -243,6 +246,8 @@ def _get(obj: object, key: str) -> object:
 
 
 def _enum(kind: type[enum.StrEnum], field: str, value: object) -> Any:
+    if not isinstance(value, str):
+        raise InvalidInputError(field, value, "unknown value")
     try:
         return kind(value)
     except ValueError as e:

@@ -169,7 +169,8 @@ class SysfsTreeBuilder:
                                addresses=spec.vf_addresses)
         return BuiltPf(address=addr, ifname=IfName(spec.ifname) if spec.ifname else None,
                        path=pf_dir, vf_addresses=tuple(vfs),
-                       vf_netdevs=tuple(spec.vf_ifnames or (None,) * spec.num_vfs))
+                       vf_netdevs=tuple(IfName(n) if n else None
+                                        for n in spec.vf_ifnames or (None,) * spec.num_vfs))
 
     def set_num_vfs(self, pf_address: str, count: int,
                     vf_ifnames: Iterable[str | None] | None = None) -> tuple[PciAddress, ...]:
@@ -514,7 +515,4 @@ def _symlink(link: Path, target: Path) -> None:
 
 
 def _unlink(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
+    path.unlink(missing_ok=True)

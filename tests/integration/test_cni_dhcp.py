@@ -10,7 +10,13 @@ import pytest
 
 from tests.integration.test_cni_dhcp_support import DhcpServices, dhcp_services
 from tests.integration.test_cni_fallback_support import (  # noqa: F401 (fixtures)
-    Cni, Lan, lan, link_json, ns_links, ns_path, wait_for,
+    Cni,
+    Lan,
+    lan,
+    link_json,
+    ns_links,
+    ns_path,
+    wait_for,
 )
 
 pytestmark = pytest.mark.root
@@ -46,7 +52,9 @@ def test_dhcp_lease_configured_and_released(tmp_path: Path, lan: Lan, netns: str
 
 def test_dhcp_failure_rolls_back(tmp_path: Path, lan: Lan, netns: str) -> None:  # noqa: F811
     cni = Cni(tmp_path, lan.master)
-    conf = cni.conf("1.0.0", ipam={"type": "dhcp", "daemonSocketPath": str(tmp_path / "no-daemon.sock")})
+    conf = cni.conf(
+        "1.0.0", ipam={"type": "dhcp", "daemonSocketPath": str(tmp_path / "no-daemon.sock")}
+    )
     error = cni.call("ADD", conf, ns_path(netns)).error
     assert "dhcp" in error["msg"].lower(), error
     assert ns_links(netns) == ["lo"], "the macvlan was not rolled back"

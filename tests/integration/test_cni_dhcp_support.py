@@ -1,9 +1,10 @@
 """A DHCP "LAN" for tests and hack/bench-cni: dnsmasq in the LAN netns + the reference dhcp daemon.
 
-dnsmasq serves ``10.123.0.0/24`` on the LAN end of the ``lan`` veth (``--port=0``: no DNS, ``--no-ping``: no 3 s in-use probe before an offer,
-pid and lease files under the given temp dir, ``-k``: foreground so we own its PID). The
-reference ``/usr/lib/cni/dhcp daemon -socketpath <tmp>/dhcp.sock`` runs in the host netns
-and enters pod namespaces itself. Both are ended by PID, never by name.
+dnsmasq serves ``10.123.0.0/24`` on the LAN end of the ``lan`` veth (``--port=0``: no DNS,
+``--no-ping``: no 3 s in-use probe before an offer, pid and lease files under the given temp
+dir, ``-k``: foreground so we own its PID). The reference
+``/usr/lib/cni/dhcp daemon -socketpath <tmp>/dhcp.sock`` runs in the host netns and enters
+pod namespaces itself. Both are ended by PID, never by name.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ class DhcpServices:
     def leased_macs(self) -> list[str]:
         if not self.lease_file.exists():
             return []
-        return [line.split()[1] for line in self.lease_file.read_text().splitlines() if line.strip()]
+        return [
+            line.split()[1] for line in self.lease_file.read_text().splitlines() if line.strip()
+        ]
 
 
 def _end(proc: subprocess.Popen[bytes]) -> None:
@@ -63,7 +66,9 @@ def dhcp_services(tmp: Path, lan: Lan) -> Iterator[DhcpServices]:
         procs.append(subprocess.Popen([str(CNI_BIN / "dhcp"), "daemon", "-socketpath", str(sock)],
                                       stdout=log, stderr=subprocess.STDOUT))
         wait_for(lambda: pid_file.exists() or procs[0].poll() is not None, "dnsmasq to start")
-        wait_for(lambda: _connectable(sock) or procs[1].poll() is not None, "the dhcp daemon socket")
+        wait_for(
+            lambda: _connectable(sock) or procs[1].poll() is not None, "the dhcp daemon socket"
+        )
         dead = [p.args for p in procs if p.poll() is not None]
         assert not dead, f"{dead} exited: {(tmp / 'dhcp-services.log').read_text()}"
         yield DhcpServices(socket=sock, lease_file=lease_file)

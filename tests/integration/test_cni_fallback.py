@@ -11,7 +11,15 @@ import pytest
 from cni.protocol import SUPPORTED_VERSIONS
 from tests.conftest import require_link_kind, unique
 from tests.integration.test_cni_fallback_support import (  # noqa: F401 (fixtures)
-    CNI_BIN, Cni, Lan, exec_plugin, lan, link_json, ns_links, ns_path, sh,
+    CNI_BIN,
+    Cni,
+    Lan,
+    exec_plugin,
+    lan,
+    link_json,
+    ns_links,
+    ns_path,
+    sh,
 )
 
 pytestmark = pytest.mark.root
@@ -23,7 +31,11 @@ def cni(tmp_path: Path, lan: Lan) -> Cni:  # noqa: F811
 
 
 def addresses(info: dict) -> list[str]:
-    return [f"{a['local']}/{a['prefixlen']}" for a in info.get("addr_info", []) if a["scope"] == "global"]
+    return [
+        f"{a['local']}/{a['prefixlen']}"
+        for a in info.get("addr_info", [])
+        if a["scope"] == "global"
+    ]
 
 
 @pytest.mark.parametrize("version", SUPPORTED_VERSIONS)
@@ -38,8 +50,14 @@ def test_every_verb_in_every_cni_version(cni: Cni, netns: str, version: str) -> 
     if version in ("0.1.0", "0.2.0"):
         assert result["ip4"]["ip"] == address
     else:
-        assert result["interfaces"] == [{"name": "net1", "mac": info["address"], "sandbox": ns_path(netns),
-                                         **({"mtu": info["mtu"]} if version >= "1.0.0" else {})}]
+        assert result["interfaces"] == [
+            {
+                "name": "net1",
+                "mac": info["address"],
+                "sandbox": ns_path(netns),
+                **({"mtu": info["mtu"]} if version >= "1.0.0" else {}),
+            }
+        ]
         assert [ip["address"] for ip in result["ips"]] == [address]
         assert all(ip["interface"] == 0 for ip in result["ips"])
     routes = json.loads(sh("ip", "-n", netns, "-j", "route").stdout)
@@ -49,7 +67,11 @@ def test_every_verb_in_every_cni_version(cni: Cni, netns: str, version: str) -> 
         cni.ok("CHECK", with_prev, ns_path(netns))
     if version >= "1.1.0":
         cni.ok("STATUS", conf, "")
-        cni.ok("GC", {**conf, "cni.dev/valid-attachments": [{"containerID": "st-c1", "ifname": "net1"}]}, "")
+        cni.ok(
+            "GC",
+            {**conf, "cni.dev/valid-attachments": [{"containerID": "st-c1", "ifname": "net1"}]},
+            "",
+        )
         assert link_json(netns, "net1") is not None, "GC removed a valid attachment"
     cni.ok("DEL", with_prev, ns_path(netns))
     assert link_json(netns, "net1") is None
@@ -143,8 +165,14 @@ def test_rollback_when_ipam_fails(cni: Cni, netns: str) -> None:
 
 def test_rollback_after_ipam_releases_the_lease(cni: Cni, netns: str) -> None:
     # the route's gateway is not reachable from the allocated subnet: configuring it fails
-    conf = cni.conf(ipam={"type": "host-local", "subnet": "10.199.0.0/16", "dataDir": str(cni.ipam_dir),
-                          "routes": [{"dst": "198.51.100.0/24", "gw": "192.0.2.1"}]})
+    conf = cni.conf(
+        ipam={
+            "type": "host-local",
+            "subnet": "10.199.0.0/16",
+            "dataDir": str(cni.ipam_dir),
+            "routes": [{"dst": "198.51.100.0/24", "gw": "192.0.2.1"}],
+        }
+    )
     error = cni.call("ADD", conf, ns_path(netns)).error
     assert error["code"] == 102, error
     assert ns_links(netns) == ["lo"] and cni.leases() == [] and cni.records() == []
@@ -164,9 +192,15 @@ def test_reference_host_local_by_exec_shares_the_store(cni: Cni, netns: str) -> 
 def test_chained_with_reference_tuning(cni: Cni, netns: str, tmp_path: Path) -> None:
     conf = cni.conf()
     result = cni.ok("ADD", conf, ns_path(netns))
-    tuning = {"cniVersion": "1.0.0", "name": "st-fbnet", "type": "tuning", "mtu": 1300,
-              "sysctl": {"net.ipv4.conf.IFNAME.arp_ignore": "2"}, "dataDir": str(tmp_path / "tuning"),
-              "prevResult": result}
+    tuning = {
+        "cniVersion": "1.0.0",
+        "name": "st-fbnet",
+        "type": "tuning",
+        "mtu": 1300,
+        "sysctl": {"net.ipv4.conf.IFNAME.arp_ignore": "2"},
+        "dataDir": str(tmp_path / "tuning"),
+        "prevResult": result,
+    }
     env = cni.env("ADD", ns_path(netns))
     reply = exec_plugin(CNI_BIN / "tuning", env, tuning)
     assert reply.rc == 0, reply

@@ -10,7 +10,15 @@ import pytest
 
 from tests.conftest import unique
 from tests.integration.test_cni_fallback_support import (  # noqa: F401 (fixtures)
-    AgentShim, Cni, Lan, agent_and_shim, exec_plugin, lan, link_json, ns_path, sh,
+    AgentShim,
+    Cni,
+    Lan,
+    agent_and_shim,
+    exec_plugin,
+    lan,
+    link_json,
+    ns_path,
+    sh,
 )
 
 pytestmark = pytest.mark.root

@@ -80,7 +80,9 @@ class Reply:
 
     @property
     def error(self) -> dict[str, Any]:
-        assert self.rc != 0 and self.out is not None, f"expected an error, got rc={self.rc} {self.out}"
+        assert self.rc != 0 and self.out is not None, (
+            f"expected an error, got rc={self.rc} {self.out}"
+        )
         return self.out
 
 
@@ -91,14 +93,18 @@ class Cni:
         self.state_dir = tmp_path / "state"
         self.ipam_dir = tmp_path / "ipam"
 
-    def conf(self, version: str = "1.0.0", *, ipam: dict[str, Any] | None | bool = True,
+    def conf(self, version: str = "1.0.0", *, ipam: dict[str, Any] | bool | None = True,
              **fallback: Any) -> dict[str, Any]:
         fb = {"type": "macvlan", "master": self.master, **fallback}
         conf: dict[str, Any] = {"cniVersion": version, "name": "st-fbnet", "type": "sriov",
                                 "stateDir": str(self.state_dir), "fallback": fb}
         if ipam is True:
-            conf["ipam"] = {"type": "host-local", "subnet": "10.199.0.0/16", "dataDir": str(self.ipam_dir),
-                            "routes": [{"dst": "198.51.100.0/24"}]}
+            conf["ipam"] = {
+                "type": "host-local",
+                "subnet": "10.199.0.0/16",
+                "dataDir": str(self.ipam_dir),
+                "routes": [{"dst": "198.51.100.0/24"}],
+            }
         elif isinstance(ipam, dict):
             conf["ipam"] = ipam
         return conf
@@ -118,7 +124,9 @@ class Cni:
         text = out.getvalue().strip()
         return Reply(rc=rc, out=json.loads(text) if text else None, err=err.getvalue())
 
-    def ok(self, command: str, conf: dict[str, Any], netns: str, **kw: Any) -> dict[str, Any] | None:
+    def ok(
+        self, command: str, conf: dict[str, Any], netns: str, **kw: Any
+    ) -> dict[str, Any] | None:
         reply = self.call(command, conf, netns, **kw)
         assert reply.rc == 0, f"{command} failed: {reply.out}\n{reply.err[-3000:]}"
         return reply.out
@@ -132,7 +140,9 @@ class Cni:
     def records(self) -> list[str]:
         if not self.state_dir.is_dir():
             return []
-        return sorted(p.name for p in self.state_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+        return sorted(
+            p.name for p in self.state_dir.iterdir() if p.is_file() and not p.name.startswith(".")
+        )
 
 
 def exec_plugin(binary: Path | str, env: dict[str, str], conf: dict[str, Any],
@@ -141,7 +151,9 @@ def exec_plugin(binary: Path | str, env: dict[str, str], conf: dict[str, Any],
     proc = subprocess.run([str(binary)], input=json.dumps(conf).encode(), env=env,
                           capture_output=True, timeout=timeout, check=False)
     text = proc.stdout.decode().strip()
-    return Reply(rc=proc.returncode, out=json.loads(text) if text else None, err=proc.stderr.decode())
+    return Reply(
+        rc=proc.returncode, out=json.loads(text) if text else None, err=proc.stderr.decode()
+    )
 
 
 def wait_for(predicate: Any, what: str, timeout: float = 10.0) -> Any:

@@ -23,7 +23,14 @@ from sriov.emulate import changes
 from sriov.emulate.spec import Profile
 from tests.conftest import require_root
 from tests.integration.cni_vf_harness import (
-    Emu, Injected, del_netns, emulated_host, link_show, netns_path, new_netns)
+    Emu,
+    Injected,
+    del_netns,
+    emulated_host,
+    link_show,
+    netns_path,
+    new_netns,
+)
 
 pytestmark = pytest.mark.root
 VERSIONS = ("0.3.1", "0.4.0", "1.0.0", "1.1.0")
@@ -57,17 +64,19 @@ def leases(emu: Emu) -> list[str]:
 
 
 def without_ifindex(snap: tuple[str, Any]) -> tuple[str, Any]:
-    """The emulation recreates a VF's veth when its netns dies (new ifindex); the kernel does not."""
+    """The emulation recreates a VF's veth when its netns dies (new ifindex); a kernel does not."""
     return re.sub(r"^\d+: ", "", snap[0]), snap[1]
 
 
-def assert_clean(emu: Emu, snap: tuple[str, Any], index: int = 0, *, same_ifindex: bool = True) -> None:
+def assert_clean(
+    emu: Emu, snap: tuple[str, Any], index: int = 0, *, same_ifindex: bool = True
+) -> None:
     if same_ifindex:
         assert before(emu, index) == snap
     else:
         assert without_ifindex(before(emu, index)) == without_ifindex(snap)
     store = StateStore(emu.state_dir)
-    assert store.list_attachments() == []
+    assert store.list_attachments() == ([], [])
     owners = emu.state_dir / "pci" / "owner"
     assert not owners.is_dir() or not list(owners.iterdir())
     assert leases(emu) == []
@@ -184,7 +193,9 @@ def test_link_state_on_x710(tmp_path: Path, ns: str) -> None:
         gen.close()
 
 
-def test_log_file_gets_the_log_and_stdout_only_the_result(emu: Emu, ns: str, tmp_path: Path) -> None:
+def test_log_file_gets_the_log_and_stdout_only_the_result(
+    emu: Emu, ns: str, tmp_path: Path
+) -> None:
     log_file = tmp_path / "sriov.log"
     conf = emu.conf(emu.vf(0).address, logLevel="debug", logFile=str(log_file))
     add = emu.call("ADD", conf, "c1", ns)
@@ -196,7 +207,9 @@ def test_log_file_gets_the_log_and_stdout_only_the_result(emu: Emu, ns: str, tmp
 
 
 @pytest.mark.parametrize("where", ["runtimeConfig", "pciBusID", "cni_args_mac"])
-def test_device_and_mac_from_runtime_config_multus_and_cni_args(emu: Emu, ns: str, where: str) -> None:
+def test_device_and_mac_from_runtime_config_multus_and_cni_args(
+    emu: Emu, ns: str, where: str
+) -> None:
     snap = before(emu)
     pci = emu.vf(0).address
     mac = "02:00:00:00:aa:07"
@@ -279,7 +292,9 @@ def test_add_on_existing_ifname_is_refused_and_leaves_it(emu: Emu, ns: str) -> N
 # ------------------------------------------------------------------ rollback
 
 @pytest.mark.parametrize("step", ADD_STEPS)
-def test_injected_failure_at_each_add_step_rolls_back_everything(emu: Emu, ns: str, step: str) -> None:
+def test_injected_failure_at_each_add_step_rolls_back_everything(
+    emu: Emu, ns: str, step: str
+) -> None:
     snap = before(emu)
 
     def fail(at: str) -> None:
@@ -312,7 +327,9 @@ def test_concurrent_adds_on_different_vfs_get_distinct_ips(emu: Emu) -> None:
             t.start()
         for t in threads:
             t.join()
-        assert all(r.rc == 0 for r in replies.values()), [r.stdout + r.stderr for r in replies.values()]
+        assert all(r.rc == 0 for r in replies.values()), [
+            r.stdout + r.stderr for r in replies.values()
+        ]
         ips = {r.out["ips"][0]["address"] for r in replies.values()}
         assert len(ips) == 2
         for i in (0, 1):
@@ -330,33 +347,34 @@ def test_add_del_race_on_one_vf_is_serialised(emu: Emu, ns: str, at: str,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """A DEL issued while ADD runs waits for it, then undoes it completely: no second DEL.
 
-    The interleaving is forced: ADD pauses at step ``at`` until the DEL is at the VF lock, and
-    after ADD releases the lock it waits for the DEL to finish (the window where a record saved
-    after the lock would outlive the DEL)."""
+    The interleaving is forced: ADD pauses at step ``at`` until the DEL is at the attachment
+    lock (every verb takes it first), and after ADD releases the lock it waits for the DEL to
+    finish (the window where a record saved after the lock would outlive the DEL)."""
     snap = before(emu)
     conf = emu.conf(emu.vf(0).address, vlan=5)
     adder = threading.current_thread()
     del_at_lock = threading.Event()
     racing: list[Any] = []
-    real_lock = StateStore.vf_lock
+    real_lock = StateStore.attachment_lock
 
     @contextlib.contextmanager
-    def traced_lock(self: StateStore, pci: str, timeout: float = 60.0) -> Iterator[None]:
+    def traced_lock(self: StateStore, cid: str, ifname: str,
+                    timeout: float = 60.0) -> Iterator[None]:
         if threading.current_thread() is not adder:
             del_at_lock.set()
-        with real_lock(self, pci, timeout):
+        with real_lock(self, cid, ifname, timeout):
             yield
         if threading.current_thread() is adder and racing:
             racing[0].join(timeout=60)
 
-    monkeypatch.setattr(StateStore, "vf_lock", traced_lock)
+    monkeypatch.setattr(StateStore, "attachment_lock", traced_lock)
 
     def start_del(step: str) -> None:
         if step == at and not racing:
             t = threading.Thread(target=lambda: racing.append(emu.call("DEL", conf, "c1", ns)))
             racing.append(t)
             t.start()
-            assert del_at_lock.wait(timeout=60), "the racing DEL never reached the VF lock"
+            assert del_at_lock.wait(timeout=60), "the racing DEL never reached the lock"
 
     add = emu.call("ADD", conf, "c1", ns, faults=start_del)
     racing[0].join(timeout=60)
@@ -417,7 +435,7 @@ def test_gc_releases_the_lease_of_a_reclaimed_stale_owner(emu: Emu, ns: str, key
     gc = emu.call("GC", {**conf2, key: [{"containerID": "c2", "ifname": "net1"}]}, "", "")
     assert gc.rc == 0, gc.stdout + gc.stderr
     assert leases(emu) == [ip2]
-    assert [(cid, ifn) for cid, ifn, _ in StateStore(emu.state_dir).list_attachments()] == [
+    assert [r.key for r in StateStore(emu.state_dir).list_attachments()[0]] == [
         ("c2", "net1")]
     assert emu.host.vf_admin.read(emu.pf_netdev, 0).vlan == 22
     assert pod_link(ns)["operstate"] != "DOWN"
@@ -453,7 +471,7 @@ def test_dpdk_mode_on_a_rebound_vf(emu: Emu, ns: str) -> None:
     assert emu.call("CHECK", {**conf, "prevResult": add.out}, "c1", ns).rc == 0
     assert emu.call("DEL", conf, "c1", ns).rc == 0
     assert emu.host.vf_admin.read(emu.pf_netdev, 1) == pf_before
-    assert leases(emu) == [] and StateStore(emu.state_dir).list_attachments() == []
+    assert leases(emu) == [] and StateStore(emu.state_dir).list_attachments() == ([], [])
 
 
 # ------------------------------------------------------------------ CHECK
@@ -511,7 +529,9 @@ def test_concurrent_adds_as_processes(emu: Emu) -> None:
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   env=emu.env("ADD", f"p{i}", netns_path(names[i])))
                  for i in (0, 1)]
-        outs = [p.communicate(json.dumps(confs[i]).encode(), timeout=60)[0] for i, p in enumerate(procs)]
+        outs = [
+            p.communicate(json.dumps(confs[i]).encode(), timeout=60)[0] for i, p in enumerate(procs)
+        ]
         assert [p.returncode for p in procs] == [0, 0], outs
         ips = {json.loads(o)["ips"][0]["address"] for o in outs}
         assert len(ips) == 2
@@ -521,3 +541,45 @@ def test_concurrent_adds_as_processes(emu: Emu) -> None:
         for n in names:
             del_netns(n)
     assert leases(emu) == []
+
+
+def test_vf_netdev_with_altnames_moves_under_a_temp_name_and_gets_them_back(
+    emu: Emu, ns: str
+) -> None:
+    """An altname equal to CNI_IFNAME (udev/systemd naming, sriov-cni #445) must not break the
+    rename in the pod; DEL gives the VF its altnames back."""
+    vf = emu.vf(0)
+    subprocess.run(
+        ["ip", "link", "property", "add", "dev", vf.netdev, "altname", "net1"], check=True
+    )
+    subprocess.run(["ip", "link", "property", "add", "dev", vf.netdev, "altname", "st-alt-vf0"],
+                   check=True)
+    snap = before(emu)
+    conf = emu.conf(vf.address)
+    add = emu.call("ADD", conf, "c1", ns)
+    assert add.rc == 0, add.stdout
+    pod = link_show("net1", Path(ns).name)
+    assert "altname" not in pod  # dropped in the pod: net1 is its name, nothing else
+    dele = emu.call("DEL", {**conf, "prevResult": add.out}, "c1", ns)
+    assert dele.rc == 0, dele.stdout
+    assert_clean(emu, snap)
+    assert "altname net1" in snap[0] and "altname st-alt-vf0" in snap[0]
+
+
+def test_routes_keep_priority_and_table_in_the_pod(emu: Emu, ns: str) -> None:
+    """VF mode configures IPAM routes as the fallback mode does: metric and table included."""
+    vf = emu.vf(0)
+    conf = emu.conf(vf.address, "1.1.0")
+    conf["ipam"]["routes"] = [{"dst": "10.99.0.0/16", "priority": 77},
+                              {"dst": "10.98.0.0/16", "table": 100}]
+    add = emu.call("ADD", conf, "c1", ns)
+    assert add.rc == 0, add.stdout
+    try:
+        routes = json.loads(subprocess.run(
+            ["ip", "-n", Path(ns).name, "-j", "route", "show", "table", "all"],
+            capture_output=True, text=True, check=True).stdout)
+        by_dst = {(r["dst"], r.get("table", "main")): r for r in routes}
+        assert by_dst[("10.99.0.0/16", "main")].get("metric") == 77
+        assert ("10.98.0.0/16", "100") in by_dst
+    finally:
+        assert emu.call("DEL", {**conf, "prevResult": add.out}, "c1", ns).rc == 0

@@ -18,7 +18,7 @@ from sriov.errors import EmulationError, VfSettingError
 from sriov.host import open_host
 from sriov.netlink import Netlink
 from sriov.sysfs import SysfsReader
-from sriov.types import IfName, LinkState, VfSettings
+from sriov.types import LinkState, VfSettings
 from tests.conftest import require_root, unique
 
 pytestmark = pytest.mark.root
@@ -207,7 +207,7 @@ def test_vf_returns_to_host_when_its_netns_is_deleted(emu: Emu) -> None:
     deadline = time.monotonic() + 10
     while True:
         rec = host.refresh(emu.root, emu.nl).vf_by_address(vf.address)
-        if rec is not None and rec.location is VfLocation.HOST or time.monotonic() > deadline:
+        if (rec is not None and rec.location is VfLocation.HOST) or time.monotonic() > deadline:
             break
         select.select([], [], [], 0.02)
     assert rec is not None and rec.location is VfLocation.HOST

@@ -6,6 +6,7 @@ import errno
 import socket
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -68,7 +69,9 @@ def test_link_attributes_in_a_netns(nl: Netlink, netns: str) -> None:
         nl.delete_if_exists(host_end)
 
 
-def test_rename_onto_an_existing_name_is_a_clear_error(nl: Netlink, host_veth: tuple[str, str]) -> None:
+def test_rename_onto_an_existing_name_is_a_clear_error(
+    nl: Netlink, host_veth: tuple[str, str]
+) -> None:
     a, b = host_veth
     with pytest.raises(NetlinkOpError) as caught:
         nl.rename(a, b)
@@ -76,7 +79,9 @@ def test_rename_onto_an_existing_name_is_a_clear_error(nl: Netlink, host_veth: t
     assert str(caught.value).startswith(f"rename link {a} to {b}: EEXIST")
 
 
-def test_move_to_netns_and_back_with_atomic_rename(nl: Netlink, netns: str, host_veth: tuple[str, str]) -> None:
+def test_move_to_netns_and_back_with_atomic_rename(
+    nl: Netlink, netns: str, host_veth: tuple[str, str]
+) -> None:
     ns = ns_path(netns)
     _, b = host_veth
     nl.move_to_netns(b, None, ns, new_name="eth9")
@@ -87,7 +92,11 @@ def test_move_to_netns_and_back_with_atomic_rename(nl: Netlink, netns: str, host
     assert host_end is not None and host_end.netns_id is not None
     peer = nl.link_by_index(host_end.link_index or 0, target_nsid=host_end.netns_id)
     # the veth peer, read from the host through its nsid (netns_id is relative to the viewer)
-    assert peer is not None and (peer.index, peer.name, peer.mac) == (moved.index, "eth9", moved.mac)
+    assert peer is not None and (peer.index, peer.name, peer.mac) == (
+        moved.index,
+        "eth9",
+        moved.mac,
+    )
     nl.move_to_netns("eth9", ns, None, new_name=b)
     assert nl.link(b) is not None and nl.link("eth9", ns) is None
 
@@ -107,7 +116,9 @@ def test_addresses_and_routes_in_a_netns(nl: Netlink, netns: str) -> None:
         assert (None, "10.77.0.1", None) in routes
         assert ("10.78.0.0/16", "10.77.0.254", 50) in routes
         # what `ip` sees must match
-        shown = subprocess.run(["ip", "-n", netns, "-4", "route"], capture_output=True, text=True, check=True)
+        shown = subprocess.run(
+            ["ip", "-n", netns, "-4", "route"], capture_output=True, text=True, check=True
+        )
         assert "default via 10.77.0.1" in shown.stdout
         nl.flush_addresses(pod_end, ns)
         assert [a for a in nl.addresses(pod_end, ns) if a.family == socket.AF_INET] == []
@@ -126,7 +137,9 @@ def test_macvlan_on_a_veth_master_lands_directly_in_the_netns(
     info = nl.link(name, ns)
     assert info is not None
     assert (info.kind, info.mtu, info.mac) == ("macvlan", 1300, "02:00:00:aa:bb:cc")
-    shown = subprocess.run(["ip", "-n", netns, "-d", "link", "show", name], capture_output=True, text=True)
+    shown = subprocess.run(
+        ["ip", "-n", netns, "-d", "link", "show", name], capture_output=True, text=True
+    )
     assert "macvlan mode bridge" in shown.stdout
 
 
@@ -151,20 +164,28 @@ def test_bridge_port_vlan_set_and_del(nl: Netlink, host_veth: tuple[str, str]) -
     except NetlinkOpError as e:
         if e.errno != errno.EOPNOTSUPP:
             raise
-        pytest.skip("this kernel lacks CONFIG_BRIDGE_VLAN_FILTERING (bridge vlan_filtering: EOPNOTSUPP)")
+        pytest.skip(
+            "this kernel lacks CONFIG_BRIDGE_VLAN_FILTERING (bridge vlan_filtering: EOPNOTSUPP)"
+        )
     try:
         nl.set_master(a, bridge)
         nl.bridge_vlan_set(a, 42)
-        shown = subprocess.run(["bridge", "vlan", "show", "dev", a], capture_output=True, text=True).stdout
+        shown = subprocess.run(
+            ["bridge", "vlan", "show", "dev", a], capture_output=True, text=True
+        ).stdout
         assert "42 PVID Egress Untagged" in shown
         nl.bridge_vlan_del(a, 42)
-        shown = subprocess.run(["bridge", "vlan", "show", "dev", a], capture_output=True, text=True).stdout
+        shown = subprocess.run(
+            ["bridge", "vlan", "show", "dev", a], capture_output=True, text=True
+        ).stdout
         assert " 42 " not in shown
     finally:
         nl.delete_if_exists(bridge)
 
 
-def test_bad_names_and_macs_are_refused_before_the_kernel(nl: Netlink, host_veth: tuple[str, str]) -> None:
+def test_bad_names_and_macs_are_refused_before_the_kernel(
+    nl: Netlink, host_veth: tuple[str, str]
+) -> None:
     a, _ = host_veth
     with pytest.raises(InvalidInputError, match="interface name"):
         nl.rename(a, "way-too-long-interface-name")
@@ -182,8 +203,13 @@ def test_missing_links_and_netns_are_not_found_errors(nl: Netlink, netns: str) -
 
 
 def test_run_in_netns_reads_that_namespaces_sysctl(netns: str) -> None:
-    subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True)
-    read = lambda: open("/proc/sys/net/ipv4/ip_forward").read().strip()  # noqa: E731
+    subprocess.run(
+        ["ip", "netns", "exec", netns, "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True
+    )
+
+    def read() -> str:
+        return Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
+
     assert run_in_netns(ns_path(netns), read) == "1"
     assert run_in_netns(None, read) in ("0", "1")
 

@@ -38,32 +38,65 @@ def pool_file(tmp_path: Path) -> Path:
     return path
 
 
-def run_nad(capsys: pytest.CaptureFixture[str], pool_file: Path, *args: str) -> tuple[int, str, str]:
+def run_nad(
+    capsys: pytest.CaptureFixture[str], pool_file: Path, *args: str
+) -> tuple[int, str, str]:
     rc = main(["nad", "--config", str(pool_file), *args])
     out, err = capsys.readouterr()
     return rc, out, err
 
 
-def generated(capsys: pytest.CaptureFixture[str], pool_file: Path, *args: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def generated(
+    capsys: pytest.CaptureFixture[str], pool_file: Path, *args: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
     rc, out, err = run_nad(capsys, pool_file, *args)
     assert rc == 0, err
     doc = yaml.safe_load(out)
     return doc, validate_nad(doc)
 
 
-def test_netdevice_pool_nad_with_all_vf_options(capsys: pytest.CaptureFixture[str], pool_file: Path) -> None:
-    doc, config = generated(capsys, pool_file, "--pool", "intel.com/sriov_netdevice", "--vlan", "100",
-                            "--subnet", "10.56.217.0/24", "--mtu", "9000", "--spoofchk", "on",
-                            "--trust", "off", "--namespace", "tenant-a")
-    assert doc["metadata"] == {"name": "sriov-netdevice", "namespace": "tenant-a",
-                               "annotations": {RESOURCE_NAME_ANNOTATION: "intel.com/sriov_netdevice"}}
-    assert config == {"cniVersion": "1.0.0", "name": "sriov-netdevice", "type": "sriov", "vlan": 100,
-                      "spoofchk": "on", "trust": "off", "mtu": 9000,
-                      "ipam": {"type": "host-local", "subnet": "10.56.217.0/24"}}
+def test_netdevice_pool_nad_with_all_vf_options(
+    capsys: pytest.CaptureFixture[str], pool_file: Path
+) -> None:
+    doc, config = generated(
+        capsys,
+        pool_file,
+        "--pool",
+        "intel.com/sriov_netdevice",
+        "--vlan",
+        "100",
+        "--subnet",
+        "10.56.217.0/24",
+        "--mtu",
+        "9000",
+        "--spoofchk",
+        "on",
+        "--trust",
+        "off",
+        "--namespace",
+        "tenant-a",
+    )
+    assert doc["metadata"] == {
+        "name": "sriov-netdevice",
+        "namespace": "tenant-a",
+        "annotations": {RESOURCE_NAME_ANNOTATION: "intel.com/sriov_netdevice"},
+    }
+    assert config == {
+        "cniVersion": "1.0.0",
+        "name": "sriov-netdevice",
+        "type": "sriov",
+        "vlan": 100,
+        "spoofchk": "on",
+        "trust": "off",
+        "mtu": 9000,
+        "ipam": {"type": "host-local", "subnet": "10.56.217.0/24"},
+    }
     assert "deviceID" not in config, "Multus injects deviceID from the allocated VF"
 
 
-def test_dpdk_pool_gets_no_ipam_by_default(capsys: pytest.CaptureFixture[str], pool_file: Path) -> None:
+def test_dpdk_pool_gets_no_ipam_by_default(
+    capsys: pytest.CaptureFixture[str], pool_file: Path
+) -> None:
     doc, config = generated(capsys, pool_file, "--pool", "intel.com/sriov_dpdk", "--vlan", "200")
     assert "ipam" not in config
     assert doc["metadata"]["annotations"][RESOURCE_NAME_ANNOTATION] == "intel.com/sriov_dpdk"
@@ -82,12 +115,16 @@ def test_ipam_choices(capsys: pytest.CaptureFixture[str], pool_file: Path,
     assert config.get("ipam") == ipam
 
 
-def test_bare_pool_name_and_custom_nad_name(capsys: pytest.CaptureFixture[str], pool_file: Path) -> None:
+def test_bare_pool_name_and_custom_nad_name(
+    capsys: pytest.CaptureFixture[str], pool_file: Path
+) -> None:
     doc, config = generated(capsys, pool_file, "--pool", "sriov_dpdk", "--name", "fast-path")
     assert doc["metadata"]["name"] == config["name"] == "fast-path"
 
 
-def test_unknown_pool_is_rejected_listing_the_pools(capsys: pytest.CaptureFixture[str], pool_file: Path) -> None:
+def test_unknown_pool_is_rejected_listing_the_pools(
+    capsys: pytest.CaptureFixture[str], pool_file: Path
+) -> None:
     rc, out, err = run_nad(capsys, pool_file, "--pool", "intel.com/nope")
     assert (rc, out) == (1, "")
     assert "--pool" in err and "intel.com/nope" in err and "not in the pool config" in err
@@ -95,7 +132,9 @@ def test_unknown_pool_is_rejected_listing_the_pools(capsys: pytest.CaptureFixtur
     assert "Traceback" not in err
 
 
-def test_ambiguous_bare_pool_name_is_rejected(capsys: pytest.CaptureFixture[str], pool_file: Path) -> None:
+def test_ambiguous_bare_pool_name_is_rejected(
+    capsys: pytest.CaptureFixture[str], pool_file: Path
+) -> None:
     rc, _, err = run_nad(capsys, pool_file, "--pool", "sriov_netdevice")
     assert rc == 1 and "ambiguous" in err and "example.org/sriov_netdevice" in err
 
@@ -119,12 +158,16 @@ def test_bad_input_names_the_flag(capsys: pytest.CaptureFixture[str], pool_file:
     assert f"invalid {field}" in err and "Traceback" not in err
 
 
-def test_mtu_on_a_dpdk_pool_is_rejected(capsys: pytest.CaptureFixture[str], pool_file: Path) -> None:
+def test_mtu_on_a_dpdk_pool_is_rejected(
+    capsys: pytest.CaptureFixture[str], pool_file: Path
+) -> None:
     rc, _, err = run_nad(capsys, pool_file, "--pool", "intel.com/sriov_dpdk", "--mtu", "9000")
     assert rc == 1 and "--mtu" in err and "DPDK" in err
 
 
-def test_missing_config_file_is_a_clear_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_missing_config_file_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     rc, _, err = run_nad(capsys, tmp_path / "absent.json", "--pool", "x")
     assert rc == 1 and "absent.json" in err and "cannot read" in err
 

@@ -26,5 +26,9 @@ def test_delegate_del_gets_the_stale_attachments_ids(tmp_path: Path) -> None:
                     netns="/var/run/netns/gone", path=(str(tmp_path),))
     ExecIpam([str(tmp_path)], gc_env, stderr=io.StringIO()).delete(conf, stale)
     env = dict(line.split("=", 1) for line in seen.read_text().splitlines() if "=" in line)
-    assert (env["CNI_COMMAND"], env["CNI_CONTAINERID"], env["CNI_IFNAME"]) == ("DEL", "old-pod", "net1")
+    assert (env["CNI_COMMAND"], env["CNI_CONTAINERID"], env["CNI_IFNAME"]) == (
+        "DEL",
+        "old-pod",
+        "net1",
+    )
     assert env["CNI_NETNS"] == "/var/run/netns/gone"

@@ -77,10 +77,20 @@ def _state() -> emu.EmulationState:
     pf = emu.PfRecord(index=0, address=PciAddress("0000:3b:00.0"), netdev=emu.pf_netdev(s, 0),
                       wire=emu.pf_wire(s, 0), mac=emu.pf_mac(s, 0), numa_node=0)
     vfs = tuple(
-        emu.VfRecord(pf=0, pf_address=PciAddress("0000:3b:00.0"), index=i, address=PciAddress(f"0000:3b:02.{i}"), wire=emu.vf_wire(s, 0, i),
-                     driver="iavf", location=emu.VfLocation.HOST, netdev=emu.vf_netdev(s, 0, i),
-                     mac=emu.vf_mac(s, 0, i), mtu=1500)
-        for i in range(2))
+        emu.VfRecord(
+            pf=0,
+            pf_address=PciAddress("0000:3b:00.0"),
+            index=i,
+            address=PciAddress(f"0000:3b:02.{i}"),
+            wire=emu.vf_wire(s, 0, i),
+            driver="iavf",
+            location=emu.VfLocation.HOST,
+            netdev=emu.vf_netdev(s, 0, i),
+            mac=emu.vf_mac(s, 0, i),
+            mtu=1500,
+        )
+        for i in range(2)
+    )
     return emu.EmulationState(spec=s, pfs=(pf,), vfs=vfs)
 
 
@@ -92,10 +102,20 @@ def test_state_round_trips_through_json() -> None:
 
 def test_state_updates_are_copies() -> None:
     state = _state()
-    moved = state.with_vf(emu.VfRecord(
-        pf=0, pf_address=PciAddress("0000:3b:00.0"), index=1, address=PciAddress("0000:3b:02.1"), wire=IfName("sriovw0v1"), driver="iavf",
-        location=emu.VfLocation.NETNS, netdev=IfName("net1"), mac=MacAddress("02:00:00:00:00:09"),
-        mtu=9000))
+    moved = state.with_vf(
+        emu.VfRecord(
+            pf=0,
+            pf_address=PciAddress("0000:3b:00.0"),
+            index=1,
+            address=PciAddress("0000:3b:02.1"),
+            wire=IfName("sriovw0v1"),
+            driver="iavf",
+            location=emu.VfLocation.NETNS,
+            netdev=IfName("net1"),
+            mac=MacAddress("02:00:00:00:00:09"),
+            mtu=9000,
+        )
+    )
     assert state.vf_by_address("0000:3b:02.1").location is emu.VfLocation.HOST  # type: ignore[union-attr]
     assert [v.netdev for v in moved.vfs_of(0)] == ["sriovpf0v0", "net1"]
     assert moved.pf_by_name("sriovpf0") == moved.pf_by_name("0000:3b:00.0")

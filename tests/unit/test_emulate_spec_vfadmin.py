@@ -149,7 +149,7 @@ def test_missing_or_corrupt_files_are_clear_errors(tmp_path: Path) -> None:
     bad = tmp_path / "sriov-emu-vf" / "0000:3b:00.0" / "0.json"
     bad.parent.mkdir(parents=True)
     bad.write_text('{"mac": "zz"}')
-    with pytest.raises(EmulationError, match="0.json"):
+    with pytest.raises(EmulationError, match=r"0\.json"):
         admin.read(IfName("sriovpf0"), 0)
 
 

@@ -80,12 +80,16 @@ def validate_k8s_object(doc: Mapping[str, Any]) -> Any:
     model = getattr(client, MODELS[key]).from_dict(doc)  # raises on wrong types/missing fields
     roundtrip = client.ApiClient().sanitize_for_serialization(model)
     dropped = list(_dropped(doc, roundtrip))
-    assert dropped == [], f"{key[1]} {doc['metadata'].get('name')}: keys the API does not know: {dropped}"
+    assert dropped == [], (
+        f"{key[1]} {doc['metadata'].get('name')}: keys the API does not know: {dropped}"
+    )
     return model
 
 
 def sriov_plugin_keys_ok(plugin: Mapping[str, Any]) -> None:
-    netconf = pytest.importorskip("cni.netconf", reason="cni/netconf.py (our netconf parser) not present")
+    netconf = pytest.importorskip(
+        "cni.netconf", reason="cni/netconf.py (our netconf parser) not present"
+    )
     unknown = set(plugin) - set(netconf.KNOWN_KEYS)
     assert unknown == set(), f"keys our sriov netconf does not know: {sorted(unknown)}"
     netconf.NetConf.parse(json.dumps(plugin).encode())  # raises CniError naming the bad key
@@ -106,16 +110,20 @@ def validate_nad(doc: Mapping[str, Any]) -> dict[str, Any]:
     config = json.loads(doc["spec"]["config"])
     assert config["cniVersion"] in ("0.3.1", "0.4.0", "1.0.0", "1.1.0")
     assert config["name"] == meta["name"], "Multus matches config name and NAD name"
-    plugins = config["plugins"] if "plugins" in config else [config]
+    plugins = config.get("plugins", [config])
     assert plugins, "a conflist needs at least one plugin"
     for plugin in plugins:
         if plugin["type"] == "sriov":
             # libcni inserts cniVersion and name into each plugin of a list
-            sriov_plugin_keys_ok({"cniVersion": config["cniVersion"], "name": config["name"], **plugin})
+            sriov_plugin_keys_ok(
+                {"cniVersion": config["cniVersion"], "name": config["name"], **plugin}
+            )
         elif plugin["type"] == "tuning":
             assert set(plugin) <= TUNING_KEYS
         else:
-            pytest.fail(f"plugin type {plugin['type']!r} is neither ours nor a checked reference plugin")
+            pytest.fail(
+                f"plugin type {plugin['type']!r} is neither ours nor a checked reference plugin"
+            )
     return config
 
 
@@ -157,9 +165,13 @@ def test_daemonset_volumes_and_mounts_agree() -> None:
     used = set()
     for container in pod["containers"] + pod["initContainers"]:
         mount_paths = [m["mountPath"] for m in container.get("volumeMounts", [])]
-        assert len(mount_paths) == len(set(mount_paths)), f"{container['name']}: duplicate mountPath"
+        assert len(mount_paths) == len(set(mount_paths)), (
+            f"{container['name']}: duplicate mountPath"
+        )
         for mount in container.get("volumeMounts", []):
-            assert mount["name"] in volumes, f"{container['name']} mounts unknown volume {mount['name']}"
+            assert mount["name"] in volumes, (
+                f"{container['name']} mounts unknown volume {mount['name']}"
+            )
             used.add(mount["name"])
     assert used == set(volumes), f"volumes nobody mounts: {sorted(set(volumes) - used)}"
     for volume in volumes.values():
@@ -177,7 +189,11 @@ def test_daemonset_mounts_everything_the_stack_needs() -> None:
     host_of = {}
     for mount in container["volumeMounts"]:
         volume = volumes[mount["name"]]
-        source = volume["hostPath"]["path"] if "hostPath" in volume else "configmap:" + volume["configMap"]["name"]
+        source = (
+            volume["hostPath"]["path"]
+            if "hostPath" in volume
+            else "configmap:" + volume["configMap"]["name"]
+        )
         host_of[mount["mountPath"]] = (source, mount)
     required = ["/var/lib/kubelet/device-plugins", "/var/lib/kubelet/plugins_registry",
                 "/var/lib/kubelet/pod-resources", "/var/run/netns", "/sys", "/dev",
@@ -207,7 +223,9 @@ def test_init_container_installs_the_shim_into_host_cni_bin() -> None:
     (install,) = [c for c in pod["initContainers"] if c["name"] == "install-cni"]
     (mount,) = install["volumeMounts"]
     assert volumes[mount["name"]]["hostPath"]["path"] == "/opt/cni/bin"
-    assert install["command"][-1] == mount["mountPath"], "the shim goes where /opt/cni/bin is mounted"
+    assert install["command"][-1] == mount["mountPath"], (
+        "the shim goes where /opt/cni/bin is mounted"
+    )
     assert install["command"][0].endswith("hack/install-cni")
     # the node has no image venv: the shim must be the self-contained stdlib-only copy
     assert "--self-contained" in install["command"]
@@ -327,7 +345,9 @@ def test_sriov_dpdk_nad_uses_the_dpdk_pool_without_dynamic_ipam() -> None:
     from sriov.pools import parse_pool_config
 
     config = _nad_config("sriov-dpdk.yaml")
-    pool = parse_pool_config(pool_config_text()).pool(config["_annotations"][RESOURCE_NAME_ANNOTATION])
+    pool = parse_pool_config(pool_config_text()).pool(
+        config["_annotations"][RESOURCE_NAME_ANNOTATION]
+    )
     assert pool is not None and pool_is_dpdk(pool)
     assert config.get("ipam", {"type": "static"})["type"] == "static"
 

@@ -24,7 +24,11 @@ def test_tracker_reports_added_carrier_rename_and_removed() -> None:
     tracker = LinkTracker((_link(1, "lo", True),))
     assert tracker.new_link(_link(1, "lo", True)) is None  # known, nothing changed
     added = tracker.new_link(_link(5, "eth1", False, parent_bus="pci", parent_dev="0000:3b:02.1"))
-    assert added is not None and (added.kind, added.pci, added.carrier) == (EventKind.ADDED, "0000:3b:02.1", False)
+    assert added is not None and (added.kind, added.pci, added.carrier) == (
+        EventKind.ADDED,
+        "0000:3b:02.1",
+        False,
+    )
     up = tracker.new_link(_link(5, "eth1", True))
     assert up is not None and (up.kind, up.carrier) == (EventKind.CARRIER, True)
     renamed = tracker.new_link(_link(5, "net1", True))
@@ -47,11 +51,18 @@ def test_uevent_of_a_pci_bind_is_changed_with_driver() -> None:
     event = event_from_uevent({"ACTION": "bind", "SUBSYSTEM": "pci", "DRIVER": "vfio-pci",
                                "PCI_SLOT_NAME": "0000:3b:02.0", "DEVPATH": "/devices/x"})
     assert event is not None
-    assert (event.kind, event.pci, event.driver, event.ifname) == (EventKind.CHANGED, "0000:3b:02.0", "vfio-pci", None)
+    assert (event.kind, event.pci, event.driver, event.ifname) == (
+        EventKind.CHANGED,
+        "0000:3b:02.0",
+        "vfio-pci",
+        None,
+    )
 
 
 def test_uevents_of_other_subsystems_are_ignored() -> None:
-    assert event_from_uevent({"ACTION": "add", "SUBSYSTEM": "block", "DEVPATH": "/devices/x"}) is None
+    assert (
+        event_from_uevent({"ACTION": "add", "SUBSYSTEM": "block", "DEVPATH": "/devices/x"}) is None
+    )
 
 
 @pytest.mark.parametrize(

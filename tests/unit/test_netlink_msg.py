@@ -63,7 +63,8 @@ plain.encode()  # compiles pyroute2's own nested classes
 from sriov import netlink_msg as msgs
 from sriov.types import VfSetting, VfSettings, VlanProto
 for _ in range(2):
-    msg = msgs.set_vf_request(7, 2, VfSetting.VLAN, VfSettings(vlan=100, vlan_proto=VlanProto.DOT1AD))
+    settings = VfSettings(vlan=100, vlan_proto=VlanProto.DOT1AD)
+    msg = msgs.set_vf_request(7, 2, VfSetting.VLAN, settings)
     msg.encode()
     data = bytes(msg.data)
     offset = 32 + 3 * 4  # ifinfomsg, then three nested headers down to IFLA_VF_VLAN_INFO
@@ -74,7 +75,9 @@ for _ in range(2):
 
 
 def test_vlan_with_proto_parses_back() -> None:
-    msg = msgs.set_vf_request(7, 2, VfSetting.VLAN, VfSettings(vlan=100, vlan_proto=VlanProto.DOT1AD))
+    msg = msgs.set_vf_request(
+        7, 2, VfSetting.VLAN, VfSettings(vlan=100, vlan_proto=VlanProto.DOT1AD)
+    )
     msg.encode()
     parsed = ifinfmsg(msg.data)
     parsed.decode()
@@ -92,11 +95,27 @@ def test_vlan_without_proto_uses_legacy_ifla_vf_vlan() -> None:
 @pytest.mark.parametrize(
     ("setting", "settings", "expected"),
     [
-        (VfSetting.MAC, VfSettings(mac="02:00:00:00:00:01"), ("IFLA_VF_MAC", {"vf": 3, "mac": "02:00:00:00:00:01"})),
-        (VfSetting.TX_RATE, VfSettings(max_tx_rate=100), ("IFLA_VF_RATE", {"vf": 3, "min_tx_rate": 0, "max_tx_rate": 100})),
-        (VfSetting.SPOOFCHK, VfSettings(spoofchk=False), ("IFLA_VF_SPOOFCHK", {"vf": 3, "spoofchk": 0})),
+        (
+            VfSetting.MAC,
+            VfSettings(mac="02:00:00:00:00:01"),
+            ("IFLA_VF_MAC", {"vf": 3, "mac": "02:00:00:00:00:01"}),
+        ),
+        (
+            VfSetting.TX_RATE,
+            VfSettings(max_tx_rate=100),
+            ("IFLA_VF_RATE", {"vf": 3, "min_tx_rate": 0, "max_tx_rate": 100}),
+        ),
+        (
+            VfSetting.SPOOFCHK,
+            VfSettings(spoofchk=False),
+            ("IFLA_VF_SPOOFCHK", {"vf": 3, "spoofchk": 0}),
+        ),
         (VfSetting.TRUST, VfSettings(trust=True), ("IFLA_VF_TRUST", {"vf": 3, "trust": 1})),
-        (VfSetting.LINK_STATE, VfSettings(link_state=LinkState.DISABLE), ("IFLA_VF_LINK_STATE", {"vf": 3, "link_state": 2})),
+        (
+            VfSetting.LINK_STATE,
+            VfSettings(link_state=LinkState.DISABLE),
+            ("IFLA_VF_LINK_STATE", {"vf": 3, "link_state": 2}),
+        ),
     ],
 )
 def test_each_setting_becomes_exactly_its_attribute(setting, settings, expected) -> None:
@@ -116,7 +135,9 @@ def test_requesting_a_setting_whose_value_is_none_names_it() -> None:
         msgs.vf_attribute(0, VfSetting.TRUST, VfSettings())
 
 
-def _vfinfo(vf: int, mac: str, *, vlan: int = 0, spoofchk: int = 1, proto: int | None = None) -> dict:
+def _vfinfo(
+    vf: int, mac: str, *, vlan: int = 0, spoofchk: int = 1, proto: int | None = None
+) -> dict:
     attrs = [
         ("IFLA_VF_MAC", {"vf": vf, "mac": mac}),
         ("IFLA_VF_VLAN", {"vf": vf, "vlan": vlan, "qos": 0}),

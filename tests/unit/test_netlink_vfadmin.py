@@ -47,7 +47,10 @@ def test_settings_are_applied_one_by_one_in_sriov_cni_order() -> None:
 
 def test_none_fields_are_left_untouched() -> None:
     nl = RecordingNetlink(STATE)
-    assert NetlinkVfAdmin(nl).apply(PF, 2, VfSettings(trust=True, vlan=0)) == (VfSetting.VLAN, VfSetting.TRUST)
+    assert NetlinkVfAdmin(nl).apply(PF, 2, VfSettings(trust=True, vlan=0)) == (
+        VfSetting.VLAN,
+        VfSetting.TRUST,
+    )
     assert NetlinkVfAdmin(nl).apply(PF, 2, VfSettings()) == ()
     assert requested(VfSettings(min_tx_rate=5)) == (VfSetting.TX_RATE,)
 
@@ -95,8 +98,14 @@ def test_restore_of_an_unchanged_vf_sends_nothing() -> None:
 
 
 def test_diff_reports_each_mismatch_for_cni_check() -> None:
-    actual = VfState(index=0, mac=MacAddress("02:00:00:00:00:09"), vlan=10, vlan_proto=VlanProto.DOT1Q,
-                     spoofchk=False, trust=None)
+    actual = VfState(
+        index=0,
+        mac=MacAddress("02:00:00:00:00:09"),
+        vlan=10,
+        vlan_proto=VlanProto.DOT1Q,
+        spoofchk=False,
+        trust=None,
+    )
     expected = VfSettings(mac=MacAddress("02:00:00:00:00:01"), vlan=10, spoofchk=True)
     assert diff(expected, actual) == [
         "mac: expected 02:00:00:00:00:01, found 02:00:00:00:00:09",

@@ -155,7 +155,7 @@ class FakeApiServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: FakeApiServer
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server API
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def _reply(self, status: HTTPStatus, body: dict[str, Any]) -> None:
@@ -193,12 +193,19 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def api_server() -> Iterator[FakeApiServer]:
-    node = {"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": "st-node",
-                         "labels": {"kubernetes.io/hostname": "st-node", "sriov-k8s.io/nic-8086-10c9": "2"},
-                         "annotations": {"node.alpha.kubernetes.io/ttl": "0"}}}
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": "st-node",
+            "labels": {"kubernetes.io/hostname": "st-node", "sriov-k8s.io/nic-8086-10c9": "2"},
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
+        },
+    }
     server = FakeApiServer(node)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield server
@@ -238,7 +245,9 @@ def test_labels_cli_patches_the_node(sysfs_root: Path, tmp_path: Path, api_serve
     assert annotations["node.alpha.kubernetes.io/ttl"] == "0"
 
 
-def test_unknown_node_is_a_clear_error(sysfs_root: Path, tmp_path: Path, api_server: FakeApiServer) -> None:
+def test_unknown_node_is_a_clear_error(
+    sysfs_root: Path, tmp_path: Path, api_server: FakeApiServer
+) -> None:
     metadata = compute_node_metadata(SysfsReader(sysfs_root).inventory())
     kubeconfig = _kubeconfig(tmp_path, f"http://127.0.0.1:{api_server.server_port}")
     with pytest.raises(NodePublishError, match=r"'st-other'.*404.*--node"):

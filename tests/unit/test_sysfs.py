@@ -99,7 +99,12 @@ def test_igb_interleaved_vf_addresses_map_to_the_right_index(tmp_path: Path) -> 
     assert pf0.total_vfs == 7 and pf0.driver == "igb"
     assert pf0.vf_addresses[:3] == ("0000:01:10.0", "0000:01:10.2", "0000:01:10.4")
     vf = reader.vf("0000:01:10.3")
-    assert (vf.pf_address, vf.index, vf.driver, vf.device_id) == ("0000:01:00.1", 1, "igbvf", "10ca")
+    assert (vf.pf_address, vf.index, vf.driver, vf.device_id) == (
+        "0000:01:00.1",
+        1,
+        "igbvf",
+        "10ca",
+    )
     assert reader.vf_of("0000:01:00.0", 6).address == "0000:01:11.4"
 
 
@@ -185,7 +190,7 @@ def test_vf_lookup_explains_what_the_address_is(x710: Path, address: str, hint: 
 
 def test_pf_lookup_explains_what_the_address_is(x710: Path) -> None:
     reader = SysfsReader(x710)
-    with pytest.raises(DeviceNotFoundError, match="VF of 0000:3b:00.0, not a PF"):
+    with pytest.raises(DeviceNotFoundError, match=r"VF of 0000:3b:00\.0, not a PF"):
         reader.pf("0000:3b:02.0")
     with pytest.raises(DeviceNotFoundError, match="no sriov_totalvfs"):
         reader.pf("0000:3a:00.0")

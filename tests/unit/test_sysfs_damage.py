@@ -1,5 +1,7 @@
 """Damage every entry of an emulated X710 + ConnectX-5 tree, one at a time: discovery either
-answers (skipping what it cannot read, with a reason) or raises a typed SriovError. Never a crash."""
+answers (skipping what it cannot read, with a reason) or raises a typed SriovError.
+
+Never a crash."""
 
 from __future__ import annotations
 

@@ -13,7 +13,13 @@ import pytest
 
 from tests.conftest import require_link_kind
 from tests.integration.test_cni_fallback_support import (  # noqa: F401 (fixtures)
-    Cni, Lan, lan, link_json, ns_links, ns_path, sh,
+    Cni,
+    Lan,
+    lan,
+    link_json,
+    ns_links,
+    ns_path,
+    sh,
 )
 from tests.vm import hw
 
@@ -90,7 +96,11 @@ def test_gc_recounts_vlan_users_from_records(cni: Cni) -> None:
         for i, name in enumerate(names):
             cni.ok("ADD", conf, ns_path(name), cid=f"st-g{i}")
         sh("ip", "netns", "del", names[0])  # pod 0 vanished without a DEL
-        cni.ok("GC", {**conf, "cni.dev/valid-attachments": [{"containerID": "st-g1", "ifname": "net1"}]}, "")
+        cni.ok(
+            "GC",
+            {**conf, "cni.dev/valid-attachments": [{"containerID": "st-g1", "ifname": "net1"}]},
+            "",
+        )
         assert host_link_exists(parent) and len(cni.records()) == 1
         cni.ok("GC", {**conf, "cni.dev/valid-attachments": []}, "")
         assert not host_link_exists(parent) and cni.records() == [] and cni.leases() == []

@@ -1,7 +1,9 @@
-"""Configure an attached interface from a CNI result (libcni ``ConfigureIface``) and check it.
+"""The pod interface of every mode: sysctls, addresses and routes from a CNI result (libcni
+``ConfigureIface``), the result's interface list, CHECK of the addresses, and removal.
 
-Pure helpers around an injected ``sriov.netlink.Netlink``; nothing here picks a netns or a
-link: the caller passes them.
+Shared by the VF and fallback modes so that both configure a result the same way (routes with
+their ``priority`` and ``table``). Helpers around an injected :class:`sriov.netlink.Netlink`;
+nothing here picks a netns or a link: the caller passes them.
 """
 
 from __future__ import annotations
@@ -72,8 +74,11 @@ def check_addresses(netlink: Any, netns: str, ifname: str, prev: Result, iface_i
         if ip.interface is not None and ip.interface != iface_index:
             continue
         if ipaddress.ip_interface(ip.address) not in present:
-            raise CniError(CniCode.ATTACHMENT_CHANGED, f"CHECK: address {ip.address} missing on {ifname}",
-                           "present: " + ", ".join(sorted(str(p) for p in present)))
+            raise CniError(
+                CniCode.ATTACHMENT_CHANGED,
+                f"CHECK: address {ip.address} missing on {ifname}",
+                "present: " + ", ".join(sorted(str(p) for p in present)),
+            )
 
 
 def delete_link_in_netns(netlink: Any, netns: str, ifname: str) -> bool:
