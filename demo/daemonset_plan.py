@@ -417,7 +417,8 @@ def plan_pod(daemonset: Mapping[str, Any], node: Node) -> PodPlan:
         else:
             raise ManifestError(f"volume {name}: {sorted(kinds)} not supported "
                                 "(hostPath, configMap, emptyDir)")
-    sa_mount, sa_env = None, ()
+    sa_mount: Mount | None = None
+    sa_env: tuple[tuple[str, str], ...] = ()
     sa = node.service_account
     if sa is not None and pod.get("automountServiceAccountToken", True):
         directory = pod_dir / "kubernetes.io~projected" / "kube-api-access"
