@@ -109,9 +109,7 @@ class NicMode:
                     raise DeviceNotFoundError("NIC netdev", nic.address,
                                               "the NIC has no netdev in the host netns")
                 ctx.faults("snapshot")
-                link = nl.link(nic.netdev)
-                snap = dataclasses.replace(vf_netdev.snapshot(nl, nic.netdev),
-                                           alias=(link.alias or "") if link else "")
+                snap = vf_netdev.snapshot(nl, nic.netdev, with_alias=True)
                 journal.save(nic=NicPart(netdev=snap))
                 undo.callback(_quietly("remove attachment record", journal.discard))
                 pod_iface = _move_into_pod(ctx, nl, netns, snap, nic.address, undo)

@@ -97,12 +97,15 @@ def read_perm_mac(name: str) -> str | None:
     return ":".join(f"{b:02x}" for b in raw)
 
 
-def snapshot(nl: Any, name: str, read_perm: PermMacReader = read_perm_mac) -> NetdevSnapshot:
+def snapshot(nl: Any, name: str, read_perm: PermMacReader = read_perm_mac, *,
+             with_alias: bool = False) -> NetdevSnapshot:
+    """The netdev ``name`` in the host netns; ``with_alias``: its alias too (restored on DEL)."""
     link = nl.link(name)
     if link is None:
         raise DeviceNotFoundError("VF netdev", name, "not in the host network namespace")
     return NetdevSnapshot(name=link.name, mac=link.mac or "", mtu=link.mtu,
-                          altnames=tuple(link.altnames), up=link.up, perm_mac=read_perm(link.name))
+                          altnames=tuple(link.altnames), up=link.up, perm_mac=read_perm(link.name),
+                          alias=(link.alias or "") if with_alias else None)
 
 
 def drop_altnames(
