@@ -46,7 +46,10 @@ def test_pools_select_the_real_vfs_by_pf_range_driver_and_ids(
     assert members("pf0_low") == [vfs0[0].address, vfs0[1].address]
     assert members("dpdk") == [vfs0[3].address]
     assert members("second_pf") == [vf.address for vf in vfs1]
-    assert set(selection.reasons) == {vfs0[2].address}, selection.reasons
+    # the testbed's virtio-net NIC (no SR-IOV, no pool selects it) has a reason too
+    igb_reasons = {a for a in selection.reasons
+                   if not any(Path("/sys/bus/pci/devices", a).glob("virtio*"))}
+    assert igb_reasons == {vfs0[2].address}, selection.reasons
     why = selection.reasons[vfs0[2].address]
     assert f"pfNames: {pf0.netdev} VF 2 not in #0-1" in why, why
     assert "drivers" in why, why
