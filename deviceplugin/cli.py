@@ -43,6 +43,7 @@ from sriov.errors import PoolConfigError, SriovError
 from sriov.events import DeviceEvent
 from sriov.host import open_host
 from sriov.netlink import Netlink
+from sriov.netlink_devlink import DevlinkRdma
 from sriov.pools import DEFAULT_RESOURCE_PREFIX
 from sriov.types import Inventory
 
@@ -199,7 +200,9 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     # an emulated host's tree is only synced with its veths by a full rescan: no shortcut
     fingerprint = None if host.emulated else SysfsFingerprint(args.sysfs_root)
     scanner = HostScanner(config, inventory, SysfsCarrier(args.sysfs_root), fingerprint,
-                          ddp=DdpTool.find())
+                          ddp=DdpTool.find(),
+                          # the kernel's devlink knows real devices only, not emulated ones
+                          devlink_rdma=None if host.emulated else DevlinkRdma())
     registry = registry_for(scanner, safety_interval_s=args.rescan_interval)
     dev_root = Path(args.sysfs_root) / "dev"  # /dev on a real host, <root>/dev emulated
     options = ServiceOptions(policy=Policy(args.policy), use_cdi=args.use_cdi,
