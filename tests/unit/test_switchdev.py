@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,15 @@ def test_sfs_of_a_switchdev_pf_name_the_uplink(tmp_path: Path) -> None:
     tree.add_sf(PF, 4, "p0s4")
     [sf] = [d for d in SysfsReader(tmp_path).inventory().others if d.aux_name]
     assert sf.pf_netdev == "p0"
+
+
+def test_sriovctl_list_shows_the_uplink_first(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from sriov.cli.main import main
+
+    _switchdev_host(tmp_path)
+    assert main(["list", "--sysfs-root", str(tmp_path), "--json"]) == 0
+    [pf] = json.loads(capsys.readouterr().out)["pfs"]
+    assert (pf["uplink"], pf["netdevs"]) == (UPLINK, [UPLINK, *REPS])
+    assert main(["list", "--sysfs-root", str(tmp_path)]) == 0
+    assert f"{UPLINK},{REPS[0]},{REPS[1]}" in capsys.readouterr().out
