@@ -1,7 +1,9 @@
 """The resident CNI agent (``sriov-cni-agent``): serves ``sriov`` shim requests.
 
-One thread per connection; the per-VF flock in the state store serialises work on one VF.
-It keeps one warm :class:`cni.main.Runtime` (netlink socket, in-process host-local) and runs
+A fixed pool of threads per process; the per-VF flock in the state store serialises work on
+one VF. With ``--workers N`` (default: one per CPU, at most 4) N pre-forked processes accept
+on the one socket (:mod:`cni.agent_workers`), so a burst is not bound to one GIL. Each process
+keeps one warm :class:`cni.main.Runtime` (netlink sockets, in-process host-local) and runs
 every request through the same :func:`cni.skel.dispatch` as standalone mode, with the
 forwarded env/stdin, so both modes behave identically. Socket dir 0700, socket 0600.
 """
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import TextIO
 
 from cni import skel, trace
+from cni.agent_workers import WorkerPool, default_workers
 from cni.faults import FAULT_ENV, fault_hook
 from cni.main import Runtime
 from cni.pool_guard import POOL_CONFIG_ENV, pool_config_from_env
@@ -32,7 +35,7 @@ from cni.state import DEFAULT_STATE_DIR
 
 log = logging.getLogger(__name__)
 HandlersFactory = Callable[[Mapping[str, str], TextIO], skel.Handlers]
-WORKERS = 8
+WORKERS = 16
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -54,7 +57,7 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     def server_close(self) -> None:
         super().server_close()
         if self.workers is not None:
-            self.workers.shutdown(wait=False)
+            self.workers.shutdown(wait=True)  # requests in flight finish and get their reply
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -84,6 +87,8 @@ class CniAgent:
         self.socket_path = Path(socket_path)
         self.handlers_factory = handlers_factory
         self._server: _Server | None = None
+        self.owns_socket = True
+        """False in a pre-forked worker: the parent removes the shared socket file at the end."""
 
     def handle(self, env: Mapping[str, str], stdin: bytes) -> tuple[int, bytes, bytes]:
         """Run one forwarded invocation; returns (exit status, stdout, stderr)."""
@@ -116,6 +121,10 @@ class CniAgent:
         self._server.agent = self
         log.info("CNI agent listening on %s", self.socket_path)
 
+    def listening_socket(self) -> socket.socket:
+        assert self._server is not None, "bind() first"
+        return self._server.socket
+
     def serve_forever(self) -> None:
         if self._server is None:
             self.bind()
@@ -140,8 +149,9 @@ class CniAgent:
         if self._server is not None:
             self._server.server_close()
             self._server = None
-        with contextlib.suppress(FileNotFoundError):
-            self.socket_path.unlink()
+        if self.owns_socket:
+            with contextlib.suppress(FileNotFoundError):
+                self.socket_path.unlink()
 
 
 def warm_runtime(sysfs_root: Path, state_dir: Path, pool_config: Path | None = None) -> Runtime:
@@ -208,6 +218,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help="processes accepting on the socket (default: one per CPU, at most 4; "
+        "1: serve in this process)",
+    )
+    parser.add_argument(
         "--trace",
         action="store_true",
         help="log per-step timings of every request (same as SRIOV_CNI_TRACE=1)",
@@ -220,25 +237,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    runtime = warm_runtime(args.sysfs_root, args.state_dir, args.pool_config)
-    agent = CniAgent(args.socket, runtime.plugin)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    agent = CniAgent(args.socket, _no_handlers)
     try:
-        agent.bind()
+        agent.bind()  # once, before any fork: every worker accepts on this socket
     except (OSError, RuntimeError) as e:
         log.error("cannot listen on %s: %s", args.socket, e)
         return 1
 
-    def stop(signum: int, frame: object) -> None:
-        log.info("signal %s: stopping", signum)
-        threading.Thread(target=agent.stop, daemon=True).start()
+    def serve() -> int:
+        runtime = warm_runtime(args.sysfs_root, args.state_dir, args.pool_config)
+        agent.handlers_factory = runtime.plugin
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+        def stop(signum: int, frame: object) -> None:
+            log.info("signal %s: stopping", signum)
+            threading.Thread(target=agent.stop, daemon=True).start()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        try:
+            agent.serve_forever()
+        finally:
+            runtime.close()
+        return 0
+
+    if args.workers == 1:
+        return serve()
+    agent.owns_socket = False  # the workers must not remove it when one of them stops
+    # every worker wakes up for a new connection and only one gets it: the others must not
+    # block in accept() (they would miss a stop until the next connection)
+    agent.listening_socket().setblocking(False)
     try:
-        agent.serve_forever()
+        return WorkerPool(args.workers, serve).run()
     finally:
-        runtime.close()
-    return 0
+        agent.owns_socket = True
+        agent.close()
+
+
+def _no_handlers(env: Mapping[str, str], stderr: TextIO) -> skel.Handlers:
+    raise RuntimeError("the agent serves only after its runtime is warm")
 
 
 if __name__ == "__main__":
