@@ -5,7 +5,9 @@ one VF. With ``--workers N`` (default: one per CPU, at most 4) N pre-forked proc
 on the one socket (:mod:`cni.agent_workers`), so a burst is not bound to one GIL. Each process
 keeps one warm :class:`cni.main.Runtime` (netlink sockets, in-process host-local) and runs
 every request through the same :func:`cni.skel.dispatch` as standalone mode, with the
-forwarded env/stdin, so both modes behave identically. Socket dir 0700, socket 0600.
+forwarded env/stdin, so both modes behave identically. Socket dir 0700, socket 0600; the
+socket rules (one agent per path, directory and peer checks, frame limits) are in
+:mod:`cni.agent_socket`, the protocol in docs/shim-protocol.md.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TextIO
 
-from cni import skel, trace
+from cni import agent_socket, skel, trace
 from cni.agent_workers import WorkerPool, default_workers
 from cni.faults import FAULT_ENV, fault_hook
-from cni.main import Runtime
+from cni.log_file import LOG_DIRS_ENV, log_dirs_from, log_dirs_from_env
+from cni.main import EXEC_IPAM_ENV, Runtime, process_started
 from cni.pool_guard import POOL_CONFIG_ENV, pool_config_from_env
-from cni.shim import DEFAULT_SOCKET, decode_env, frame, recv_frame
-from cni.state import DEFAULT_STATE_DIR
+from cni.shim import DEFAULT_SOCKET, decode_env
+from cni.state import DEFAULT_STATE_DIR, StateStore
 
 log = logging.getLogger(__name__)
 HandlersFactory = Callable[[Mapping[str, str], TextIO], skel.Handlers]
@@ -64,15 +67,26 @@ class _Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         sock: socket.socket = self.request
         agent: CniAgent = self.server.agent  # type: ignore[attr-defined]
+        pid, uid = agent_socket.peer_uid(sock)
+        if uid not in agent.client_uids:
+            log.warning("refusing a request from pid %d uid %d (allowed uids: %s)", pid, uid,
+                        sorted(agent.client_uids))
+            return
         try:
-            env = decode_env(recv_frame(sock))
-            stdin = recv_frame(sock)
+            raw_env, stdin = agent_socket.read_request(sock)
+        except agent_socket.FrameTooLarge as e:
+            log.warning("refusing request from pid %d: %s", pid, e)
+            with contextlib.suppress(OSError):
+                sock.sendall(e.reply)
+            return
         except (OSError, ConnectionError) as e:
             log.warning("dropping malformed request: %s", e)
             return
-        status, out, err = agent.handle(env, stdin)
+        env = decode_env(raw_env)
+        # a late ADD is judged by when the shim that sent it started, not when it got here
+        status, out, err = agent.handle(env, stdin, process_started(pid) if pid > 0 else None)
         try:
-            sock.sendall(status.to_bytes(4, "big", signed=True) + frame(err) + frame(out))
+            sock.sendall(agent_socket.encode_reply(status, err, out))
         except OSError as e:
             log.warning(
                 "cannot send reply for %s %s: %s",
@@ -83,41 +97,55 @@ class _Handler(socketserver.BaseRequestHandler):
 
 
 class CniAgent:
-    def __init__(self, socket_path: Path, handlers_factory: HandlersFactory) -> None:
+    def __init__(self, socket_path: Path, handlers_factory: HandlersFactory,
+                 log_dirs: Sequence[Path] | None = None, client_uid: int | None = None) -> None:
+        """``client_uid``: a non-root uid whose processes may also send requests (root and
+        the agent's own uid always may)."""
         self.socket_path = Path(socket_path)
         self.handlers_factory = handlers_factory
+        self.log_dirs = tuple(log_dirs_from_env(os.environ) if log_dirs is None else log_dirs)
+        """Where a netconf's logFile may be: the agent's setting, never the forwarded env's."""
+        self.client_uids = frozenset(
+            {0, os.geteuid()} | ({client_uid} if client_uid is not None else set()))
         self._server: _Server | None = None
+        self._lock: int | None = None
         self.owns_socket = True
-        """False in a pre-forked worker: the parent removes the shared socket file at the end."""
+        """False in a pre-forked worker: the parent removes the shared socket and its claim."""
 
-    def handle(self, env: Mapping[str, str], stdin: bytes) -> tuple[int, bytes, bytes]:
-        """Run one forwarded invocation; returns (exit status, stdout, stderr)."""
+    def handle(self, env: Mapping[str, str], stdin: bytes,
+               started: int | None = None) -> tuple[int, bytes, bytes]:
+        """Run one forwarded invocation; returns (exit status, stdout, stderr).
+
+        Its log records go to its own stderr at its netconf's ``logLevel``; the agent's log gets
+        them only at the agent's ``--log-level`` (:mod:`cni.logging_setup`). ``started``: when
+        the shim that sent it started (CLOCK_BOOTTIME ns; a late ADD is judged by it)."""
         out, err = io.StringIO(), io.StringIO()
-        status = skel.dispatch(env, stdin, out, err, self.handlers_factory(env, err))
+        handlers = self.handlers_factory(env, err)
+        if started is not None and hasattr(handlers, "started"):
+            handlers.started = started
+        status = skel.dispatch(env, stdin, out, err, handlers, log_dirs=self.log_dirs)
         # surrogateescape: an env value with undecodable bytes may be echoed into logs/errors
         return (status, out.getvalue().encode("utf-8", "surrogateescape"),
                 err.getvalue().encode("utf-8", "surrogateescape"))
 
     def bind(self) -> None:
-        directory = self.socket_path.parent
-        if not directory.exists():
-            directory.mkdir(mode=0o700, parents=True)
-            os.chmod(directory, 0o700)  # ours: owner only (never chmod a shared dir like /run)
-        if self.socket_path.exists() or self.socket_path.is_symlink():
-            probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                probe.connect(str(self.socket_path))
-                raise RuntimeError(f"another agent already listens on {self.socket_path}")
-            except (ConnectionRefusedError, FileNotFoundError):
-                self.socket_path.unlink(missing_ok=True)  # stale socket of a dead agent
-            finally:
-                probe.close()
-        old_umask = os.umask(0o177)
+        """Claim the path (directory check + lock, see cni.agent_socket), then listen.
+
+        Raises AgentSocketError (a RuntimeError) without touching the path when another
+        agent holds it."""
+        lock = agent_socket.claim(self.socket_path)
         try:
-            self._server = _Server(str(self.socket_path), _Handler)
-        finally:
-            os.umask(old_umask)
-        os.chmod(self.socket_path, 0o600)
+            agent_socket.replace_stale(self.socket_path)
+            old_umask = os.umask(0o177)
+            try:
+                self._server = _Server(str(self.socket_path), _Handler)
+            finally:
+                os.umask(old_umask)
+            os.chmod(self.socket_path, 0o600)
+        except BaseException:
+            agent_socket.release(lock)
+            raise
+        self._lock = lock
         self._server.agent = self
         log.info("CNI agent listening on %s", self.socket_path)
 
@@ -149,15 +177,26 @@ class CniAgent:
         if self._server is not None:
             self._server.server_close()
             self._server = None
-        if self.owns_socket:
+        if self._lock is not None and self.owns_socket:  # only the agent that claimed the path
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
+            agent_socket.release(self._lock)
+            self._lock = None
 
 
 def warm_runtime(sysfs_root: Path, state_dir: Path, pool_config: Path | None = None) -> Runtime:
     """The agent's runtime, with pyroute2 imported and a netlink socket open up front."""
     runtime = Runtime(sysfs_root=sysfs_root, state_dir=state_dir, pool_config=pool_config,
-                      faults=fault_hook(os.environ.get(FAULT_ENV)))  # test hook, inert unless set
+                      faults=fault_hook(os.environ.get(FAULT_ENV)),  # test hook, inert unless set
+                      # SRIOV_CNI_EXEC_IPAM=1: exec host-local too, as standalone mode does
+                      prefer_in_process_ipam=os.environ.get(EXEC_IPAM_ENV, "") not in ("1", "true"))
+    store = StateStore(state_dir)
+    try:  # leftovers of writers killed mid-write, tombstones older than any queued ADD
+        store.sweep_tmp()
+        store.prune_tombstones()
+        store.sweep_attachment_locks()
+    except OSError as e:
+        log.warning("cannot tidy the state dir %s: %s", state_dir, e)
     try:
         runtime.netlink()  # warm: pay the pyroute2 import once, not per pod
     except Exception as e:  # the agent still serves fallback/IPAM-only requests
@@ -215,7 +254,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"(default ${POOL_CONFIG_ENV}; unset: any VF of the node)",
     )
     parser.add_argument(
+        "--client-uid",
+        type=int,
+        default=None,
+        metavar="UID",
+        help="also accept requests from this uid (root and the agent's own uid always may)",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    parser.add_argument(
+        "--log-dirs",
+        default=os.environ.get(LOG_DIRS_ENV),
+        metavar="DIR[:DIR...]",
+        help="directories where a netconf's logFile may be (default $SRIOV_CNI_LOG_DIRS, else "
+        "/var/log:/tmp; empty: logFile is ignored)",
     )
     parser.add_argument(
         "--workers",
@@ -239,7 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.workers < 1:
         parser.error("--workers must be at least 1")
-    agent = CniAgent(args.socket, _no_handlers)
+    agent = CniAgent(args.socket, _no_handlers, log_dirs_from(args.log_dirs),
+                     client_uid=args.client_uid)
     try:
         agent.bind()  # once, before any fork: every worker accepts on this socket
     except (OSError, RuntimeError) as e:
@@ -264,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.workers == 1:
         return serve()
-    agent.owns_socket = False  # the workers must not remove it when one of them stops
+    agent.owns_socket = False  # a worker that stops must not remove the socket or its claim
     # every worker wakes up for a new connection and only one gets it: the others must not
     # block in accept() (they would miss a stop until the next connection)
     agent.listening_socket().setblocking(False)

@@ -25,7 +25,10 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 RESPAWN_BACKOFF = 0.5
 """Seconds between replacing workers that keep dying (a broken host must not spin the CPU)."""
-STOP_TIMEOUT = 10.0
+QUICK_DEATH = 5.0
+"""A worker that exits this soon after its start failed to start (e.g. its runtime)..."""
+GIVE_UP_AFTER = 5
+"""...and after this many such failures in a row the agent exits 1 instead of respawning."""
 
 
 def default_workers() -> int:
@@ -53,7 +56,8 @@ class WorkerPool:
             raise ValueError("at least one worker")
         self.count = count
         self._serve = serve
-        self._pids: set[int] = set()
+        self._pids: dict[int, float] = {}
+        """pid -> its start time (monotonic)."""
         self._stopping = False
 
     def _spawn(self) -> None:
@@ -71,7 +75,7 @@ class WorkerPool:
             finally:
                 logging.shutdown()
                 os._exit(status)
-        self._pids.add(pid)
+        self._pids[pid] = time.monotonic()
         log.info("CNI agent worker %s started", pid)
 
     def stop(self, signum: int = signal.SIGTERM, frame: object = None) -> None:
@@ -89,6 +93,7 @@ class WorkerPool:
             self._spawn()
         status = 0
         last_respawn = 0.0
+        quick_deaths = 0
         while self._pids:
             try:
                 pid, raw = os.wait()
@@ -98,16 +103,22 @@ class WorkerPool:
                 continue
             if pid not in self._pids:
                 continue
-            self._pids.discard(pid)
+            started = self._pids.pop(pid)
             code = os.waitstatus_to_exitcode(raw)
             if self._stopping:
                 continue
-            log.error("CNI agent worker %s exited (%s); starting a new one", pid, code)
             status = 1
+            quick_deaths = quick_deaths + 1 if time.monotonic() - started < QUICK_DEATH else 0
+            if quick_deaths >= GIVE_UP_AFTER:
+                log.error("CNI agent workers keep failing at start (last: %s exited %s); "
+                          "stopping", pid, code)
+                self.stop()
+                continue
+            log.error("CNI agent worker %s exited (%s); starting a new one", pid, code)
             wait = last_respawn + RESPAWN_BACKOFF - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
             last_respawn = time.monotonic()
             if not self._stopping:
                 self._spawn()
-        return 0 if self._stopping else status
+        return 1 if quick_deaths >= GIVE_UP_AFTER else 0 if self._stopping else status

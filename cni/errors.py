@@ -39,6 +39,8 @@ class CniCode(enum.IntEnum):
     ATTACHMENT_EXISTS = 107
     ATTACHMENT_CHANGED = 108
     """CHECK: the attachment drifted from what ADD set up (MAC, MTU, state, addresses)."""
+    UNTRUSTED_AGENT = 109
+    """Shim: the agent socket is served by, or lives in a directory writable by, another uid."""
     INTERNAL = 999
 
 

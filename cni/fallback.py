@@ -22,6 +22,7 @@ CHECK: link exists in the netns with the right kind, MAC, MTU and prevResult's a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import logging
 import secrets
@@ -29,18 +30,17 @@ from typing import Any
 
 from cni import iface
 from cni.errors import CniCode, CniError, config_error
-from cni.fallback_vlan import RECORD_KEY, VlanParents, vlan_ifname
-from cni.mode import AttachmentContext, release_ipam, require_netns
+from cni.fallback_vlan import VlanParents, vlan_ifname
+from cni.mode import AttachmentContext, journal_of, release_ipam, require_netns
 from cni.netconf import FallbackConf, FallbackType
 from cni.protocol import Interface, Result
+from cni.record import FallbackPart
 from sriov import validate
 from sriov.errors import DeviceNotFoundError, InvalidInputError, NetlinkOpError
 from sriov.types import MacAddress
 
 log = logging.getLogger(__name__)
 TEMP_PREFIX = "sfb"
-TEMP_KEY = "tempIfname"
-"""Record key: the link's name before its rename (a crash between create and rename leaves it)."""
 ADD_STEPS = ("record", "vlan-parent", "create", "rename", "up", "ipam", "save-result")
 """Named ADD steps; ``ctx.faults`` is called with each just before it runs (``vlan-parent``
 only with ``fallback.vlan``; ``save-result`` = everything done, the full record not yet saved)."""
@@ -51,7 +51,7 @@ def temp_ifname() -> str:
     return TEMP_PREFIX + secrets.token_hex(4)
 
 
-def effective_mac(ctx: Any, fb: FallbackConf) -> MacAddress | None:
+def effective_mac(ctx: AttachmentContext, fb: FallbackConf) -> MacAddress | None:
     """``fallback.mac`` < top-level ``mac`` < ``CNI_ARGS MAC=`` < ``runtimeConfig.mac``.
 
     ``NetConf.mac`` already resolves the last three (validated there); ``fallback.mac`` is the
@@ -64,7 +64,7 @@ def effective_mac(ctx: Any, fb: FallbackConf) -> MacAddress | None:
     return mac
 
 
-def _conf(ctx: Any) -> FallbackConf:
+def _conf(ctx: AttachmentContext) -> FallbackConf:
     fb = ctx.conf.fallback
     if fb is None:
         raise CniError(
@@ -76,7 +76,7 @@ def _conf(ctx: Any) -> FallbackConf:
 class FallbackMode:
     """macvlan/ipvlan attachment; stateless (the attachment record carries what DEL needs)."""
 
-    def add(self, ctx: Any) -> Result:
+    def add(self, ctx: AttachmentContext) -> Result:
         fb = _conf(ctx)
         nl = ctx.netlink()
         netns, ifname = ctx.args.netns, validate.ifname(ctx.args.ifname)
@@ -94,7 +94,8 @@ class FallbackMode:
             nl.forget_netns(netns)
         return result
 
-    def _add(self, ctx: Any, fb: FallbackConf, nl: Any, netns: str, ifname: str, mtu: int | None,
+    def _add(self, ctx: AttachmentContext, fb: FallbackConf, nl: Any, netns: str, ifname: str,
+             mtu: int | None,
              mac: MacAddress | None, undo: contextlib.ExitStack) -> Result:
         tmp = temp_ifname()
         parent = vlan_ifname(fb.master, fb.vlan) if fb.vlan is not None else fb.master
@@ -134,7 +135,10 @@ class FallbackMode:
                     "CNI ADD must not replace an existing interface",
                 ) from None
             raise
-        ctx.record.update({"fallbackType": str(fb.type), "master": fb.master, "parent": parent})
+        journal = journal_of(ctx)
+        journal.stage(fallback=dataclasses.replace(
+            journal.current.fallback or FallbackPart(), link_type=str(fb.type),
+            master=fb.master, parent=parent))
         interface = Interface(name=ifname, mac=str(mac) if mac is not None else link.mac,
                               mtu=int(mtu) if mtu is not None else link.mtu, sandbox=netns)
         if not ctx.conf.ipam_type:
@@ -150,14 +154,12 @@ class FallbackMode:
         result = iface.with_interface(ipam_result, interface)
         iface.configure(nl, netns, link.index, result)
         if ctx.conf.dns.to_dict():
-            import dataclasses
-
             result = dataclasses.replace(result, dns=ctx.conf.dns)
         ctx.faults("save-result")  # the plugin saves the full record once this returns
         return result.with_version(ctx.conf.cni_version)
 
     @staticmethod
-    def _save_provisional(ctx: Any, netns: str, tmp: str, vlan_parent: str | None,
+    def _save_provisional(ctx: AttachmentContext, netns: str, tmp: str, vlan_parent: str | None,
                           undo: contextlib.ExitStack) -> None:
         """Save the provisional record before the first change (what DEL/GC need to undo a crash).
 
@@ -167,16 +169,11 @@ class FallbackMode:
         creation leaves a record naming it.
         """
         ctx.faults("record")
-        key = (ctx.args.container_id, ctx.args.ifname)
-        record: dict[str, Any] = {"mode": "fallback", "network": ctx.conf.name, "netns": netns,
-                                  TEMP_KEY: tmp, "provisional": True}
-        if vlan_parent is not None:
-            record[RECORD_KEY] = vlan_parent
-            ctx.record[RECORD_KEY] = vlan_parent
-        ctx.state.save(*key, record)
-        undo.callback(ctx.state.delete, *key)  # registered first: runs last on rollback
+        journal = journal_of(ctx)
+        journal.save(fallback=FallbackPart(temp_ifname=tmp, vlan_parent=vlan_parent))
+        undo.callback(journal.discard)  # registered first: runs last on rollback
 
-    def _vlan_parent(self, ctx: Any, fb: FallbackConf, nl: Any, parent: str,
+    def _vlan_parent(self, ctx: AttachmentContext, fb: FallbackConf, nl: Any, parent: str,
                      undo: contextlib.ExitStack) -> None:
         """Ensure ``<master>.<vid>`` (named by the provisional record already), under the lock."""
         assert fb.vlan is not None
@@ -193,21 +190,25 @@ class FallbackMode:
 
     # ------------------------------------------------------------------ DEL
     def delete(self, ctx: AttachmentContext) -> None:
+        """IPAM DEL, then the link in ``ctx.args.netns`` (the record's own netns, chosen by the
+        plugin: :func:`cni.recovery.trusted_netns`; "" when it is gone: nothing to do there)."""
         release_ipam(ctx)  # first: on error the record stays and the runtime's retry finishes
         nl = ctx.netlink()
-        netns = ctx.args.netns or str(ctx.record.get("netns") or "")
+        netns = ctx.args.netns
+        record = ctx.record
+        part = (record.fallback if record is not None else None) or FallbackPart()
         try:
             ifname = validate.ifname(ctx.args.ifname)
         except InvalidInputError:
             return
         if iface.delete_link_in_netns(nl, netns, ifname):
             ctx.log.info("deleted %s in %s", ifname, netns)
-        temp = ctx.record.get(TEMP_KEY) if ctx.record.get("provisional") else None
+        temp = part.temp_ifname if record is not None and not record.complete else None
         if temp and str(temp).startswith(TEMP_PREFIX):  # ADD crashed between create and rename
             with contextlib.suppress(InvalidInputError):
                 if iface.delete_link_in_netns(nl, netns, validate.ifname(str(temp))):
                     ctx.log.info("deleted %s (temporary name of a crashed ADD) in %s", temp, netns)
-        parent = ctx.record.get(RECORD_KEY)
+        parent = part.vlan_parent
         if parent:
             vlans = VlanParents(ctx.state, nl)
             with vlans.locked():
@@ -229,7 +230,9 @@ class FallbackMode:
             )
         expected = prev.interfaces[index]
         nl = ctx.netlink()
-        parent = str(ctx.record.get("parent") or ctx.record.get(RECORD_KEY) or fb.master)
+        part = ctx.record.fallback if ctx.record is not None else None
+        parent = (part.parent or part.vlan_parent) if part is not None else None
+        parent = parent or fb.master
         if nl.link(parent) is None:
             raise CniError(CniCode.DEVICE_NOT_FOUND, f"CHECK: fallback master {parent} is gone")
         try:
@@ -264,7 +267,7 @@ class FallbackMode:
             log.error("rollback: cannot delete %s in %s: %s", name, netns, e)
 
     @staticmethod
-    def _ipam_release_quietly(ctx: Any) -> None:
+    def _ipam_release_quietly(ctx: AttachmentContext) -> None:
         try:
             ctx.ipam.delete(ctx.conf, ctx.args)
         except Exception as e:

@@ -2,7 +2,9 @@
 
 Crash-safe reference counting: there is no counter. The users of a sub-interface are the
 attachment records in the state store whose ``vlanParent`` names it; every decision is taken
-under one ``flock`` (``<state>/fallback-vlan/lock``) and re-derived from those records.
+under one ``flock`` (``<state>/fallback-vlan/lock``) and re-derived from those records; a
+leaving attachment drops its claim from its record under that lock (:meth:`VlanParents.leave`),
+so of two concurrent DELs the last one out deletes the sub-interface.
 A marker file ``<state>/fallback-vlan/<name>`` says *we* created the sub-interface, so one an
 administrator made is used but never deleted.
 """
@@ -10,6 +12,7 @@ administrator made is used but never deleted.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import os
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cni.errors import CniCode, CniError
+from cni.record import DamagedRecord
 from cni.state import StateStore, atomic_write
 from sriov import validate
 from sriov.errors import InvalidInputError
@@ -75,7 +79,7 @@ class VlanParents:
         log.info("creating VLAN sub-interface %s on %s", name, master)
         # the marker first: a crash right after the creation must not leave a sub-interface that
         # looks like an administrator's (never deleted); a marker without a link is harmless
-        atomic_write(self._marker(name), b"created by the sriov CNI fallback\n")
+        atomic_write(self._marker(name), b"created by the sriov CNI fallback\n", fault=None)
         try:
             self.netlink.create_vlan(name, master, vid)
             self.netlink.set_up(name)
@@ -88,13 +92,30 @@ class VlanParents:
     def users(
         self, name: str, *, excluding: tuple[str, str] | None = None
     ) -> list[tuple[str, str]]:
-        return [(cid, ifn) for cid, ifn, record in self.state.list_attachments()
-                if record.get(RECORD_KEY) == name and (cid, ifn) != excluding]
+        records, _damaged = self.state.list_attachments()
+        return [r.key for r in records if r.fallback is not None
+                and r.fallback.vlan_parent == name and r.key != excluding]
+
+    def leave(self, key: tuple[str, str], name: str) -> None:
+        """Drop attachment ``key``'s claim on ``name`` (its link is gone); under :meth:`locked`.
+
+        The claim lives in the attachment record, which the plugin removes only after the mode's
+        DEL returns, outside this lock: two DELs of the last two users would each still see the
+        other's claim and both keep the sub-interface. Rewriting the record without the claim
+        under the lock makes the last one out see nobody left."""
+        try:
+            record = self.state.load(*key)
+        except DamagedRecord:
+            return  # the plugin quarantines it; a damaged record claims nothing
+        part = record.fallback if record is not None else None
+        if record is not None and part is not None and part.vlan_parent == name:
+            self.state.save(dataclasses.replace(
+                record, fallback=dataclasses.replace(part, vlan_parent=None)))
 
     def release(self, name: str, *, excluding: tuple[str, str]) -> bool:
-        """Delete ``name`` if we created it and no other attachment uses it.
-
-        Call under :meth:`locked`."""
+        """``excluding`` leaves; delete ``name`` if we created it and no other attachment uses
+        it. Call under :meth:`locked`."""
+        self.leave(excluding, name)
         if not self._marker(name).exists():
             return False
         others = self.users(name, excluding=excluding)

@@ -195,13 +195,20 @@ class Store:
         except FileExistsError:
             return False
         try:
-            os.write(fd, (container_id.strip() + LINE_BREAK + ifname).encode())
-        finally:
+            # complete or not at all: a lease cut short by a full disk would never be found by
+            # its container ID again (leaked IP); the caller sees the OSError
+            _write_all(fd, (container_id.strip() + LINE_BREAK + ifname).encode())
+        except OSError:
             os.close(fd)
+            (self.dir / str(ip)).unlink(missing_ok=True)
+            raise
+        os.close(fd)
         last = self.dir / f"{LAST_IP_PREFIX}{range_id}"
         fd = os.open(last, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, str(ip).encode())
+            _write_all(fd, str(ip).encode())
+        except OSError as e:  # only a search hint: the next allocation starts elsewhere
+            log.warning("cannot record the last reserved IP %s: %s", ip, e)
         finally:
             os.close(fd)
         return True
@@ -325,13 +332,16 @@ class HostLocal:
                     "failed to allocate all requested IPs: "
                     + ", ".join(str(ip) for ip in requested),
                 )
-        except Exception:
+        except Exception as e:
             # undo only what this call reserved (an earlier ADD's IPs stay)
             with store.lock():
                 for ip in ips:
                     store.unreserve(
                         ipaddress.ip_interface(ip.address).ip, args.container_id, args.ifname
                     )
+            if isinstance(e, OSError):  # a full or failing disk: a clear IPAM error, not 999
+                raise CniError(CniCode.IPAM, f"cannot write a lease under {store.dir}",
+                               e.strerror or str(e)) from e
             raise
         dns = parse_resolv_conf(cfg.resolv_conf) if cfg.resolv_conf else DNS()
         return Result(cni_version=conf.cni_version, ips=tuple(ips), routes=cfg.routes, dns=dns)
@@ -398,3 +408,9 @@ class HostLocal:
 
     def status(self, conf: NetConf, args: CmdArgs) -> None:
         self._open(conf, args)  # validates config and that the store is usable
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol, TextIO
 
 from cni.errors import CniCode, CniError
+from cni.ipam_child import ChildTimeout, run_child
 from cni.netconf import NetConf
 from cni.protocol import CmdArgs, Command, Result
 
@@ -94,29 +95,22 @@ class ExecIpam:
                        CNI_NETNS=args.netns)
         log.debug("exec IPAM %s %s", plugin, command)
         try:
-            proc = subprocess.run(
-                [str(plugin)],
-                input=conf.raw,
-                env=env,
-                capture_output=True,
-                timeout=self.timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
+            returncode, stdout, stderr = run_child([str(plugin)], conf.raw, env, self.timeout)
+        except ChildTimeout as e:
             raise CniError(
                 CniCode.TRY_AGAIN_LATER,
                 f"IPAM plugin {conf.ipam_type} {command} timed out",
-                f"no answer within {self.timeout:g}s",
+                str(e),
             ) from None
-        except OSError as e:
+        except (OSError, subprocess.SubprocessError) as e:
             raise CniError(
                 CniCode.IPAM, f"cannot run IPAM plugin {conf.ipam_type}", str(e)
             ) from None
-        if proc.stderr and self.stderr is not None:
-            self.stderr.write(proc.stderr.decode(errors="replace"))
-        if proc.returncode != 0:
-            raise self._delegate_error(conf.ipam_type, command, proc.stdout, proc.stderr)
-        return proc.stdout
+        if stderr and self.stderr is not None:
+            self.stderr.write(stderr.decode(errors="replace"))
+        if returncode != 0:
+            raise self._delegate_error(conf.ipam_type, command, stdout, stderr)
+        return stdout
 
     @staticmethod
     def _delegate_error(name: str, command: Command, stdout: bytes, stderr: bytes) -> CniError:
@@ -149,15 +143,23 @@ class ExecIpam:
         self._exec(Command.CHECK, conf, args)
 
     def gc(self, conf: NetConf, args: CmdArgs) -> None:
-        self._tolerate_old(Command.GC, conf)
+        if self._tolerate_old(Command.GC, conf) or conf.ipam_type != "host-local":
+            return
+        # A host-local older than CNI 1.1 cannot GC; its store is ours too (cni.host_local):
+        # release what no valid attachment holds, e.g. a lease an orphaned delegate took
+        # after the runtime's DEL (issue 11 #9)
+        from cni.host_local import HostLocal
+
+        HostLocal().gc(conf, args)
 
     def status(self, conf: NetConf, args: CmdArgs) -> None:
         self._tolerate_old(Command.STATUS, conf)
 
-    def _tolerate_old(self, command: Command, conf: NetConf) -> None:
-        # A delegate older than CNI 1.1.0 (e.g. Debian's host-local 1.1.1) answers code 1
-        # (config version too new) or code 4 "unknown CNI_COMMAND: GC"; it cannot implement
-        # GC/STATUS, so that is not a failure.
+    def _tolerate_old(self, command: Command, conf: NetConf) -> bool:
+        """Run ``command``; False when the delegate is too old for it (not a failure).
+
+        A delegate older than CNI 1.1.0 (e.g. Debian's host-local 1.1.1) answers code 1
+        (config version too new) or code 4 "unknown CNI_COMMAND: GC"."""
         try:
             self._exec(command, conf)
         except CniError as e:
@@ -167,6 +169,8 @@ class ExecIpam:
             if not too_old:
                 raise
             log.info("IPAM %s does not support %s (%s); skipping", conf.ipam_type, command, e.msg)
+            return False
+        return True
 
 
 def make_ipam(

@@ -6,7 +6,8 @@ knobs (all optional): ``SRIOV_CNI_STATE_DIR`` (default /var/lib/cni/sriov), ``SR
 (default /, an emulated host's root in dev/test), ``SRIOV_CNI_TIMEOUT`` (seconds, default 55),
 ``SRIOV_CNI_EXEC_IPAM=1`` (always exec the IPAM delegate, never in-process host-local),
 ``SRIOV_CNI_POOL_CONFIG`` (device plugin pool config: ADD takes only VFs of its pools; unset =
-any VF of the node, see :mod:`cni.pool_guard`).
+any VF of the node, see :mod:`cni.pool_guard`), ``SRIOV_CNI_LOG_DIRS`` (where a netconf's
+``logFile`` may be, see :mod:`cni.log_file`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from cni.errors import CniCode, CniError
 from cni.faults import FAULT_ENV, fault_hook
 from cni.host_local import HostLocal
 from cni.ipam import IpamRunner, make_ipam
+from cni.log_file import log_dirs_from_env
 from cni.netconf import NetConf
 from cni.plugin import Plugin
 from cni.podresources import PodResourcesLookup
@@ -33,6 +35,7 @@ from cni.state import DEFAULT_STATE_DIR, StateStore
 from sriov.types import PciAddress, VirtualFunction
 
 log = logging.getLogger(__name__)
+EXEC_IPAM_ENV = "SRIOV_CNI_EXEC_IPAM"
 ABOUT = "sriov-k8s CNI plugin (SR-IOV VF, DPDK and macvlan/ipvlan fallback)"
 
 
@@ -102,7 +105,9 @@ class Runtime:
 
         return open_host(self.sysfs_root, self.netlink())
 
-    def plugin(self, env: Mapping[str, str], stderr: TextIO) -> Plugin:
+    def plugin(self, env: Mapping[str, str], stderr: TextIO, started: int | None = None) -> Plugin:
+        """The handlers of one request; ``started``: when it started (CLOCK_BOOTTIME ns, an
+        upper bound; default now), which decides whether an ADD came after a DEL."""
         def ipam_factory(conf: NetConf, args: CmdArgs) -> IpamRunner:
             runner = make_ipam(
                 conf, args.path, env, stderr=stderr, prefer_in_process=self.prefer_in_process_ipam
@@ -114,7 +119,7 @@ class Runtime:
             netlink_factory=self.netlink,
             host_factory=_memo(self._open_host),
             ipam_factory=ipam_factory,
-            state=StateStore(self.state_dir),
+            state=StateStore(self.state_dir, faults=self.faults),
             device_lookup=pod_resources,
             claim_check=pod_resources.verify_claim,
             device_guard=self.pool_guard.check if self.pool_guard is not None else None,
@@ -122,6 +127,8 @@ class Runtime:
         )
         if self.faults is not None:
             plugin.faults = self.faults
+        if started is not None:
+            plugin.started = started
         return plugin
 
     def close(self) -> None:
@@ -136,7 +143,7 @@ class Runtime:
         return cls(
             sysfs_root=Path(env.get("SRIOV_SYSFS_ROOT") or "/"),
             state_dir=Path(env.get("SRIOV_CNI_STATE_DIR") or DEFAULT_STATE_DIR),
-            prefer_in_process_ipam=env.get("SRIOV_CNI_EXEC_IPAM", "") not in ("1", "true"),
+            prefer_in_process_ipam=env.get(EXEC_IPAM_ENV, "") not in ("1", "true"),
             faults=fault_hook(env.get(FAULT_ENV)),
             pool_config=pool_config_from_env(env.get(POOL_CONFIG_ENV)),
         )
@@ -157,6 +164,7 @@ def run(
     *,
     runtime: Runtime | None = None,
     timeout: float | None = None,
+    started: int | None = None,
 ) -> int:
     """One CNI invocation in this process; returns the exit status."""
     if isinstance(stdin, bytes | bytearray):
@@ -176,8 +184,9 @@ def run(
             data,
             stdout,
             stderr,
-            rt.plugin(env, stderr),
+            rt.plugin(env, stderr, started),
             timeout=_timeout(env) if timeout is None else timeout,
+            log_dirs=log_dirs_from_env(env),
         )
     finally:
         if owned:
@@ -191,7 +200,20 @@ def main() -> int:
             f"{ABOUT}\nCNI protocol versions supported: {', '.join(SUPPORTED_VERSIONS)}\n"
         )
         return 0
-    return run(env, sys.stdin.buffer, sys.stdout, sys.stderr)
+    return run(env, sys.stdin.buffer, sys.stdout, sys.stderr,
+               started=process_started(os.getpid()))
+
+
+def process_started(pid: int) -> int | None:
+    """Upper bound of a process's start time, CLOCK_BOOTTIME ns (``/proc/<pid>/stat`` field 22,
+    in clock ticks); None when it cannot be read (the process is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        ticks = int(stat.rpartition(")")[2].split()[19])
+        hz = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    return (ticks + 1) * 1_000_000_000 // hz
 
 
 if __name__ == "__main__":

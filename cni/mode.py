@@ -16,12 +16,13 @@ import dataclasses
 import logging
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cni.errors import CniCode, CniError
 from cni.ipam import IpamRunner
 from cni.netconf import NetConf
 from cni.protocol import CmdArgs, Result
+from cni.record import AttachmentRecord, Journal
 from cni.state import StateStore
 from sriov.types import PciAddress
 
@@ -46,8 +47,12 @@ class AttachmentContext:
     log: logging.LoggerAdapter[logging.Logger]
     device_id: PciAddress | None = None
     """The VF of this attachment (from the netconf or pod-resources); None for fallback."""
-    record: dict[str, Any] = dataclasses.field(default_factory=dict)
-    """ADD: the mode fills it with what DEL needs (snapshot...); DEL/CHECK/GC: the stored record."""
+    record: AttachmentRecord | None = None
+    """DEL/CHECK/GC: the stored record (``args.netns`` is the netns DEL may act in: the
+    record's own, :func:`cni.recovery.trusted_netns`)."""
+    journal: Journal | None = None
+    """ADD: the one writer of this attachment's record (:class:`cni.record.Journal`); the mode
+    stages its part and saves the provisional record through it before its first change."""
     faults: Callable[[str], None] = lambda step: None
     """Fault-injection seam: modes call ``faults("<step>")`` before each ADD step (tests raise)."""
 
@@ -64,6 +69,13 @@ class Mode(Protocol):
 
     def check(self, ctx: AttachmentContext) -> None:
         """IPAM CHECK, then verify the attachment against ``ctx.conf.prev_result``."""
+
+
+def journal_of(ctx: AttachmentContext) -> Journal:
+    """The ADD's record writer (the plugin always gives one to ``Mode.add``)."""
+    if ctx.journal is None:
+        raise CniError(CniCode.INTERNAL, "ADD without an attachment record journal")
+    return ctx.journal
 
 
 def release_ipam(ctx: AttachmentContext) -> None:

@@ -3,19 +3,32 @@
 Keys are the sriov-cni ones, unchanged, plus Multus' ``pciBusID`` and ours (``mtu``,
 ``fallback``, ``podResourcesSocket``, ``resourceName``, ``stateDir``). Unknown keys pass
 through into ``extra``; a known key with a wrong type or value is code 7 naming key and value.
+
+Top-level keys are matched as sriov-cni's Go decoder matches them (:mod:`sriov.gojson`):
+exact name first, else case-insensitively (``DeviceID``, ``Vlan``, ``MAC``, ``SpoofChk``),
+and a key given twice means its last value. Where sriov-cni accepts a value without
+complaint (``logLevel: verbose``, ``spoofchk: "ON"``) so do we, with the same meaning, and
+say so in ``warnings`` (logged by :mod:`cni.skel`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from cni.errors import CniCode, CniError, config_error, env_error
-from cni.protocol import CONTAINER_ID_RE, DNS, EMPTY_DNS, CmdArgs, Result, require_supported
-from sriov import validate
+from cni.protocol import (
+    CONTAINER_ID_RE,
+    DNS,
+    EMPTY_DNS,
+    CmdArgs,
+    Command,
+    Result,
+    require_supported,
+)
+from sriov import gojson, validate
 from sriov.errors import InvalidInputError
 from sriov.types import IfName, LinkState, MacAddress, PciAddress, VfSettings, VlanProto
 
@@ -54,6 +67,9 @@ KNOWN_KEYS = frozenset(
         "cni.dev/attachments",
     }
 )
+GO_INTERNAL_KEYS = ("Master", "MTU", "VFID", "OrigVfState")
+"""sriov-cni fields it decodes but then overwrites (our ``mtu`` is a different key): ignored."""
+_MATCH_ORDER = (*sorted(KNOWN_KEYS), *GO_INTERNAL_KEYS)  # "mtu" before "MTU": Mtu is ours
 
 
 MAX_NETWORK_NAME = 253
@@ -121,6 +137,8 @@ class NetConf:
     state_dir: str | None = None
     valid_attachments: tuple[Attachment, ...] | None = None
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    """Accepted as sriov-cni accepts it, but probably not what was meant."""
 
     @property
     def ipam_type(self) -> str:
@@ -143,7 +161,7 @@ class NetConf:
     @classmethod
     def parse(cls, raw: bytes, cmd_args: CmdArgs | None = None) -> NetConf:
         try:
-            obj = json.loads(raw)
+            obj = gojson.loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError) as e:  # deep nesting
             raise CniError(
                 CniCode.DECODING_FAILURE, "cannot decode network config JSON", str(e)
@@ -182,13 +200,15 @@ def _obj(obj: Mapping[str, Any], key: str) -> dict[str, Any] | None:
     return obj[key]
 
 
-def _on_off(obj: Mapping[str, Any], key: str) -> bool | None:
+def _on_off(obj: Mapping[str, Any], key: str, warnings: list[str]) -> bool | None:
+    """sriov-cni: unset when empty; exactly ``on`` is on, every other string is off."""
     value = _str(obj, key)
-    if value is None:
+    if not value:
         return None
-    if value.lower() not in ("on", "off"):
-        raise config_error(key, value, "must be 'on' or 'off'")
-    return value.lower() == "on"
+    if value not in ("on", "off"):
+        warnings.append(f"{key}: {value!r} is neither 'on' nor 'off'; treated as 'off' "
+                        "(as sriov-cni, which only turns it on for exactly 'on')")
+    return value == "on"
 
 
 def _pci(value: Any, key: str) -> PciAddress:
@@ -205,9 +225,26 @@ def _mac(value: Any, key: str) -> MacAddress:
         raise config_error(key, value, e.reason) from None
 
 
+def _go_keys(obj: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
+    """Top-level keys under their canonical names, matched as sriov-cni's decoder does."""
+    matched = gojson.match_fields(obj, _MATCH_ORDER)
+    for written, canonical in matched.case_variants:
+        warnings.append(f"{written}: accepted as {canonical!r} (keys are case-insensitive in "
+                        "sriov-cni; please fix the spelling)")
+    for canonical in matched.repeated:
+        warnings.append(f"{canonical}: given more than once; the last one wins (as sriov-cni)")
+    for key in GO_INTERNAL_KEYS:
+        if key in matched.fields:
+            warnings.append(f"{matched.spelled[key]}: set by sriov-cni itself, ignored")
+    fields = {k: v for k, v in matched.fields.items() if k not in GO_INTERNAL_KEYS}
+    fields.update((k, obj[k]) for k in matched.unknown)
+    return fields
+
+
 class _Parser:
     def __init__(self, obj: dict[str, Any], raw: bytes, cmd_args: CmdArgs | None) -> None:
-        self.obj, self.raw, self.cmd_args = obj, raw, cmd_args
+        self.warnings: list[str] = []
+        self.obj, self.raw, self.cmd_args = _go_keys(obj, self.warnings), raw, cmd_args
 
     def build(self) -> NetConf:
         o = self.obj
@@ -225,12 +262,11 @@ class _Parser:
         max_rate = _int(o, "max_tx_rate", 0, 2**32 - 1)
         if min_rate and max_rate and min_rate > max_rate:
             raise config_error("min_tx_rate", min_rate, f"is greater than max_tx_rate {max_rate}")
-        link_state = _str(o, "link_state")
-        if link_state is not None and link_state.lower() not in tuple(LinkState):
-            raise config_error("link_state", link_state, "must be auto, enable or disable")
-        log_level = (_str(o, "logLevel") or "info").lower()
-        if log_level not in LOG_LEVELS:
-            raise config_error("logLevel", log_level, "must be one of " + ", ".join(LOG_LEVELS))
+        link_state = _str(o, "link_state") or None  # sriov-cni: "" is unset
+        if link_state is not None and link_state not in tuple(LinkState):
+            raise config_error("link_state", link_state,
+                               "must be auto, enable or disable (lower case, as sriov-cni)")
+        log_level = self._log_level()
         ipam = _obj(o, "ipam")
         if ipam is not None:
             ipam_type = ipam.get("type", "")
@@ -255,9 +291,9 @@ class _Parser:
             vlan_qos=qos,
             vlan_proto=proto,
             mac=self._mac(runtime),
-            spoofchk=_on_off(o, "spoofchk"),
-            trust=_on_off(o, "trust"),
-            link_state=LinkState(link_state.lower()) if link_state else None,
+            spoofchk=_on_off(o, "spoofchk", self.warnings),
+            trust=_on_off(o, "trust", self.warnings),
+            link_state=LinkState(link_state) if link_state else None,
             min_tx_rate=min_rate,
             max_tx_rate=max_rate,
             log_level=log_level,
@@ -275,7 +311,19 @@ class _Parser:
             state_dir=self._abs_path("stateDir"),
             valid_attachments=self._attachments(),
             extra={k: v for k, v in o.items() if k not in KNOWN_KEYS},
+            warnings=tuple(self.warnings),
         )
+
+    def _log_level(self) -> str:
+        """sriov-cni: a known name in any case; anything else (``warn``, ``verbose``, "")
+        is its default, info."""
+        raw = _str(self.obj, "logLevel")
+        if raw is None or raw.lower() in LOG_LEVELS:
+            return (raw or "info").lower()
+        if raw:
+            self.warnings.append(f"logLevel: {raw!r} is not one of {', '.join(LOG_LEVELS)}; "
+                                 "using info (as sriov-cni)")
+        return "info"
 
     def _vlan(self) -> tuple[int | None, int | None, VlanProto | None]:
         o = self.obj
@@ -318,6 +366,7 @@ class _Parser:
                 mac = validate.mac_address(arg_mac)
             except InvalidInputError as e:
                 raise env_error("CNI_ARGS", f"MAC={arg_mac!r}: {e.reason}") from None
+        runtime = gojson.match_fields(runtime, ("mac",)).fields  # Go: "MAC" works here too
         if _str(runtime, "mac", "runtimeConfig.mac"):
             mac = _mac(runtime["mac"], "runtimeConfig.mac")
         return mac
@@ -328,8 +377,13 @@ class _Parser:
             return None
         try:
             return Result.from_json(prev)
-        except CniError as e:
-            raise config_error("prevResult", "...", e.msg) from None
+        except Exception as e:  # 1e999 is an OverflowError, not a CniError
+            msg = e.msg if isinstance(e, CniError) else f"{type(e).__name__}: {e}"
+            if self.cmd_args is not None and self.cmd_args.command is Command.DEL:
+                # DEL cleans up from its own record: a prevResult it cannot use must not block it
+                self.warnings.append(f"DEL: ignoring an unusable prevResult ({msg})")
+                return None
+            raise config_error("prevResult", "...", msg) from None
 
     def _abs_path(self, key: str) -> str | None:
         value = _str(self.obj, key)

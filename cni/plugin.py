@@ -14,17 +14,19 @@ import contextlib
 import dataclasses
 import importlib
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from cni import trace
+from cni import recovery, trace
 from cni.errors import CniCode, CniError, from_exception
 from cni.ipam import IpamRunner
 from cni.mode import AttachmentContext, Mode, require_netns
 from cni.netconf import NetConf
-from cni.protocol import CURRENT_VERSION, CmdArgs, Result
-from cni.state import StateStore
+from cni.protocol import CmdArgs, Result
+from cni.record import AttachmentMode, AttachmentRecord, Journal, NetnsId
+from cni.state import StateStore, boottime_ns
 from sriov.types import PciAddress
 
 __all__ = ["MODE_REGISTRY", "AttachmentContext", "Mode", "Plugin", "load_mode", "register_mode",
@@ -101,10 +103,22 @@ class Plugin:
         self.sysfs_root = sysfs_root
         self.faults: Callable[[str], None] = lambda step: None
         """Handed to every :class:`AttachmentContext` (tests inject failures at named steps)."""
+        self.started = boottime_ns()
+        """When the request started (CLOCK_BOOTTIME ns, an upper bound): an ADD that started
+        before the last DEL of its attachment finished is late and fails (issue 11 item 3)."""
 
     # ---------------------------------------------------------------- helpers
     def _store(self, conf: NetConf) -> StateStore:
-        return StateStore(Path(conf.state_dir)) if conf.state_dir else self.state
+        """The configured state store, whatever the netconf's ``stateDir`` says.
+
+        VF ownership records and VF locks live there: a per-request directory would give a
+        second pod a store where a live pod's VF looks free (issue 11 #5), and root would create
+        directories wherever a netconf points. A ``stateDir`` equal to the configured one is
+        accepted silently (configs written for earlier versions), any other is ignored."""
+        if conf.state_dir and os.path.normpath(conf.state_dir) != os.path.normpath(self.state.root):
+            log.warning("ignoring netconf stateDir %s: state is kept in the configured %s",
+                        conf.state_dir, self.state.root)
+        return self.state
 
     def _ctx(self, args: CmdArgs, conf: NetConf, **kw: Any) -> AttachmentContext:
         adapter = logging.LoggerAdapter(log, {"container_id": args.container_id})
@@ -166,44 +180,55 @@ class Plugin:
     ) -> contextlib.AbstractContextManager[None]:
         """The per-VF ``flock`` for device-backed attachments (none for the fallback mode).
 
-        Held around a whole verb - mode work, IPAM and the attachment record - so a DEL racing an
-        ADD on the same VF sees either nothing or the complete attachment, never a half of it.
+        Taken after the attachment lock, around mode work, IPAM and the record, so two
+        attachments of one VF (a stale owner reclaimed by a new pod) never interleave.
         """
         return state.vf_lock(device) if device else contextlib.nullcontext()
 
+    @contextlib.contextmanager
+    def _attachment_lock(self, state: StateStore, args: CmdArgs) -> Iterator[None]:
+        """The per-attachment lock every verb takes first, before it reads anything.
+
+        Its file is unlinked on the way out, while still held (a waiter then locks a fresh
+        file, :func:`cni.state._flock`): no lock file per pod accumulates."""
+        self.faults("attachment-lock")
+        with state.attachment_lock(args.container_id, args.ifname):
+            try:
+                yield
+            finally:
+                state.drop_attachment_lock(args.container_id, args.ifname)
+
     def add(self, args: CmdArgs, conf: NetConf) -> Result:
         state = self._store(conf)
-        mode_name, device = self.select_mode(args, conf, state)
-        with self._device_lock(state, device):
-            if state.load(args.container_id, args.ifname) is not None:
-                raise CniError(
-                    CniCode.ATTACHMENT_EXISTS,
-                    f"attachment {args.container_id}/{args.ifname} already exists",
-                    "the runtime must DEL it before adding it again",
-                )
-            ctx = self._ctx(args, conf, device_id=device)
-            mode = load_mode(mode_name)
-            log.info("ADD mode=%s device=%s", mode_name, device or "-")
-            with trace.step(f"{mode_name}.add"):
-                result = mode.add(ctx)
-            record = {
-                **ctx.record,
-                "mode": mode_name,
-                "network": conf.name,
-                "netns": args.netns,
-                "deviceID": device,
-                "netconf": conf.raw.decode(errors="replace"),
-                "result": result.to_dict(CURRENT_VERSION),
-            }
-            try:
-                state.save(args.container_id, args.ifname, record)
-            except OSError as e:
-                log.error("cannot save attachment record: %s; rolling back", e)
-                self._undo(mode, dataclasses.replace(ctx, record=record))
-                with contextlib.suppress(OSError):  # the mode's pending record, if it wrote one
-                    state.delete(args.container_id, args.ifname)
-                raise CniError(CniCode.STATE, "cannot save attachment state", str(e)) from e
-            return result
+        with self._attachment_lock(state, args):
+            recovery.refuse_late_add(state, args, self.started)
+            mode_name, device = self.select_mode(args, conf, state)
+            with self._device_lock(state, device):
+                if recovery.load_or_quarantine(state, args) is not None:
+                    raise CniError(
+                        CniCode.ATTACHMENT_EXISTS,
+                        f"attachment {args.container_id}/{args.ifname} already exists",
+                        "the runtime must DEL it before adding it again",
+                    )
+                journal = Journal(state, AttachmentRecord(
+                    mode=AttachmentMode(mode_name),
+                    container_id=args.container_id, ifname=args.ifname, network=conf.name,
+                    netns=args.netns, netns_id=NetnsId.of(args.netns), device_id=device,
+                    netconf=conf.raw.decode(errors="replace")))
+                ctx = self._ctx(args, conf, device_id=device, journal=journal)
+                mode = load_mode(mode_name)
+                log.info("ADD mode=%s device=%s", mode_name, device or "-")
+                with trace.step(f"{mode_name}.add"):
+                    result = mode.add(ctx)
+                try:
+                    journal.save(complete=True, result=result)
+                except CniError as e:
+                    log.error("cannot save attachment record: %s; rolling back", e)
+                    self._undo(mode, dataclasses.replace(ctx, record=journal.current))
+                    with contextlib.suppress(OSError):  # the mode's provisional record
+                        journal.discard()
+                    raise
+                return result
 
     @staticmethod
     def _undo(mode: Mode, ctx: AttachmentContext) -> None:
@@ -213,67 +238,84 @@ class Plugin:
             log.error("rollback failed: %s", from_exception(e))
 
     def delete(self, args: CmdArgs, conf: NetConf) -> None:
+        """Undo the attachment from its own record, in the netns the record names.
+
+        Under the attachment lock: a racing ADD either finished (and is undone here) or has
+        not started (and then fails: :func:`cni.recovery.refuse_late_add` sees the tombstone).
+        """
         state = self._store(conf)
-        seen = state.load(args.container_id, args.ifname)
-        device = (seen or {}).get("deviceID") or conf.device_id
-        with self._device_lock(state, device):
-            record = state.load(args.container_id, args.ifname)  # again: an ADD may have finished
-            found = record or {}
-            ctx = self._ctx(args, conf, record=found, device_id=found.get("deviceID"))
+        with self._attachment_lock(state, args):
+            record = recovery.load_or_recover(state, args, conf, self.netlink_factory)
             if record is None:
                 # nothing of ours to undo (double DEL, or ADD failed and rolled back); still
                 # release IPAM so a reservation can never leak, but never fail the DEL for it
                 try:
-                    ctx.ipam.delete(conf, args)
+                    self._ctx(args, conf).ipam.delete(conf, args)
                 except Exception as e:
                     log.warning(
                         "DEL without attachment record: IPAM release failed: %s", from_exception(e)
                     )
-                return
+            else:
+                self._remove(state, dataclasses.replace(
+                    args, netns=recovery.trusted_netns(args.netns, record)), conf, record)
+            recovery.tombstone_quietly(state, args)
+
+    def _remove(self, state: StateStore, args: CmdArgs, conf: NetConf,
+                record: AttachmentRecord) -> None:
+        """Mode cleanup (IPAM release included), record removal: DEL and GC (attachment lock
+        held)."""
+        with self._device_lock(state, record.device_id):
+            if state.path_of(*record.key).exists():  # a reclaim may have changed it meanwhile
+                record = recovery.load_or_quarantine(state, args) or record
+            ctx = self._ctx(args, conf, record=record, device_id=record.device_id)
             # the mode releases IPAM first; on error the record stays so a retry can finish
-            with trace.step(f"{record['mode']}.delete"):
-                load_mode(record["mode"]).delete(ctx)
-            state.delete(args.container_id, args.ifname)
+            with trace.step(f"{record.mode}.delete"):
+                load_mode(str(record.mode)).delete(ctx)
+            state.delete(*record.key)
 
     def check(self, args: CmdArgs, conf: NetConf) -> None:
         if conf.prev_result is None:
             raise CniError(CniCode.INVALID_CONFIG, "required prevResult missing")
         state = self._store(conf)
-        record = state.load(args.container_id, args.ifname)
-        if record is None:
-            raise CniError(
-                CniCode.UNKNOWN_CONTAINER,
-                f"no attachment {args.container_id}/{args.ifname} on this node",
-            )
-        ctx = self._ctx(args, conf, record=record, device_id=record.get("deviceID"))
-        load_mode(record["mode"]).check(ctx)  # IPAM CHECK included
+        with self._attachment_lock(state, args):
+            record = recovery.load_or_quarantine(state, args)
+            if record is None:
+                raise CniError(
+                    CniCode.UNKNOWN_CONTAINER,
+                    f"no attachment {args.container_id}/{args.ifname} on this node",
+                )
+            ctx = self._ctx(args, conf, record=record, device_id=record.device_id)
+            load_mode(str(record.mode)).check(ctx)  # IPAM CHECK included
 
     def gc(self, args: CmdArgs, conf: NetConf) -> None:
         """Remove attachments of this network that are not in ``cni.dev/valid-attachments``.
 
-        For each: mode cleanup (netns may be gone), IPAM release, record removal. Continues past
-        errors, forwards GC to the IPAM delegate, then reports every failure in one error.
+        For each: mode cleanup (netns may be gone), IPAM release, record removal. Damaged
+        records are quarantined (their VF recovered from its owner record); temporary files of
+        dead writers and old tombstones go. Continues past errors, forwards GC to the IPAM
+        delegate, then reports every failure in one error.
         """
         state = self._store(conf)
+        state.sweep_tmp()
+        state.prune_tombstones()
+        state.sweep_attachment_locks()
         valid = {(a.container_id, a.ifname) for a in conf.valid_attachments or ()}
         failures: list[CniError] = []
-        for cid, ifname, record in state.list_attachments():
-            if record.get("network") != conf.name or (cid, ifname) in valid:
+        for record, recovered in recovery.gc_candidates(state, conf, self.netlink_factory):
+            if record.key in valid:
                 continue
-            log.info(
-                "GC: removing stale attachment %s/%s (mode %s)", cid, ifname, record.get("mode")
-            )
+            cid, ifname = record.key
+            log.info("GC: removing stale attachment %s/%s (mode %s)", cid, ifname, record.mode)
             stale_args = dataclasses.replace(
-                args, container_id=cid, ifname=ifname, netns=str(record.get("netns") or "")
+                args, container_id=cid, ifname=ifname,
+                netns=recovery.trusted_netns("", record),
             )
             try:
-                with self._device_lock(state, record.get("deviceID")):
-                    if state.load(cid, ifname) is None:
-                        continue  # its DEL finished while we waited for the VF lock
-                    device = record.get("deviceID")
-                    ctx = self._ctx(stale_args, conf, record=record, device_id=device)
-                    load_mode(str(record.get("mode"))).delete(ctx)  # IPAM DEL included
-                    state.delete(cid, ifname)
+                with self._attachment_lock(state, stale_args):
+                    if not (recovery.still_owned(state, record) if recovered
+                            else state.path_of(cid, ifname).exists()):
+                        continue  # its DEL finished while we waited for the lock
+                    self._remove(state, stale_args, conf, record)
             except Exception as e:
                 err = from_exception(e)
                 log.error("GC of %s/%s failed: %s", cid, ifname, err)

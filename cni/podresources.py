@@ -17,6 +17,7 @@ from pathlib import Path
 from cni.errors import CniCode, CniError
 from cni.netconf import NetConf
 from cni.protocol import CmdArgs
+from cni.record import VfOwner
 from cni.state import StateStore
 from sriov import validate
 from sriov.errors import InvalidInputError
@@ -201,7 +202,7 @@ def pick_device(
     resource_name: str | None,
     *,
     is_local_vf: Callable[[PciAddress], bool],
-    owner_of: Callable[[str], Mapping[str, str] | None],
+    owner_of: Callable[[str], VfOwner | None],
     container_id: str,
     ifname: str,
 ) -> PciAddress | None:
@@ -216,7 +217,7 @@ def pick_device(
         if not is_local_vf(pci):
             continue
         owner = owner_of(pci)
-        if owner and (owner.get("containerID"), owner.get("ifname")) != (container_id, ifname):
+        if owner and owner.key != (container_id, ifname):
             continue
         return pci
     return None

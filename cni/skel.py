@@ -8,16 +8,17 @@ success print nothing. Any failure prints one error object ``{cniVersion, code, 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import signal
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from cni import trace
 from cni.errors import CniCode, CniError, from_exception
+from cni.log_file import DEFAULT_LOG_DIRS
 from cni.logging_setup import request_logging
 from cni.netconf import NetConf
 from cni.protocol import (
@@ -28,6 +29,7 @@ from cni.protocol import (
     require_version_for,
     version_answer,
 )
+from cni.redact import netconf_for_log
 
 log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 55.0
@@ -71,29 +73,64 @@ def _same_netns(path: str, own: str) -> bool:
     return (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)
 
 
-@contextlib.contextmanager
-def alarm(timeout: float | None) -> Iterator[None]:
-    """Whole-invocation timeout via SIGALRM (main thread only; no-op elsewhere)."""
-    import threading
+class _Alarm:
+    """Whole-invocation timeout via SIGALRM (main thread only; inert elsewhere).
 
-    if not timeout or threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    ``disarm()`` runs before the first byte of output: a timeout that fires after the result
+    started to be written must not add a second JSON document (the flag is set before the
+    timer is stopped, so a signal already pending is ignored too)."""
 
-    def expired(signum: int, frame: object) -> None:
+    def __init__(self, timeout: float | None) -> None:
+        import threading
+
+        self.timeout = timeout
+        self.armed = bool(timeout) and threading.current_thread() is threading.main_thread()
+        self._previous: Any = None
+
+    def _expired(self, signum: int, frame: object) -> None:
+        if not self.armed:
+            return
         raise CniError(
             CniCode.TRY_AGAIN_LATER,
             "plugin timed out; try again",
-            f"whole invocation exceeded {timeout:g}s",
+            f"whole invocation exceeded {self.timeout:g}s",
         )
 
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, timeout)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    def __enter__(self) -> _Alarm:
+        if self.armed:
+            self._previous = signal.signal(signal.SIGALRM, self._expired)
+            signal.setitimer(signal.ITIMER_REAL, self.timeout or 0)
+        return self
+
+    def disarm(self) -> None:
+        if self.armed:
+            self.armed = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            self.disarm()
+            signal.signal(signal.SIGALRM, self._previous)
+            self._previous = None
+
+
+
+class _Output:
+    """stdout for one invocation: the first write disarms the timeout and is remembered."""
+
+    def __init__(self, stdout: TextIO, before_first_write: Any) -> None:
+        self._stdout = stdout
+        self._before = before_first_write
+        self.started = False
+
+    def write(self, text: str) -> int:
+        if not self.started:
+            self._before()
+            self.started = True
+        return self._stdout.write(text)
+
+    def flush(self) -> None:
+        self._stdout.flush()
 
 
 def dispatch(
@@ -105,17 +142,28 @@ def dispatch(
     *,
     timeout: float | None = None,
     own_netns: str = OWN_NETNS,
+    log_dirs: Sequence[Path] = DEFAULT_LOG_DIRS,
 ) -> int:
-    """Run one CNI invocation; returns the process exit status (0 or 1)."""
+    """Run one CNI invocation; returns the process exit status (0 or 1).
+
+    ``log_dirs``: where a netconf's ``logFile`` may be (:mod:`cni.log_file`); the process's
+    configuration, never the request's."""
     version = request_version(stdin)
     with request_logging(
         stderr, env.get("CNI_CONTAINERID", ""), env.get("CNI_NETNS", ""), env.get("CNI_IFNAME", "")
     ) as logs:
+        timer = _Alarm(timeout)
+        out = _Output(stdout, timer.disarm)
         try:
-            with alarm(timeout), trace.request(env.get("CNI_COMMAND", "?"), trace.enabled()):
-                return _run(env, stdin, stdout, handlers, logs, own_netns)
+            with timer, trace.request(env.get("CNI_COMMAND", "?"), trace.enabled()):
+                return _run(env, stdin, out, handlers, logs, own_netns,  # type: ignore[arg-type]
+                            log_dirs)
         except Exception as exc:
             err = from_exception(exc)
+            if out.started:  # the result is out (state saved before it): never a 2nd document
+                log.error("%s failed after its result was written: %s",
+                          env.get("CNI_COMMAND", "?"), err)
+                return 0
             if err.code == CniCode.INTERNAL:
                 log.error("%s failed: %s", env.get("CNI_COMMAND", "?"), err, exc_info=exc)
             else:
@@ -130,6 +178,7 @@ def _run(
     handlers: Handlers,
     logs: Any,
     own_netns: str,
+    log_dirs: Sequence[Path],
 ) -> int:
     with trace.step("parse"):
         args = CmdArgs.from_env(env)
@@ -137,12 +186,15 @@ def _run(
             write_json(stdout, version_answer(request_version(stdin) if stdin.strip() else None))
             return 0
         conf = NetConf.parse(stdin, args)
-    logs.configure(conf.log_level, conf.log_file)
-    log.debug("%s netconf: %s", args.command, stdin)
+    logs.configure(conf.log_level, conf.log_file, log_dirs)
+    for warning in conf.warnings:
+        log.warning("netconf: %s", warning)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("%s netconf: %s", args.command, netconf_for_log(stdin))
     require_version_for(args.command, conf.cni_version)
     override = env.get("CNI_NETNS_OVERRIDE", "").lower() in ("1", "true")
     if (
-        args.command in (Command.ADD, Command.CHECK)
+        args.command in (Command.ADD, Command.CHECK, Command.DEL)
         and not override
         and _same_netns(args.netns, own_netns)
     ):

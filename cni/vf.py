@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from cni import iface, vf_netdev, vf_pf
 from cni.errors import CniCode, CniError
-from cni.mode import AttachmentContext, release_ipam, require_netns
+from cni.mode import AttachmentContext, journal_of, release_ipam, require_netns
 from cni.protocol import Interface, Result
+from cni.record import VfPart
 from cni.vf_checks import check_interface, check_pf_settings
-from cni.vf_state import VfRecord, reclaim_if_stale, restore_vf
+from cni.vf_state import reclaim_if_stale, restore_vf, vf_part
 from sriov.errors import DeviceNotFoundError, NetlinkOpError
 from sriov.types import DriverKind, IfName, VfSetting, VirtualFunction
 
@@ -83,31 +84,20 @@ class _Attach:
         self.pf: IfName = vf.pf_netdev
         self.pod_index: int | None = None
         """The VF netdev's ifindex in the pod once it is there."""
-        self.record = VfRecord(
-            mode="",
-            device_id=vf.address,
-            pf=str(vf.pf_netdev),
-            vf_index=vf.index,
-            netns=netns,
-            ifname=ctx.args.ifname,
-        )
+        self.record = VfPart(pf=str(vf.pf_netdev), vf_index=vf.index)
+        self.journal = journal_of(ctx)
 
     def step(self, name: str) -> None:
         self.ctx.faults(name)
 
-    def record_json(self) -> dict[str, Any]:
-        """The record as saved while ADD runs: with ``network``, so a GC finds a crashed ADD."""
-        return {**self.record.to_json(), "network": self.ctx.conf.name}
-
-    def snapshot_and_save(self, mode: str, netdev: str | None) -> None:
+    def snapshot_and_save(self, netdev: str | None) -> None:
+        """Both snapshots, saved (provisional record, with the network: a GC finds a crash)."""
         self.step("snapshot")
         pf_state = self.admin.read(self.pf, self.vf.index)
         snap = vf_netdev.snapshot(self.nl, netdev) if netdev else None
-        self.record = dataclasses.replace(self.record, mode=mode, pf_state=pf_state, netdev=snap)
-        args = self.ctx.args
-        self.ctx.state.save(args.container_id, args.ifname, self.record_json())
-        self.undo.callback(_quietly("remove attachment record",
-                                    lambda: self.ctx.state.delete(args.container_id, args.ifname)))
+        self.record = dataclasses.replace(self.record, pf_state=pf_state, netdev=snap)
+        self.journal.save(vf=self.record)
+        self.undo.callback(_quietly("remove attachment record", self.journal.discard))
 
     def configure_pf(self) -> None:
         self.step("pf-config")
@@ -195,15 +185,14 @@ class _Attach:
         return result
 
     def save_result(self, result: Result) -> None:
+        """The VF's owner record, with a copy of the complete record (recovers a damaged one);
+        the plugin then saves the record itself."""
         self.step("save-result")
         args, state = self.ctx.args, self.ctx.state
-        self.record = dataclasses.replace(self.record, complete=True,
-                                          result=result.to_dict(result.cni_version or "1.1.0"))
-        state.save(args.container_id, args.ifname, self.record_json())
-        state.set_owner(self.vf.address, args.container_id, args.ifname, self.netns)
+        record = self.journal.stage(result=result)
+        state.set_owner(self.vf.address, dataclasses.replace(record, complete=True))
         self.undo.callback(_quietly("clear VF owner", lambda: state.clear_owner(
             self.vf.address, args.container_id, args.ifname)))
-        self.ctx.record.update(self.record.to_json())
 
 
 class VfMode:
@@ -226,7 +215,7 @@ class VfMode:
                     raise DeviceNotFoundError("VF netdev", vf.address,
                                               "the VF has no netdev in the host netns")
                 attach = _Attach(ctx, vf, undo, netns)
-                attach.snapshot_and_save(self.mode, vf.netdev if self.moves_netdev else None)
+                attach.snapshot_and_save(vf.netdev if self.moves_netdev else None)
                 attach.configure_pf()
                 iface = (
                     attach.move_into_pod() if self.moves_netdev else self._dpdk_iface(ctx, attach)
@@ -247,28 +236,20 @@ class VfMode:
                          sandbox=attach.netns, pci_id=attach.vf.address)
 
     def delete(self, ctx: AttachmentContext) -> None:
+        """Restore the VF from ``ctx.record`` in ``ctx.args.netns`` (the plugin picked the
+        record's own netns, :func:`cni.recovery.trusted_netns`); VF lock held by the plugin."""
         release_ipam(ctx)  # first: on error the record stays and the runtime's retry finishes
-        pci = ctx.record.get("deviceID") or ctx.device_id
-        if not pci:
+        record = ctx.record
+        if record is None or record.device_id is None:
             return
-        args = ctx.args
-        netns = args.netns or str(ctx.record.get("netns") or "")
-        # called with the VF lock held by the plugin (cni.plugin.Plugin._device_lock)
-        raw = ctx.state.load(args.container_id, args.ifname)
-        if raw is None:
-            ctx.log.info("DEL: attachment already removed; nothing to restore")
-            return
-        record = VfRecord.from_json(raw)
-        if record.released:
+        pci, args, netns = record.device_id, ctx.args, ctx.args.netns
+        if vf_part(record).released:
             ctx.log.info("DEL: VF %s was reclaimed by a later attachment; leaving it", pci)
             return
         owner = ctx.state.owner(pci)
-        if owner and (owner.get("containerID"), owner.get("ifname")) != (
-            args.container_id,
-            args.ifname,
-        ):
+        if owner and owner.key != (args.container_id, args.ifname):
             ctx.log.warning("DEL: VF %s is now owned by %s/%s; not touching it (sriov-cni #219)",
-                            pci, owner.get("containerID"), owner.get("ifname"))
+                            pci, owner.container_id, owner.ifname)
             return
         try:
             restore_vf(ctx.netlink(), ctx.host(), record, netns)
@@ -278,13 +259,14 @@ class VfMode:
 
     def check(self, ctx: AttachmentContext) -> None:
         ctx.ipam.check(ctx.conf, ctx.args)
-        record = VfRecord.from_json(ctx.record)
-        if not record.complete or record.released:
+        record = ctx.record
+        assert record is not None
+        if not record.complete or vf_part(record).released:
             raise CniError(CniCode.UNKNOWN_CONTAINER, f"attachment {ctx.args.container_id}/"
                            f"{ctx.args.ifname} is not complete on this node")
+        assert record.device_id is not None
         owner = ctx.state.owner(record.device_id)
-        if not owner or (owner.get("containerID"), owner.get("ifname")) != (
-                ctx.args.container_id, ctx.args.ifname):
+        if not owner or owner.key != (ctx.args.container_id, ctx.args.ifname):
             raise CniError(CniCode.ATTACHMENT_CHANGED, f"VF {record.device_id} is no longer "
                            "owned by this attachment")
         host = ctx.host()

@@ -8,7 +8,8 @@ from typing import Any
 
 from cni.errors import CniCode, CniError
 from cni.mode import AttachmentContext, require_netns
-from sriov.types import VfSettings
+from cni.record import AttachmentRecord
+from sriov.types import IfName, VfSettings
 from sriov.vfadmin import VfAdmin, diff
 
 log = logging.getLogger(__name__)
@@ -18,18 +19,14 @@ def _drift(what: str, details: str) -> CniError:
     return CniError(CniCode.ATTACHMENT_CHANGED, what, details)
 
 
-def _expected_interface(record: Any) -> dict[str, Any]:
-    result = record.result or {}
-    for iface in result.get("interfaces") or ():
-        if (
-            iface.get("name") == record.ifname
-            and iface.get("pciID", record.device_id) == record.device_id
-        ):
-            return dict(iface)
+def _expected_interface(record: AttachmentRecord) -> dict[str, Any]:
+    for iface in record.result.interfaces if record.result else ():
+        if iface.name == record.ifname and (iface.pci_id or record.device_id) == record.device_id:
+            return {"mac": iface.mac, "mtu": iface.mtu}
     return {}
 
 
-def check_interface(nl: Any, ctx: AttachmentContext, record: Any) -> None:
+def check_interface(nl: Any, ctx: AttachmentContext, record: AttachmentRecord) -> None:
     """Interface present in the netns with the cached name, MAC, MTU, up; prevResult IPs on it."""
     netns, ifname = require_netns(ctx.args.netns), ctx.args.ifname
     link = nl.link(ifname, netns)
@@ -60,9 +57,10 @@ def _our_ips(ctx: AttachmentContext, ifname: str) -> list[str]:
     return [ip.address for ip in prev.ips if ip.interface is None or ip.interface in ours]
 
 
-def check_pf_settings(admin: VfAdmin, wanted: VfSettings, record: Any) -> None:
+def check_pf_settings(admin: VfAdmin, wanted: VfSettings, record: AttachmentRecord) -> None:
     """The PF-side settings the config asks for still hold (``vfadmin.diff``)."""
-    current = admin.read(record.pf, record.vf_index)
+    assert record.vf is not None
+    current = admin.read(IfName(record.vf.pf), record.vf.vf_index)
     mismatches = diff(wanted, current)
     if mismatches:
         raise CniError(CniCode.VF_SETTING, f"VF {record.device_id} settings changed since ADD",

@@ -1,7 +1,8 @@
-"""The VF/DPDK attachment record, exact restore of a VF, and reclaiming a stale owner.
+"""Exact restore of a VF from its attachment record, and reclaiming a stale owner.
 
-The record (saved under ``<stateDir>/<containerID>-<ifname>`` before anything is changed, then
-completed with the result) holds both snapshots: PF-side :class:`VfState` and the host netdev.
+The record (:class:`cni.record.AttachmentRecord`, its :class:`cni.record.VfPart` saved before
+anything is changed, then completed with the result) holds both snapshots: PF-side
+:class:`VfState` and the host netdev.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import os
 import time
 from typing import Any
 
-from cni import vf_netdev, vf_pf
+from cni import recovery, vf_netdev, vf_pf
 from cni.errors import CniCode, CniError
 from cni.mode import AttachmentContext
-from sriov.errors import DeviceNotFoundError, SriovError, VfBusyError
+from cni.record import AttachmentRecord, VfPart
+from sriov.errors import DeviceNotFoundError, VfBusyError
 from sriov.types import DriverKind, IfName, VfSetting, VfState
 
 log = logging.getLogger(__name__)
@@ -24,52 +26,14 @@ NETNS_TEARDOWN_TIMEOUT = 10.0
 POLL_INTERVAL = 0.05
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class VfRecord:
-    mode: str
-    device_id: str
-    pf: str
-    vf_index: int
-    netns: str
-    ifname: str
-    pf_state: VfState | None = None
-    netdev: vf_netdev.NetdevSnapshot | None = None
-    complete: bool = False
-    """False while ADD runs (a crash leaves an incomplete record that DEL still restores)."""
-    released: bool = False
-    """The VF was reclaimed by a later attachment (netns gone): DEL must not touch it."""
-    result: dict[str, Any] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"mode": self.mode, "deviceID": self.device_id, "pf": self.pf,
-                "vfIndex": self.vf_index, "netns": self.netns, "podIfname": self.ifname,
-                "pfState": vf_pf.state_to_json(self.pf_state) if self.pf_state else None,
-                "hostNetdev": self.netdev.to_json() if self.netdev else None,
-                "complete": self.complete, "released": self.released, "vfResult": self.result}
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> VfRecord:
-        try:
-            return cls(
-                mode=str(raw["mode"]),
-                device_id=str(raw["deviceID"]),
-                pf=str(raw["pf"]),
-                vf_index=int(raw["vfIndex"]),
-                netns=str(raw.get("netns") or ""),
-                ifname=str(raw.get("podIfname") or raw.get("ifname") or ""),
-                pf_state=vf_pf.state_from_json(raw["pfState"]) if raw.get("pfState") else None,
-                netdev=vf_netdev.NetdevSnapshot.from_json(raw["hostNetdev"])
-                if raw.get("hostNetdev")
-                else None,
-                complete=bool(raw.get("complete")),
-                released=bool(raw.get("released")),
-                result=raw.get("vfResult"),
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise CniError(CniCode.STATE, "corrupt VF attachment record", str(e)) from None
+def vf_part(record: AttachmentRecord) -> VfPart:
+    if record.vf is None or record.device_id is None:
+        raise CniError(CniCode.STATE, f"attachment {record.container_id}/{record.ifname} has no "
+                       "VF in its record")
+    return record.vf
 
 
-def restore_vf(nl: Any, host: Any, record: VfRecord, netns: str) -> None:
+def restore_vf(nl: Any, host: Any, record: AttachmentRecord, netns: str) -> None:
     """Put the VF back exactly as snapshotted. Every step tolerates "already done".
 
     The netdev is first brought home: moved back from ``netns`` if it is still there, else found
@@ -81,12 +45,13 @@ def restore_vf(nl: Any, host: Any, record: VfRecord, netns: str) -> None:
     address, altnames and admin state, then the PF-side MAC once more (the VF driver reports
     its restored MAC to the PF). See docs/cni.md "Exact restore on real VF drivers".
     """
-    snap = record.netdev
+    vf = vf_part(record)
+    snap = vf.netdev
     current = _bring_home(nl, host, record, netns) if snap is not None else None
-    if record.pf_state is not None:
+    if vf.pf_state is not None:
         try:
-            vf_pf.restore(host.vf_admin, IfName(record.pf), record.vf_index,
-                          vf_pf.before_netdev_restore(record.pf_state, snap.mac if snap else None))
+            vf_pf.restore(host.vf_admin, IfName(vf.pf), vf.vf_index,
+                          vf_pf.before_netdev_restore(vf.pf_state, snap.mac if snap else None))
         except DeviceNotFoundError as e:
             log.warning("VF %s: PF-side settings not restored: %s", record.device_id, e)
     if snap is None:
@@ -97,27 +62,30 @@ def restore_vf(nl: Any, host: Any, record: VfRecord, netns: str) -> None:
         )
     else:
         vf_netdev.restore_in_host(nl, current, snap)
-    if record.pf_state is not None:
+    if vf.pf_state is not None:
         # a VF driver reports the MAC it now wears to the PF (igb then shows it as the VF's MAC
         # where the snapshot shows none): put the PF-side MAC back once more, after the netdev
-        _restore_pf_mac(host, record, record.pf_state)
+        _restore_pf_mac(host, record, vf.pf_state)
 
 
-def _restore_pf_mac(host: Any, record: VfRecord, pf_state: VfState) -> None:
+def _restore_pf_mac(host: Any, record: AttachmentRecord, pf_state: VfState) -> None:
+    vf = vf_part(record)
     try:
-        vf_pf.restore(host.vf_admin, IfName(record.pf), record.vf_index, pf_state, (VfSetting.MAC,))
+        vf_pf.restore(host.vf_admin, IfName(vf.pf), vf.vf_index, pf_state, (VfSetting.MAC,))
     except DeviceNotFoundError as e:
         log.warning("VF %s: PF-side MAC not restored: %s", record.device_id, e)
 
 
-def _bring_home(nl: Any, host: Any, record: VfRecord, netns: str) -> str | None:
+def _bring_home(nl: Any, host: Any, record: AttachmentRecord, netns: str) -> str | None:
     """The VF netdev's name in the host netns after moving it there if needed (None: not found)."""
+    assert record.device_id is not None
     if netns and os.path.exists(netns):
         in_pod = vf_netdev.find_link(nl, netns, record.ifname,
                                      vf_netdev.temp_name(record.device_id))
         if in_pod is not None:
-            assert record.netdev is not None  # only called for a record with a netdev snapshot
-            return vf_netdev.move_to_host(nl, in_pod, netns, record.netdev.name)
+            snap = vf_part(record).netdev
+            assert snap is not None  # only called for a record with a netdev snapshot
+            return vf_netdev.move_to_host(nl, in_pod, netns, snap.name)
     deadline = time.monotonic() + NETNS_TEARDOWN_TIMEOUT
     while True:
         try:
@@ -147,26 +115,19 @@ def reclaim_if_stale(ctx: AttachmentContext, pci: str) -> bool:
     """
     owner = ctx.state.owner(pci)
     args = ctx.args
-    if owner is None or (owner.get("containerID"), owner.get("ifname")) == (
-        args.container_id,
-        args.ifname,
-    ):
+    if owner is None or owner.key == (args.container_id, args.ifname):
         return False
-    cid, ifname, netns = (
-        str(owner.get("containerID")),
-        str(owner.get("ifname")),
-        str(owner.get("netns") or ""),
-    )
+    cid, ifname, netns = owner.container_id, owner.ifname, owner.netns
     if netns and os.path.exists(netns):
         raise VfBusyError(pci, f"in use by container {cid} interface {ifname} (netns {netns})")
     ctx.log.info("VF %s: owner %s/%s is stale (netns %s gone); restoring and reclaiming it",
                  pci, cid, ifname, netns or "-")
-    try:
-        raw = ctx.state.load(cid, ifname)
-    except SriovError:
-        raw = None
-    if raw is not None and raw.get("deviceID") == pci and not raw.get("released"):
-        restore_vf(ctx.netlink(), ctx.host(), VfRecord.from_json(raw), netns)
-        ctx.state.save(cid, ifname, {**raw, "released": True})
+    stale_args = dataclasses.replace(args, container_id=cid, ifname=ifname)
+    record = recovery.load_or_quarantine(ctx.state, stale_args)
+    if record is not None and record.device_id == pci and record.vf and not record.vf.released:
+        restore_vf(ctx.netlink(), ctx.host(), record, netns)
+        if ctx.state.path_of(cid, ifname).exists():
+            ctx.state.save(dataclasses.replace(
+                record, vf=dataclasses.replace(record.vf, released=True)))
     ctx.state.clear_owner(pci, cid, ifname)
     return True

@@ -3,6 +3,12 @@
 Exit status: 0 after SIGTERM/SIGINT, 1 when the initial config is invalid or the
 plugin cannot start, 2 for bad flags (argparse).
 
+Flags: ours, plus every flag of upstream's ``sriovdp`` binary (``--config-file``,
+``--resource-prefix``, ``--use-cdi``, glog's ``-v``, ``-logtostderr``, ``-log_dir``...)
+and of its image's entrypoint (``--log-level=N``, ``--log-dir=D``), read the way Go's
+flag package reads them (:mod:`deviceplugin.goflags`), so upstream's DaemonSet args work
+unchanged. See docs/compatibility.md.
+
 ``--cni-agent-socket`` starts ``cni.agent`` in-process; it is imported lazily here
 and only here (the one allowed exception to "deviceplugin never imports cni").
 """
@@ -11,18 +17,21 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from deviceplugin import logsetup
 from deviceplugin.allocation import DEFAULT_DEVINFO_DIR
 from deviceplugin.cdi import DEFAULT_CDI_DIR, CdiSpecWriter
 from deviceplugin.dirwatch import InotifyEvent, Mask, Watcher
 from deviceplugin.errors import DevicePluginError
 from deviceplugin.eventfilter import EventFilter, Rescan
 from deviceplugin.fingerprint import SysfsFingerprint
+from deviceplugin.goflags import FlagError, normalize
 from deviceplugin.lifecycle import DEFAULT_PLUGIN_DIR, PluginManager
 from deviceplugin.metrics import Metrics
 from deviceplugin.pluginwatcher import DEFAULT_PLUGINS_REGISTRY
@@ -74,8 +83,55 @@ def build_parser() -> argparse.ArgumentParser:
                    help="safety rescan period in seconds (default: 30)")
     p.add_argument("--cni-agent-socket", type=Path, default=None,
                    help="also run the sriov CNI agent in-process on this socket")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--strict-config", action="store_true",
+                   help="refuse a pool config with unknown keys or values that never match "
+                   "(default: accept it as upstream does and log a warning per problem)")
+    p.add_argument("--log-level", type=logsetup.level, default=None, metavar="LEVEL|N",
+                   help="debug, info (default), warning, error; or a glog verbosity number "
+                   "as upstream's entrypoint takes it (N <= 10: info, N > 10: debug)")
+    p.add_argument("--log-dir", default=None, metavar="D",
+                   help="upstream entrypoint: log to a file under <log-root>/D and to stderr")
+    p.add_argument("--log-root", type=Path, default=logsetup.DEFAULT_LOG_ROOT,
+                   help="directory --log-dir is relative to (default: %(default)s)")
+    glog = p.add_argument_group("glog flags of upstream's sriovdp (single or double dash)")
+    glog.add_argument("--v", type=logsetup.verbosity, default=None, metavar="N",
+                      help="glog verbosity, as --log-level=N")
+    glog.add_argument("--logtostderr", action="store_true", help="log to stderr only")
+    glog.add_argument("--alsologtostderr", action="store_true",
+                      help="with a log file: also everything to stderr")
+    glog.add_argument("--stderrthreshold", type=logsetup.severity, default=None,
+                      metavar="SEVERITY", help="with a log file: what else goes to stderr "
+                      "(INFO, WARNING, ERROR (default), FATAL)")
+    glog.add_argument("--log_dir", dest="log_dir_glog", default=None, metavar="DIR",
+                      help=f"write the log to DIR/{logsetup.LOG_FILE_NAME}")
+    glog.add_argument("--log_file", default=None, metavar="FILE", help="write the log to FILE")
+    glog.add_argument("--vmodule", type=logsetup.vmodule, default=None,
+                      help="accepted and checked as glog does; no effect")
+    glog.add_argument("--log_backtrace_at", type=logsetup.backtrace_at, default=None,
+                      help="accepted and checked as glog does; no effect")
+    glog.add_argument("--log_link", default=None, help="accepted; no effect")
+    glog.add_argument("--logbuflevel", type=int, default=None, help="accepted; no effect")
     return p
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Our flags and upstream's, read as Go's flag package reads them (exit 2 on errors)."""
+    parser = build_parser()
+    try:
+        normalized = normalize(argv, parser)
+    except FlagError as e:
+        parser.error(str(e))
+    args = parser.parse_args(normalized.argv)
+    args.ignored_args = normalized.ignored
+    return args
+
+
+def node_exists_checker(*, emulated: bool) -> Callable[[str], bool]:
+    """Whether a host device node exists. An emulated host has no ``/dev/vfio/<group>``
+    for its emulated VFs; those count as present so its vfio pools stay testable."""
+    if emulated:
+        return lambda path: path.startswith("/dev/vfio/") or os.path.exists(path)
+    return os.path.exists
 
 
 def _start_cni_agent(socket: Path, stop: threading.Event, sysfs_root: Path,
@@ -103,7 +159,7 @@ def _start_device_events(on_event: Callable[[DeviceEvent], None]) -> object | No
 
 def run(args: argparse.Namespace, stop: threading.Event) -> int:
     metrics = Metrics()
-    config = ConfigFile(args.config, args.resource_prefix,
+    config = ConfigFile(args.config, args.resource_prefix, strict=args.strict_config,
                         on_invalid=lambda e: metrics.config_reload_failures.inc())
     try:
         initial = config.load_initial()
@@ -125,7 +181,8 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     scanner = HostScanner(config, inventory, SysfsCarrier(args.sysfs_root), fingerprint)
     registry = registry_for(scanner, safety_interval_s=args.rescan_interval)
     options = ServiceOptions(policy=Policy(args.policy), use_cdi=args.use_cdi,
-                             devinfo_dir=args.devinfo_dir)
+                             devinfo_dir=args.devinfo_dir,
+                             node_exists=node_exists_checker(emulated=host.emulated))
     manager = PluginManager(args.plugin_dir, registry, options, metrics,
                             plugins_registry=args.plugins_registry)
     cdi = CdiSpecWriter(args.cdi_dir) if args.use_cdi else None
@@ -188,9 +245,15 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s")
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        logsetup.configure(logsetup.options_from(args, args.log_root))
+    except OSError as e:
+        print(f"sriov-device-plugin: cannot open the log file: {e}", file=sys.stderr)
+        return 1
+    if args.ignored_args:
+        log.warning("arguments after the first non-flag are ignored (as upstream) args=%s",
+                    " ".join(args.ignored_args))
     # Allocate must not wait 5 ms (the default) for the GIL while the event thread
     # parses a burst of netlink messages: hand the GIL over every 1 ms instead
     sys.setswitchinterval(SWITCH_INTERVAL_S)

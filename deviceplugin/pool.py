@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 
 from deviceplugin.errors import DevicePluginError
 from sriov.types import IfName, PciAddress, VirtualFunction
@@ -46,7 +46,6 @@ class PoolSpec:
     """Resource name within the domain, e.g. ``sriov_netdevice``."""
     device_type: str = "netDevice"
     exclude_topology: bool = False
-    need_vhost_net: bool = False
     is_rdma: bool = False
     additional_info: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
     """``{"*" | <pci>: {key: value}}``; a per-address entry overrides ``"*"``."""
@@ -69,6 +68,8 @@ class PoolDevice:
     health: Health
     numa_node: int | None
     """``None`` when sysfs has no topology or the pool sets ``excludeTopology``."""
+    need_vhost_net: bool = False
+    """Its owning selector object (the first that matched it) sets ``needVhostNet``."""
 
     @property
     def id(self) -> PciAddress:
@@ -90,14 +91,17 @@ def vf_health(vf: VirtualFunction, carrier: CarrierProbe) -> Health:
 
 
 def build_devices(
-    spec: PoolSpec, vfs: Iterable[VirtualFunction], carrier: CarrierProbe
+    spec: PoolSpec, vfs: Iterable[VirtualFunction], carrier: CarrierProbe,
+    vhost_net: Container[str] = frozenset(),
 ) -> tuple[PoolDevice, ...]:
-    """The pool's full device list, sorted by PCI address."""
+    """The pool's full device list, sorted by PCI address; ``vhost_net`` holds the VFs
+    whose owning selector sets ``needVhostNet`` (:attr:`sriov.pools.Selection.vhost_net`)."""
     devices = (
         PoolDevice(
             vf=vf,
             health=vf_health(vf, carrier),
             numa_node=None if spec.exclude_topology else vf.numa_node,
+            need_vhost_net=vf.address in vhost_net,
         )
         for vf in vfs
     )

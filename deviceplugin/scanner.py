@@ -33,7 +33,6 @@ def pool_spec(pool: ResourcePool) -> PoolSpec:
         name=pool.resource_name,
         device_type=str(pool.device_type),
         exclude_topology=pool.exclude_topology,
-        need_vhost_net=pool.need_vhost_net,
         is_rdma=pool.is_rdma,
         additional_info={k: dict(v) for k, v in pool.additional_info.items()},
     )
@@ -58,9 +57,11 @@ class ConfigFile:
     """The pool config file, re-parsed only when its content changes."""
 
     def __init__(self, path: Path, default_prefix: str,
-                 on_invalid: Callable[[PoolConfigError], None] = lambda e: None) -> None:
+                 on_invalid: Callable[[PoolConfigError], None] = lambda e: None, *,
+                 strict: bool = False) -> None:
         self.path = path
         self._default_prefix = default_prefix
+        self._strict = strict
         self._on_invalid = on_invalid
         self._last_bytes: bytes | None = None
         self.config: PoolConfig | None = None
@@ -78,7 +79,8 @@ class ConfigFile:
             data = self.path.read_bytes()
         except OSError as e:
             raise PoolConfigError(str(self.path), f"cannot read: {e.strerror or e}") from e
-        self.config = parse_pool_config(data, default_prefix=self._default_prefix)
+        self.config = parse_pool_config(data, default_prefix=self._default_prefix,
+                                        strict=self._strict)
         self._last_bytes = data
         return self.config
 
@@ -97,7 +99,8 @@ class ConfigFile:
             return self.config
         if data is not None:
             try:
-                self.config = parse_pool_config(data, default_prefix=self._default_prefix)
+                self.config = parse_pool_config(data, default_prefix=self._default_prefix,
+                                        strict=self._strict)
                 self._last_bytes = data
                 self.last_error = None
                 log.info("config reloaded path=%s pools=%s", self.path,
@@ -159,8 +162,10 @@ class HostScanner:
             pool.full_name: (pool_spec(pool), selection.pools.get(pool.full_name, ()))
             for pool in config.pools}
         carrier = functools.cache(self._carrier)
-        self._pools = {name: _index(PoolState(spec=spec, devices=build_devices(spec, vfs, carrier)))
-                       for name, (spec, vfs) in self._last_selection.items()}
+        self._pools = {
+            name: _index(PoolState(spec=spec, devices=build_devices(spec, vfs, carrier,
+                                                                    selection.vhost_net)))
+            for name, (spec, vfs) in self._last_selection.items()}
         return {name: p.state for name, p in self._pools.items()}
 
     def safety(self) -> Mapping[str, PoolState]:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -36,6 +37,8 @@ class ServiceOptions:
     use_cdi: bool = False
     devinfo_dir: Path | None = None
     """Where NPWG device-info files go; None = do not write them."""
+    node_exists: Callable[[str], bool] = os.path.exists
+    """Whether a host device node exists; missing ones are left out of Allocate answers."""
 
 
 class DevicePluginServicer(pb_grpc.DevicePluginServicer):
@@ -128,8 +131,13 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
             if unhealthy:
                 log.warning("Allocate of unhealthy devices resource=%s ids=%s",
                             self.resource, ",".join(unhealthy))
-            allocations.append(allocate_container(pool.spec, [devices[i] for i in ids],
-                                                  use_cdi=self._options.use_cdi))
+            alloc = allocate_container(pool.spec, [devices[i] for i in ids],
+                                       use_cdi=self._options.use_cdi,
+                                       node_exists=self._options.node_exists)
+            if alloc.missing_nodes:
+                log.warning("device nodes missing on the host, not handed to the runtime "
+                            "resource=%s paths=%s", self.resource, ",".join(alloc.missing_nodes))
+            allocations.append(alloc)
             all_ids.extend(ids)
         if self._options.devinfo_dir is not None:
             for alloc in allocations:

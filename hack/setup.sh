@@ -7,7 +7,7 @@ export DEBIAN_FRONTEND=noninteractive
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 APT_PACKAGES=(iproute2 containernetworking-plugins dnsmasq-base podman runc busybox-static
-              util-linux kmod python3-venv python3-dev gcc procps)
+              util-linux kmod python3-venv python3-dev gcc musl-tools valgrind procps)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -29,4 +29,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip >&2
   .venv/bin/pip install -q -e '.[test]' >&2
   touch "$stamp"
+fi
+# The static native CNI shim (shim/sriov-shim.c), which hack/install-cni installs as 'sriov'.
+if [ ! -x shim/build/sriov-shim ] || [ shim/sriov-shim.c -nt shim/build/sriov-shim ] \
+   || [ shim/version_json.h -nt shim/build/sriov-shim ]; then
+  hack/build-shim >&2
 fi

@@ -77,7 +77,7 @@ def default_nad_name(resource_name: str) -> str:
 
 def _check_name(field: str, value: str, *, subdomain: bool) -> None:
     pattern, limit = (_DNS_SUBDOMAIN, 253) if subdomain else (_DNS_LABEL, 63)
-    if not value or len(value) > limit or not pattern.match(value):
+    if not value or len(value) > limit or not pattern.fullmatch(value):
         raise InvalidInputError(
             field, value,
             f"must be a DNS-1123 {'subdomain' if subdomain else 'label'}: lower-case "

@@ -40,11 +40,11 @@ class NodeMetadata:
 def check_label_key(key: str) -> str:
     """Validate ``[prefix/]name`` the way the API server does; returns ``key``."""
     prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
         raise InvalidInputError(
             "label key", key, "prefix must be a DNS subdomain of at most 253 chars"
         )
-    if not name or len(name) > 63 or not _NAME.match(name):
+    if not name or len(name) > 63 or not _NAME.fullmatch(name):
         raise InvalidInputError(
             "label key", key,
             "name must be 1-63 chars of [A-Za-z0-9-_.], starting and ending alphanumeric")
@@ -53,7 +53,7 @@ def check_label_key(key: str) -> str:
 
 def check_label_value(key: str, value: str) -> str:
     """Validate a label value (empty, or up to 63 chars like a label name); returns ``value``."""
-    if value and (len(value) > 63 or not _NAME.match(value)):
+    if value and (len(value) > 63 or not _NAME.fullmatch(value)):
         raise InvalidInputError(
             f"value of label {key}", value,
             "must be empty or 1-63 chars of [A-Za-z0-9-_.], starting and ending alphanumeric")

@@ -1,11 +1,14 @@
-"""Resource pools: the sriov-network-device-plugin config format, parsed strictly, and
-the assignment of discovered VFs to pools.
+"""Resource pools: the sriov-network-device-plugin config format, and the assignment of
+discovered VFs to pools.
 
-The format (``{"resourceList": [...]}``) is accepted unchanged; what upstream only logs
-(unknown keys, bad VF ranges, wrong types) is an error here. Every problem in a file
-is collected and reported in one :class:`PoolConfigProblems` so users fix a config in
-one pass. :func:`select` is pure: first pool in config order that matches claims a VF,
-and every VF left out gets a reason. The only I/O is :func:`load_pool_config`.
+A config upstream accepts is accepted and means the same (decoded as Go's encoding/json
+does: keys case-insensitive, a repeated key's last value wins, unknown keys ignored).
+What upstream rejects is an error; what it accepts but looks wrong (unknown keys, values
+that can never match) is a warning with its JSON path, or an error with ``strict=True``
+(``--strict-config``). Every error in a file is collected and reported in one
+:class:`PoolConfigProblems` so users fix a config in one pass. :func:`select` is pure:
+first pool in config order that matches claims a VF, and every VF left out gets a
+reason. The only I/O is :func:`load_pool_config`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import types
 from collections.abc import Mapping
 from typing import Self
 
+from sriov import gojson
 from sriov.errors import PoolConfigError
 from sriov.pool_parse import Problems, parse_resource_list
 from sriov.selectors import DeviceType, SelectorSet, VdpaType
@@ -77,6 +81,7 @@ class ResourcePool:
 
     @property
     def need_vhost_net(self) -> bool:
+        """Whether *some* selector object sets it (it applies per selector: :meth:`owner`)."""
         return any(s.need_vhost_net for s in self.selectors)
 
     @property
@@ -86,6 +91,11 @@ class ResourcePool:
     def info_for(self, pci: str) -> dict[str, str]:
         """additionalInfo for one device: the ``"*"`` entry overridden by the per-address one."""
         return {**self.additional_info.get("*", {}), **self.additional_info.get(pci, {})}
+
+    def owner(self, vf: VirtualFunction) -> SelectorSet | None:
+        """The first selector object that matches ``vf`` (upstream: its ``needVhostNet``
+        is the one that applies to the device)."""
+        return next((s for s in self.selectors if s.match(vf)[0]), None)
 
     def match(self, vf: VirtualFunction) -> tuple[bool, str]:
         """Try the selector objects in order; the first that matches wins."""
@@ -108,9 +118,13 @@ class PoolConfig:
     """Accepted but doubtful input (e.g. a key spelled ``IsRdma``)."""
 
     @classmethod
-    def parse(cls, obj: object, *, default_prefix: str = DEFAULT_RESOURCE_PREFIX) -> Self:
-        """Validate a decoded JSON document. Raises :class:`PoolConfigProblems`."""
-        problems = Problems()
+    def parse(cls, obj: object, *, default_prefix: str = DEFAULT_RESOURCE_PREFIX,
+              strict: bool = False) -> Self:
+        """Validate a decoded JSON document. Raises :class:`PoolConfigProblems`.
+
+        ``strict`` turns the warnings about input upstream accepts (unknown keys, values
+        that never match) into errors; case-spelling notes stay warnings."""
+        problems = Problems(strict=strict)
         entries = parse_resource_list(obj, problems)
         pools = tuple(
             ResourcePool(
@@ -158,19 +172,11 @@ def _check_unique(pools: tuple[ResourcePool, ...], indexes: tuple[int, ...],
             first_index[pool.full_name] = i
 
 
-def parse_pool_config(text: str | bytes, *,
-                      default_prefix: str = DEFAULT_RESOURCE_PREFIX) -> PoolConfig:
+def parse_pool_config(text: str | bytes, *, default_prefix: str = DEFAULT_RESOURCE_PREFIX,
+                      strict: bool = False) -> PoolConfig:
     """Parse config file contents (JSON). Raises :class:`PoolConfigError`."""
-    def no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
-        seen: dict[str, object] = {}
-        for key, value in pairs:
-            if key in seen:
-                raise PoolConfigError("", f"key {key!r} appears twice in one JSON object")
-            seen[key] = value
-        return seen
-
     try:
-        obj = json.loads(text, object_pairs_hook=no_duplicate_keys)
+        obj = gojson.loads(text)
     except json.JSONDecodeError as e:
         raise PoolConfigError("", f"not valid JSON: line {e.lineno} column {e.colno}: {e.msg}") \
             from e
@@ -178,11 +184,12 @@ def parse_pool_config(text: str | bytes, *,
         raise PoolConfigError("", f"not UTF-8 text: {e.reason}") from e
     except RecursionError as e:  # json's C scanner recurses once per nesting level
         raise PoolConfigError("", "not valid JSON: nested too deeply") from e
-    return PoolConfig.parse(obj, default_prefix=default_prefix)
+    return PoolConfig.parse(obj, default_prefix=default_prefix, strict=strict)
 
 
 def load_pool_config(path: str | os.PathLike[str], *,
-                     default_prefix: str = DEFAULT_RESOURCE_PREFIX) -> PoolConfig:
+                     default_prefix: str = DEFAULT_RESOURCE_PREFIX,
+                     strict: bool = False) -> PoolConfig:
     """Read and parse a config file. Unreadable files are a :class:`PoolConfigError` too."""
     try:
         with open(path, "rb") as f:
@@ -190,7 +197,7 @@ def load_pool_config(path: str | os.PathLike[str], *,
     except OSError as e:
         raise PoolConfigError(str(path), f"cannot read: {e.strerror or e}") from e
     try:
-        return parse_pool_config(text, default_prefix=default_prefix)
+        return parse_pool_config(text, default_prefix=default_prefix, strict=strict)
     except PoolConfigProblems:
         raise
     except PoolConfigError as e:
@@ -208,6 +215,8 @@ class Selection:
     reasons: Mapping[PciAddress, str]
     """VF address -> why no pool selected it (one line per pool)."""
     warnings: tuple[str, ...] = ()
+    vhost_net: frozenset[PciAddress] = frozenset()
+    """VFs whose owning selector object (first match in their pool) sets ``needVhostNet``."""
 
     def pool_of(self, address: str) -> str | None:
         return self.claimed_by.get(PciAddress(address))
@@ -225,6 +234,7 @@ def select(config: PoolConfig, inventory: Inventory, *,
     members: dict[str, list[VirtualFunction]] = {p.full_name: [] for p in config.pools}
     claimed_by: dict[PciAddress, str] = {}
     reasons: dict[PciAddress, str] = {}
+    vhost_net: set[PciAddress] = set()
     warnings = list(config.warnings)
     net_pools = [p for p in config.pools if p.device_type is DeviceType.NET_DEVICE]
     for pool in config.pools:
@@ -239,6 +249,9 @@ def select(config: PoolConfig, inventory: Inventory, *,
             if ok and owner is None:
                 claimed_by[vf.address] = pool.full_name
                 members[pool.full_name].append(vf)
+                selector = pool.owner(vf)
+                if selector is not None and selector.need_vhost_net:
+                    vhost_net.add(vf.address)
             elif ok:
                 warnings.append(f"VF {vf.address} also matches {pool.full_name} but "
                                 f"{owner} claimed it first")
@@ -251,4 +264,5 @@ def select(config: PoolConfig, inventory: Inventory, *,
         claimed_by=types.MappingProxyType(claimed_by),
         reasons=types.MappingProxyType(reasons),
         warnings=tuple(warnings),
+        vhost_net=frozenset(vhost_net),
     )

@@ -83,7 +83,12 @@ def link_types(values: tuple[str, ...]) -> Predicate:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PfRefs:
-    """``pfNames`` (by PF netdev) or ``rootDevices`` (by PF PCI address), with VF ranges."""
+    """``pfNames`` (by PF netdev) or ``rootDevices`` (by PF PCI address), with VF ranges.
+
+    As upstream (``getItem``/``isSelected``): the part before ``#`` is compared
+    case-insensitively, and only the *first* entry naming the VF's PF counts, so
+    ``["p0#0-1", "p0#5"]`` selects VFs 0 and 1 of ``p0``, not 5.
+    """
 
     key: str
     refs: tuple[DeviceRef, ...]
@@ -93,13 +98,12 @@ class PfRefs:
         pf = vf.pf_address if self.by_address else vf.pf_netdev
         if pf is None:
             return False, f"{self.key}: the VF's PF has no netdev"
-        same_pf = [r for r in self.refs if r.device == pf]
-        if not same_pf:
+        ref = next((r for r in self.refs if r.device.casefold() == pf.casefold()), None)
+        if ref is None:
             return False, f"{self.key}: PF {pf} not in {_listing(self.refs)}"
-        if any(r.covers(vf.index) for r in same_pf):
+        if ref.covers(vf.index):
             return True, f"{self.key}: {pf} VF {vf.index} selected"
-        ranges = " or ".join("#" + r.range_text for r in same_pf)
-        return False, f"{self.key}: {pf} VF {vf.index} not in {ranges}"
+        return False, f"{self.key}: {pf} VF {vf.index} not in #{ref.range_text}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

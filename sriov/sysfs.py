@@ -77,7 +77,7 @@ def _int_attr(dev: str, name: str, raw: str | None = None) -> int:
 
 def _hex_id(dev: str, name: str) -> str:
     text = _attr(dev, name)
-    m = _HEX_ID.match(text)
+    m = _HEX_ID.fullmatch(text)
     if not m:
         raise SysfsError(os.path.join(dev, name), f"{name} is not a 0xXXXX id: {text!r}")
     return m.group(1).lower()

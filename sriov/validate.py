@@ -22,17 +22,17 @@ def pci_address(value: object) -> PciAddress:
     """Parse ``0000:3b:02.0`` (or the short ``3b:02.0``) into a canonical address."""
     if not isinstance(value, str):
         raise InvalidInputError("PCI address", value, "must be a string")
-    m = _PCI_FULL.match(value)
+    m = _PCI_FULL.fullmatch(value)
     if m:
         return PciAddress(value.lower())
-    m = _PCI_SHORT.match(value)
+    m = _PCI_SHORT.fullmatch(value)
     if m:
         return PciAddress("0000:" + value.lower())
     raise InvalidInputError("PCI address", value, "expected dddd:bb:dd.f, e.g. 0000:3b:02.0")
 
 
 def is_pci_address(value: object) -> bool:
-    return isinstance(value, str) and bool(_PCI_FULL.match(value))
+    return isinstance(value, str) and bool(_PCI_FULL.fullmatch(value))
 
 
 def ifname(value: object) -> IfName:
@@ -41,7 +41,11 @@ def ifname(value: object) -> IfName:
         raise InvalidInputError("interface name", value, "must be a string")
     if not value:
         raise InvalidInputError("interface name", value, "is empty")
-    if len(value.encode()) >= IFNAMSIZ:
+    try:
+        encoded = value.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable env bytes arrive as lone surrogates
+        raise InvalidInputError("interface name", value, "is not valid UTF-8") from None
+    if len(encoded) >= IFNAMSIZ:
         raise InvalidInputError("interface name", value, "longer than 15 bytes")
     if value in (".", ".."):
         raise InvalidInputError("interface name", value, "is . or ..")
@@ -54,7 +58,7 @@ def ifname(value: object) -> IfName:
 
 def mac_address(value: object) -> MacAddress:
     """Parse ``02:AA:..`` into lower-case form; rejects multicast and all-zero MACs."""
-    if not isinstance(value, str) or not _MAC.match(value):
+    if not isinstance(value, str) or not _MAC.fullmatch(value):
         raise InvalidInputError("MAC address", value, "expected six colon-separated hex bytes")
     mac = value.lower()
     if int(mac[:2], 16) & 1:

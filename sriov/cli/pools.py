@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--resource-prefix", default=DEFAULT_RESOURCE_PREFIX,
                    help=f"prefix of pools without resourcePrefix (default: "
                         f"{DEFAULT_RESOURCE_PREFIX})")
+    p.add_argument("--strict-config", action="store_true",
+                   help="treat what upstream accepts but looks wrong (unknown keys, values "
+                        "that never match, malformed '#' ranges) as errors, not warnings")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=run)
 
@@ -44,7 +47,8 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None,
     out = sys.stdout if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
     try:
-        config = load_pool_config(args.config, default_prefix=args.resource_prefix)
+        config = load_pool_config(args.config, default_prefix=args.resource_prefix,
+                                  strict=getattr(args, "strict_config", False))
     except PoolConfigError as e:
         err.write(f"sriovctl pools: invalid config {args.config}:\n{e}\n")
         return EXIT_BAD_CONFIG

@@ -88,8 +88,8 @@ class Emu:
         if faults is not None:
             original = runtime.plugin
 
-            def plugin(e: Any, s: Any) -> Any:
-                p = original(e, s)
+            def plugin(e: Any, s: Any, *started: Any) -> Any:
+                p = original(e, s, *started)
                 p.faults = faults
                 return p
 

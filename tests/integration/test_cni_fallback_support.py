@@ -113,6 +113,7 @@ class Cni:
             cni_args: str = "", extra: dict[str, str] | None = None) -> dict[str, str]:
         return {"CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_NETNS": netns,
                 "CNI_IFNAME": ifname, "CNI_PATH": str(CNI_BIN), "CNI_ARGS": cni_args,
+                "SRIOV_CNI_STATE_DIR": str(self.state_dir),  # the netconf's stateDir must match
                 "PATH": os.environ.get("PATH", "/usr/bin:/bin"), **(extra or {})}
 
     def call(self, command: str, conf: dict[str, Any], netns: str, **kw: Any) -> Reply:

@@ -31,8 +31,9 @@ def launcher(tmp_path: Path) -> Path:
     subprocess.run(
         [str(REPO / "hack/install-cni"), str(tmp_path / "bin")], check=True, capture_output=True
     )
-    path = tmp_path / "bin/sriov"
-    assert path.read_text().startswith(f"#!{REPO}/.venv/bin/python3 -IS\n")
+    path = tmp_path / "bin/sriov"  # the native shim; standalone: it execs bin/sriov-py
+    assert path.read_bytes().startswith(b"\x7fELF")
+    assert (tmp_path / "bin/sriov-py").read_text().startswith(f"#!{REPO}/.venv/bin/python3 -IS\n")
     return path
 
 

@@ -76,7 +76,7 @@ def assert_clean(
     else:
         assert without_ifindex(before(emu, index)) == without_ifindex(snap)
     store = StateStore(emu.state_dir)
-    assert store.list_attachments() == []
+    assert store.list_attachments() == ([], [])
     owners = emu.state_dir / "pci" / "owner"
     assert not owners.is_dir() or not list(owners.iterdir())
     assert leases(emu) == []
@@ -347,33 +347,34 @@ def test_add_del_race_on_one_vf_is_serialised(emu: Emu, ns: str, at: str,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """A DEL issued while ADD runs waits for it, then undoes it completely: no second DEL.
 
-    The interleaving is forced: ADD pauses at step ``at`` until the DEL is at the VF lock, and
-    after ADD releases the lock it waits for the DEL to finish (the window where a record saved
-    after the lock would outlive the DEL)."""
+    The interleaving is forced: ADD pauses at step ``at`` until the DEL is at the attachment
+    lock (every verb takes it first), and after ADD releases the lock it waits for the DEL to
+    finish (the window where a record saved after the lock would outlive the DEL)."""
     snap = before(emu)
     conf = emu.conf(emu.vf(0).address, vlan=5)
     adder = threading.current_thread()
     del_at_lock = threading.Event()
     racing: list[Any] = []
-    real_lock = StateStore.vf_lock
+    real_lock = StateStore.attachment_lock
 
     @contextlib.contextmanager
-    def traced_lock(self: StateStore, pci: str, timeout: float = 60.0) -> Iterator[None]:
+    def traced_lock(self: StateStore, cid: str, ifname: str,
+                    timeout: float = 60.0) -> Iterator[None]:
         if threading.current_thread() is not adder:
             del_at_lock.set()
-        with real_lock(self, pci, timeout):
+        with real_lock(self, cid, ifname, timeout):
             yield
         if threading.current_thread() is adder and racing:
             racing[0].join(timeout=60)
 
-    monkeypatch.setattr(StateStore, "vf_lock", traced_lock)
+    monkeypatch.setattr(StateStore, "attachment_lock", traced_lock)
 
     def start_del(step: str) -> None:
         if step == at and not racing:
             t = threading.Thread(target=lambda: racing.append(emu.call("DEL", conf, "c1", ns)))
             racing.append(t)
             t.start()
-            assert del_at_lock.wait(timeout=60), "the racing DEL never reached the VF lock"
+            assert del_at_lock.wait(timeout=60), "the racing DEL never reached the lock"
 
     add = emu.call("ADD", conf, "c1", ns, faults=start_del)
     racing[0].join(timeout=60)
@@ -434,7 +435,7 @@ def test_gc_releases_the_lease_of_a_reclaimed_stale_owner(emu: Emu, ns: str, key
     gc = emu.call("GC", {**conf2, key: [{"containerID": "c2", "ifname": "net1"}]}, "", "")
     assert gc.rc == 0, gc.stdout + gc.stderr
     assert leases(emu) == [ip2]
-    assert [(cid, ifn) for cid, ifn, _ in StateStore(emu.state_dir).list_attachments()] == [
+    assert [r.key for r in StateStore(emu.state_dir).list_attachments()[0]] == [
         ("c2", "net1")]
     assert emu.host.vf_admin.read(emu.pf_netdev, 0).vlan == 22
     assert pod_link(ns)["operstate"] != "DOWN"
@@ -470,7 +471,7 @@ def test_dpdk_mode_on_a_rebound_vf(emu: Emu, ns: str) -> None:
     assert emu.call("CHECK", {**conf, "prevResult": add.out}, "c1", ns).rc == 0
     assert emu.call("DEL", conf, "c1", ns).rc == 0
     assert emu.host.vf_admin.read(emu.pf_netdev, 1) == pf_before
-    assert leases(emu) == [] and StateStore(emu.state_dir).list_attachments() == []
+    assert leases(emu) == [] and StateStore(emu.state_dir).list_attachments() == ([], [])
 
 
 # ------------------------------------------------------------------ CHECK

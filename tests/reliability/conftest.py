@@ -101,6 +101,16 @@ def files_under(path: Path) -> list[str]:
     )
 
 
+KEPT_STATE = ("pci/vf_lock/", "tombstone/")
+"""State files that outlive an attachment by design: per-VF lock files, and DEL's tombstone
+(an ADD that started before the DEL finished must fail; pruned by GC after an hour)."""
+
+
+def records_left(state_dir: Path) -> list[str]:
+    """State files that would mean an attachment leaked (records, owners, quarantine...)."""
+    return [f for f in files_under(state_dir) if not f.startswith(KEPT_STATE)]
+
+
 def vlan_links() -> list[str]:
     """8021q sub-interfaces in the host (``ip -d link`` says ``vlan protocol``)."""
     out = subprocess.run(

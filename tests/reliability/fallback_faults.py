@@ -29,8 +29,8 @@ from tests.reliability.conftest import (
     BASE_PATH,
     CNI_BIN,
     Reply,
-    files_under,
     links,
+    records_left,
     run_shim,
 )
 
@@ -148,7 +148,7 @@ class FallbackRig:
 
     def records(self) -> list[str]:
         """Attachment records and VLAN markers (lock files are not state)."""
-        return [f for f in files_under(self.state_dir) if not f.endswith("lock")]
+        return records_left(self.state_dir)
 
     def leases(self) -> list[str]:
         net = self.ipam_dir / self.network

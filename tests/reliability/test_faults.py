@@ -31,8 +31,8 @@ from tests.reliability.conftest import (
     Node,
     Reply,
     cid,
-    files_under,
     links,
+    records_left,
     run_shim,
     vlan_links,
 )
@@ -103,7 +103,7 @@ def _leftovers(node: Node, pod: str, before: dict[str, object]) -> list[str]:
     now = node.vf_view(0)
     if now != before:
         problems.append(f"VF differs: {now} != {before}")
-    records = [f for f in files_under(node.state_dir) if not f.startswith("pci/vf_lock/")]
+    records = records_left(node.state_dir)
     if records:
         problems.append(f"state files left: {records}")
     if node.leases():

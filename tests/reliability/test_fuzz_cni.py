@@ -28,6 +28,7 @@ from tests.reliability.conftest import (
     emulated_node,
     files_under,
     new_netns,
+    records_left,
     run_inprocess,
     run_shim,
     size,
@@ -301,9 +302,7 @@ def fuzz_pod() -> Iterator[str]:
 
 
 def _untouched(node: Node, pod: str, host_before: set[str]) -> None:
-    assert files_under(node.state_dir) == [] or all(
-        f.startswith("pci/vf_lock/") for f in files_under(node.state_dir)
-    ), files_under(node.state_dir)
+    assert records_left(node.state_dir) == [], files_under(node.state_dir)
     assert node.leases() == []
     assert {link.name for link in node.nl.links(pod)} == {"lo"}
     assert {

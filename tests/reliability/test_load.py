@@ -34,6 +34,7 @@ from tests.reliability.conftest import (
     files_under,
     links,
     new_netns,
+    records_left,
     run_shim,
     size,
     write_artifact,
@@ -148,7 +149,7 @@ def test_parallel_adds_then_dels_over_vfs_and_fallback(agent_node: Any, parallel
         assert [r.stdout for _, r in dels if r.rc != 0] == []
         for ns, _, _ in pods:
             assert links(ns) == {"lo"}
-        assert [f for f in files_under(node.state_dir) if not f.startswith("pci/vf_lock/")] == []
+        assert records_left(node.state_dir) == []
         assert node.leases() == []
         assert {i: node.vf_view(i) for i in views} == views
     finally:

@@ -85,5 +85,7 @@ def test_pool_config_empty_key_is_named() -> None:
     from sriov.pools import PoolConfigProblems, parse_pool_config
 
     with pytest.raises(PoolConfigProblems) as e:
-        parse_pool_config(b'{"resourceList": [], "": 1}')
+        parse_pool_config(b'{"resourceList": [], "": 1}', strict=True)
     assert [p.field for p in e.value.problems] == ["''"]
+    warnings = parse_pool_config(b'{"resourceList": [], "": 1}').warnings  # default: a warning
+    assert [w.split(":")[0] for w in warnings] == ["''"]

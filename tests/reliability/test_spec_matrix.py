@@ -20,9 +20,9 @@ from tests.reliability.conftest import (
     Reply,
     cid,
     del_netns,
-    files_under,
     links,
     new_netns,
+    records_left,
     run_inprocess,
     write_artifact,
 )
@@ -48,7 +48,7 @@ def _call(node: Node, command: str, conf: dict[str, Any], c: str, pod: str) -> R
 
 
 def _records(node: Node) -> list[str]:
-    return [f for f in files_under(node.state_dir) if not f.startswith("pci/vf_lock/")]
+    return records_left(node.state_dir)
 
 
 def _clean(node: Node, views: dict[int, Any]) -> None:

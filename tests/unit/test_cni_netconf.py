@@ -44,7 +44,15 @@ VALID = [
     ),
     ({"vlan": 0}, {"vlan": 0, "vlan_qos": None}),
     ({}, {"vlan": None, "spoofchk": None, "trust": None, "link_state": None}),
-    ({"spoofchk": "off", "trust": "ON"}, {"spoofchk": False, "trust": True}),
+    ({"spoofchk": "off", "trust": "on"}, {"spoofchk": False, "trust": True, "warnings": ()}),
+    # sriov-cni: only exactly "on" turns it on; anything else is off (with a warning here)
+    ({"spoofchk": "yes", "trust": "ON"}, {"spoofchk": False, "trust": False}),
+    ({"spoofchk": "", "trust": ""}, {"spoofchk": None, "trust": None}),
+    ({"link_state": ""}, {"link_state": None}),
+    ({"logLevel": "verbose"}, {"log_level": "info"}),
+    ({"logLevel": "warn"}, {"log_level": "info"}),
+    ({"logLevel": ""}, {"log_level": "info", "warnings": ()}),
+    ({"logLevel": "DEBUG"}, {"log_level": "debug"}),
     ({"link_state": "enable"}, {"link_state": LinkState.ENABLE}),
     ({"min_tx_rate": 100, "max_tx_rate": 1000}, {"min_tx_rate": 100, "max_tx_rate": 1000}),
     ({"min_tx_rate": 100, "max_tx_rate": 0}, {"min_tx_rate": 100}),
@@ -82,18 +90,22 @@ INVALID = [
     ("vlan", 1.5),
     ("vlanQoS", 8),
     ("vlanProto", "802.1x"),
-    ("spoofchk", "yes"),
+    ("spoofchk", 1),
+    ("link_state", "Enable"),  # sriov-cni compares case-sensitively and refuses it
     ("trust", True),
     ("link_state", "up"),
     ("min_tx_rate", -5),
     ("max_tx_rate", "fast"),
     ("mac", "01:00:00:00:00:01"),
     ("mac", "zz"),
-    ("logLevel", "loud"),
+    ("logLevel", 3),
     ("mtu", 67),
     ("mtu", 70000),
     ("deviceID", "../../etc/passwd"),
     ("deviceID", "0000:3b:02.1/../x"),
+    ("deviceID", "0000:3b:02.1\n"),  # a regex `match` with `$` took the trailing newline
+    ("pciBusID", "3b:02.1\n"),
+    ("mac", "02:00:00:00:00:01\n"),
     ("pciBusID", "nope"),
     ("name", "../evil"),
     ("ipam", "host-local"),
@@ -213,3 +225,35 @@ def test_gc_attachments_accept_both_keys_and_prev_result() -> None:
 def test_vf_settings_leave_unset_fields_untouched() -> None:
     s = parse(conf(vlan=10, trust="on")).vf_settings()
     assert (s.vlan, s.trust, s.spoofchk, s.mac, s.link_state) == (10, True, None, None, None)
+
+
+def test_go_cased_keys_mean_what_sriov_cni_makes_of_them() -> None:
+    nc = parse(conf(DeviceID="0000:3b:02.1", Vlan=100, VlanQoS=2, MAC="02:AA:BB:CC:DD:EE",
+                    SpoofChk="on", Trust="off", Link_State="enable", Min_Tx_Rate=10,
+                    LogLevel="debug"))
+    assert (nc.device_id, nc.vlan, nc.vlan_qos, nc.mac) == ("0000:3b:02.1", 100, 2,
+                                                            "02:aa:bb:cc:dd:ee")
+    assert (nc.spoofchk, nc.trust, nc.link_state, nc.min_tx_rate, nc.log_level) == (
+        True, False, LinkState.ENABLE, 10, "debug")
+    assert nc.extra == {}
+    assert any("DeviceID: accepted as 'deviceID'" in w for w in nc.warnings)
+
+
+def test_repeated_keys_last_wins() -> None:
+    raw = (b'{"cniVersion": "1.0.0", "name": "n", "type": "sriov", "vlan": 5, "Vlan": 7,'
+           b' "vlan": 9, "mac": "02:00:00:00:00:01", "MAC": "02:00:00:00:00:02"}')
+    nc = NetConf.parse(raw, None)
+    assert nc.vlan == 9 and nc.mac == "02:00:00:00:00:02"
+    assert any("vlan: given more than once" in w for w in nc.warnings)
+
+
+def test_go_internal_fields_are_ignored() -> None:
+    nc = parse(conf(MTU=9000, Master="ens1f0", VFID=3))
+    assert nc.mtu is None and nc.extra == {}
+    assert sum("set by sriov-cni itself" in w for w in nc.warnings) == 3
+    assert parse(conf(Mtu=9000)).mtu == 9000  # only Go's exact spelling is the internal field
+
+
+def test_runtime_config_mac_is_case_insensitive() -> None:
+    nc = parse(conf(runtimeConfig={"MAC": "02:00:00:00:00:03"}))
+    assert nc.mac == "02:00:00:00:00:03"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,13 @@ import pytest
 from cni import skel
 from cni.host_local import HostLocal
 from cni.ipam import NoIpam
-from cni.plugin import AttachmentContext, Plugin, register_mode
+from cni.plugin import MODE_REGISTRY, AttachmentContext, Plugin, register_mode
 from cni.protocol import Interface, Result
+from cni.record import VfPart
 from cni.state import StateStore
 from sriov.types import PciAddress
+
+MODE_REGISTRY_DPDK = MODE_REGISTRY["dpdk"]
 
 
 class FakeMode:
@@ -28,7 +32,8 @@ class FakeMode:
     def add(self, ctx: AttachmentContext) -> Result:
         self.calls.append(("add", ctx.args.container_id, str(ctx.device_id)))
         ipam = ctx.ipam.add(ctx.conf, ctx.args)
-        ctx.record["snapshot"] = {"vlan": 0}
+        assert ctx.journal is not None
+        ctx.journal.stage(vf=VfPart(pf="st-pf0", vf_index=2))
         return Result(
             cni_version=ctx.conf.cni_version,
             interfaces=(
@@ -41,7 +46,8 @@ class FakeMode:
 
     def delete(self, ctx: AttachmentContext) -> None:
         ctx.ipam.delete(ctx.conf, ctx.args)  # a mode owns its IPAM (cni.mode.Mode)
-        self.calls.append(("delete", ctx.args.container_id, str(ctx.record.get("snapshot"))))
+        vf = ctx.record.vf if ctx.record else None
+        self.calls.append(("delete", ctx.args.container_id, f"vf {vf.vf_index if vf else None}"))
         if self.fail_delete:
             raise RuntimeError("cannot reset VF")
 
@@ -51,10 +57,11 @@ class FakeMode:
 
 
 @pytest.fixture
-def mode() -> FakeMode:
+def mode() -> Iterator[FakeMode]:
     m = FakeMode()
-    register_mode("st-fake", m)
-    return m
+    register_mode("dpdk", m)  # the record's mode is a typed AttachmentMode: stand in for one
+    yield m
+    register_mode("dpdk", MODE_REGISTRY_DPDK)
 
 
 class Env:
@@ -67,7 +74,7 @@ class Env:
             ipam_factory=lambda conf, args: HostLocal() if conf.ipam_type else NoIpam(),
             state=self.state,
             device_lookup=lookup,
-            mode_of_device=lambda pci: "st-fake",
+            mode_of_device=lambda pci: "dpdk",
             sysfs_root=tmp_path / "sysroot",
         )
 
@@ -108,11 +115,10 @@ def test_add_check_del_lifecycle(tmp_path: Path, mode: FakeMode) -> None:
     assert status == 0 and result["interfaces"][0]["pciID"] == "0000:3b:02.1"
     assert result["ips"][0]["address"] == "10.5.0.2/24"
     record = env.state.load("c1", "net1")
-    assert (
-        record["mode"] == "st-fake"
-        and record["snapshot"] == {"vlan": 0}
-        and record["network"] == "st-net"
-    )
+    assert record is not None
+    assert (record.mode, record.network, record.complete) == ("dpdk", "st-net", True)
+    assert record.vf == VfPart(pf="st-pf0", vf_index=2)
+    assert record.device_id == "0000:3b:02.1" and record.result is not None
     status, err = env.run("ADD", env.conf())
     assert status == 1 and err["code"] == 107  # ADD twice without DEL
     assert env.run("CHECK", env.conf(prevResult=result)) == (0, None)
@@ -185,10 +191,10 @@ def test_gc_removes_only_stale_attachments_of_this_network(tmp_path: Path, mode:
     )
     status, _ = env.run("GC", gc)
     assert status == 0
-    left = sorted(c for c, _, _ in env.state.list_attachments())
+    left = sorted(r.container_id for r in env.state.list_attachments()[0])
     assert left == ["foreign", "keep"]
     assert env.ips_held() == {"10.5.0.2"}
-    assert ("delete", "stale", "{'vlan': 0}") in mode.calls
+    assert ("delete", "stale", "vf 2") in mode.calls
 
 
 def test_gc_reports_failures_but_continues(tmp_path: Path, mode: FakeMode) -> None:

@@ -22,6 +22,7 @@ from cni.podresources import (
     query,
 )
 from cni.protocol import CmdArgs
+from cni.record import AttachmentMode, AttachmentRecord, VfPart
 from cni.state import StateStore
 
 POD = PodDevices(
@@ -114,13 +115,19 @@ def _lookup(
     return PodResourcesLookup(tmp_path)(args, NetConf.parse(json.dumps(body).encode(), args), state)
 
 
+def _owned(cid: str, ifname: str, pci: str) -> AttachmentRecord:
+    return AttachmentRecord(mode=AttachmentMode.VF, container_id=cid, ifname=ifname,
+                            network="n", netns="/run/netns/o", device_id=pci,
+                            vf=VfPart(pf="st-pf0", vf_index=1))
+
+
 def test_lookup_picks_sorted_free_local_vf(tmp_path: Path, kubelet: tuple[Path, list[str]]) -> None:
     socket, _ = kubelet
     state = StateStore(tmp_path / "state")
     assert _lookup(tmp_path, socket, state) == "0000:3b:02.1"
-    state.set_owner("0000:3b:02.1", "other", "net1", "/run/netns/o")
+    state.set_owner("0000:3b:02.1", _owned("other", "net1", "0000:3b:02.1"))
     assert _lookup(tmp_path, socket, state) == "0000:3b:02.3"
-    state.set_owner("0000:3b:02.3", "other", "net2", "/run/netns/o")
+    state.set_owner("0000:3b:02.3", _owned("other", "net2", "0000:3b:02.3"))
     assert _lookup(tmp_path, socket, state) is None
     assert _lookup(tmp_path, socket, state, resource="nvidia.com/gpu") is None  # not a PCI VF
 

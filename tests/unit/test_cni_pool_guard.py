@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,10 @@ from cni.agent import main as agent_main
 from cni.errors import CniError
 from cni.ipam import NoIpam
 from cni.main import Runtime
-from cni.plugin import AttachmentContext, Plugin, register_mode
+from cni.plugin import MODE_REGISTRY, AttachmentContext, Plugin, register_mode
 from cni.pool_guard import POOL_CONFIG_ENV, PoolGuard
 from cni.protocol import Interface, Result
+from cni.record import VfPart
 from cni.state import StateStore
 from sriov.emulate.profiles import INTEL_X710
 from sriov.emulate.tree import PfSpec, SysfsTreeBuilder
@@ -44,6 +46,8 @@ class RecordingMode:
 
     def add(self, ctx: AttachmentContext) -> Result:
         self.calls.append(("add", str(ctx.device_id)))
+        assert ctx.journal is not None
+        ctx.journal.stage(vf=VfPart(pf="ens1f0", vf_index=0))
         return Result(cni_version=ctx.conf.cni_version,
                       interfaces=(Interface(name=ctx.args.ifname, sandbox=ctx.args.netns),))
 
@@ -52,6 +56,13 @@ class RecordingMode:
 
     def check(self, ctx: AttachmentContext) -> None:
         self.calls.append(("check", str(ctx.device_id)))
+
+
+@pytest.fixture(autouse=True)
+def _real_dpdk_mode_after() -> Iterator[None]:
+    real = MODE_REGISTRY["dpdk"]
+    yield
+    register_mode("dpdk", real)
 
 
 class Node:
@@ -66,11 +77,11 @@ class Node:
         self.guard = PoolGuard(self.config, SysfsReader(self.root).vf)
         self.state = StateStore(tmp_path / "state")
         self.mode = RecordingMode()
-        register_mode("st-pool-guard", self.mode)
+        register_mode("dpdk", self.mode)  # records name a typed mode: stand in for one
         self.plugin = Plugin(
             netlink_factory=lambda: None, host_factory=lambda: None,
             ipam_factory=lambda conf, args: NoIpam(), state=self.state,
-            mode_of_device=lambda pci: "st-pool-guard", device_guard=self.guard.check,
+            mode_of_device=lambda pci: "dpdk", device_guard=self.guard.check,
             sysfs_root=self.root)
 
     def write(self, text: str) -> None:
@@ -105,7 +116,7 @@ def test_vf_outside_every_pool_is_refused_before_anything_happens(node: Node) ->
     assert status == 1 and err["code"] == 100
     assert VF2 in err["msg"] and "fast" in err["msg"] and str(node.config) in err["msg"]
     assert "ens1f0" in err["details"]  # the selector's reason, as `sriovctl pools` tells it
-    assert node.mode.calls == [] and node.state.list_attachments() == []
+    assert node.mode.calls == [] and node.state.list_attachments() == ([], [])
 
 
 @pytest.mark.parametrize("device", [PF, "0000:99:00.0"])
@@ -150,9 +161,21 @@ def test_invalid_config_fails_closed_until_fixed(node: Node, text: str) -> None:
     status, err = node.run("ADD", VF0)
     assert status == 1 and err["code"] == 50
     assert str(node.config) in err["msg"] and err["details"]
-    assert node.mode.calls == [] and node.state.list_attachments() == []
+    assert node.mode.calls == [] and node.state.list_attachments() == ([], [])
     node.write(pools(("fast", "ens1f0")))
     assert node.run("ADD", VF0)[0] == 0
+
+
+def test_config_the_device_plugin_accepts_does_not_fail_closed(node: Node) -> None:
+    # operator-rendered shape (Go field spellings, SelectorObj) plus an unknown key and a
+    # case-variant PF name: upstream's device plugin serves it, so the guard must too
+    node.write(json.dumps({"resourceList": [
+        {"resourceName": "fast", "selectors": {"pfNames": ["ENS1F0#0-1"], "IsRdma": False,
+                                               "NeedVhostNet": False, "colour": "blue"},
+         "SelectorObj": None, "someFutureKey": 1}]}))
+    assert node.run("ADD", VF1, cid="c1")[0] == 0
+    status, err = node.run("ADD", VF2, cid="c2")
+    assert status == 1 and err["code"] == 100  # outside the pool, not "config unusable"
 
 
 def test_missing_config_fails_closed(node: Node) -> None:
@@ -168,7 +191,7 @@ def test_del_and_gc_do_not_consult_the_pools(node: Node) -> None:
     assert node.run("DEL", VF0, cid="c1") == (0, None)
     gc = {"cni.dev/valid-attachments": []}
     assert node.run("GC", VF0, cid="c9", cniVersion="1.1.0", **gc) == (0, None)
-    assert node.state.list_attachments() == []
+    assert node.state.list_attachments() == ([], [])
     assert node.mode.calls[2:] == [("delete", VF0), ("delete", VF1)]
 
 
@@ -213,7 +236,8 @@ def test_agent_flag_reaches_the_runtime(node: Node, tmp_path: Path,
 
     monkeypatch.setattr("cni.agent.warm_runtime", fake_warm_runtime)
     with pytest.raises(_Started):
-        agent_main(["--socket", str(tmp_path / "a.sock"), "--pool-config", str(node.config)])
+        agent_main(["--socket", str(tmp_path / "a.sock"), "--pool-config", str(node.config),
+                    "--workers", "1"])  # in this process: worker processes warm up after a fork
     assert seen[0][2] == node.config
 
 

@@ -87,6 +87,8 @@ def test_per_command_required_env(cmd: str, missing: str, required: bool) -> Non
         ("CNI_IFNAME", "a" * 16),
         ("CNI_IFNAME", "eth:0"),
         ("CNI_IFNAME", ".."),
+        ("CNI_IFNAME", "eth\udcff"),  # invalid UTF-8 bytes, decoded with surrogateescape
+        ("CNI_CONTAINERID", "abc\n"),
         ("CNI_ARGS", "IgnoreUnknown=1;novalue"),
         ("CNI_ARGS", "A=b=c"),
         ("CNI_COMMAND", "FROB"),

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import errno
+import json
 
 import pytest
 
 from cni import vf_netdev, vf_pf
-from cni.errors import CniError
-from cni.vf_state import VfRecord
+from cni.protocol import Result
+from cni.record import AttachmentMode, AttachmentRecord, DamagedRecord, NetnsId, VfPart
 from sriov.errors import VfSettingError
 from sriov.types import LinkState, MacAddress, VfSetting, VfSettings, VfState, VlanProto
 from sriov.vfadmin import requested
@@ -21,18 +22,19 @@ STATE = VfState(index=3, mac=MacAddress("00:00:00:00:00:00"), vlan=5, qos=1,
 def test_snapshots_and_record_round_trip_through_json() -> None:
     snap = vf_netdev.NetdevSnapshot(name="ens1f0v3", mac="02:00:00:00:00:01", mtu=1500,
                                     altnames=("enp59s0f0v3",), up=True)
-    record = VfRecord(mode="vf", device_id="0000:3b:02.3", pf="ens1f0", vf_index=3,
-                      netns="/var/run/netns/x", ifname="net1", pf_state=STATE, netdev=snap,
-                      complete=True, result={"cniVersion": "1.1.0"})
-    assert VfRecord.from_json(record.to_json()) == record
+    record = AttachmentRecord(
+        mode=AttachmentMode.VF, container_id="c1", ifname="net1", network="n",
+        netns="/var/run/netns/x", netns_id=NetnsId(4, 4026532281), device_id="0000:3b:02.3",
+        complete=True, result=Result(cni_version="1.1.0"),
+        vf=VfPart(pf="ens1f0", vf_index=3, pf_state=STATE, netdev=snap))
+    assert AttachmentRecord.from_json(json.loads(json.dumps(record.to_json()))) == record
     assert vf_pf.state_from_json(vf_pf.state_to_json(STATE)) == STATE
 
 
-def test_corrupt_record_is_a_state_error_not_a_traceback() -> None:
-    with pytest.raises(CniError) as e:
-        VfRecord.from_json({"mode": "vf", "deviceID": "x", "pf": "p", "vfIndex": 0,
-                            "pfState": {"index": 0}})
-    assert e.value.code == 105
+def test_corrupt_record_is_a_damaged_record_not_a_traceback() -> None:
+    with pytest.raises(DamagedRecord, match="VF record"):
+        AttachmentRecord.from_json({"mode": "vf", "deviceID": "x", "pf": "p", "vfIndex": 0,
+                                    "containerID": "c", "ifname": "n", "pfState": {"index": 0}})
 
 
 def test_temp_name_is_a_valid_per_vf_ifname() -> None:

@@ -116,10 +116,10 @@ def test_env_name_like_upstream(name, env) -> None:
 
 
 def test_allocate_vfio_dedups_device_nodes_and_adds_vhost() -> None:
-    spec = PoolSpec(prefix="intel.com", name="dpdk", need_vhost_net=True,
+    spec = PoolSpec(prefix="intel.com", name="dpdk",
                     additional_info={"*": {"a": "1"}, "0000:3b:02.1": {"a": "2"}})
-    devs = build_devices(spec, [vf("a", 0, driver="vfio-pci", group=40),
-                                vf("a", 1, driver="vfio-pci", group=41)], lambda _: True)
+    vfs = [vf("a", 0, driver="vfio-pci", group=40), vf("a", 1, driver="vfio-pci", group=41)]
+    devs = build_devices(spec, vfs, lambda _: True, vhost_net={vfs[1].address})
     alloc = allocate_container(spec, devs, use_cdi=True)
     assert [n.host_path for n in alloc.devices] == [
         "/dev/vfio/vfio", "/dev/vfio/40", "/dev/vfio/41", "/dev/vhost-net", "/dev/net/tun"]
@@ -129,7 +129,41 @@ def test_allocate_vfio_dedups_device_nodes_and_adds_vhost() -> None:
     assert info["0000:3b:02.0"]["vfio"] == {"mount": "/dev/vfio/vfio", "dev-mount": "/dev/vfio/40"}
     assert info["0000:3b:02.0"]["extra"] == {"a": "1"}
     assert info["0000:3b:02.1"]["extra"] == {"a": "2"}
+    # needVhostNet is per device (its owning selector), not per pool
+    assert "vhost" not in info["0000:3b:02.0"]
+    assert info["0000:3b:02.1"]["vhost"] == {"net-mount": "/dev/vhost-net",
+                                             "tun-mount": "/dev/net/tun"}
     assert alloc.cdi_devices == ("intel.com/net-pci=0000:3b:02.0", "intel.com/net-pci=0000:3b:02.1")
+    only_first = allocate_container(spec, devs[:1], use_cdi=False)
+    assert [n.host_path for n in only_first.devices] == ["/dev/vfio/vfio", "/dev/vfio/40"]
+
+
+@pytest.mark.parametrize(("present", "nodes", "missing", "vhost_env"), [
+    ({"/dev/vhost-net", "/dev/net/tun"}, ["/dev/vhost-net", "/dev/net/tun"], [], True),
+    # upstream: without /dev/net/tun neither node is handed out, the env entry stays
+    ({"/dev/vhost-net"}, [], ["/dev/net/tun"], True),
+    # without /dev/vhost-net upstream has no vhost provider at all: no nodes, no env
+    ({"/dev/net/tun"}, [], ["/dev/vhost-net"], False),
+    (set(), [], ["/dev/vhost-net", "/dev/net/tun"], False),
+], ids=["both", "no-tun", "no-vhost-net", "neither"])
+def test_missing_vhost_nodes_are_skipped(present: set[str], nodes: list[str],
+                                         missing: list[str], vhost_env: bool) -> None:
+    spec = PoolSpec(prefix="intel.com", name="vhost")
+    (dev,) = build_devices(spec, [vf("a", 0)], lambda _: True, vhost_net={vf("a", 0).address})
+    alloc = allocate_container(spec, [dev], use_cdi=False, node_exists=present.__contains__)
+    assert [n.host_path for n in alloc.devices] == nodes
+    assert list(alloc.missing_nodes) == missing
+    info = json.loads(alloc.envs["PCIDEVICE_INTEL_COM_VHOST_INFO"])
+    assert ("vhost" in info[dev.id]) is vhost_env
+
+
+def test_missing_vfio_nodes_are_skipped() -> None:
+    spec = PoolSpec(prefix="intel.com", name="dpdk")
+    devs = build_devices(spec, [vf("a", 0, driver="vfio-pci", group=40)], lambda _: True)
+    alloc = allocate_container(spec, devs, use_cdi=False,
+                               node_exists={"/dev/vfio/vfio"}.__contains__)
+    assert [n.host_path for n in alloc.devices] == ["/dev/vfio/vfio"]
+    assert alloc.missing_nodes == ("/dev/vfio/40",)
 
 
 def test_devinfo_file_name() -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deviceplugin.cdi import CdiSpecWriter
+from deviceplugin.cli import node_exists_checker
 from deviceplugin.dirwatch import Mask, Watcher
 from deviceplugin.fingerprint import SysfsFingerprint
 from deviceplugin.lifecycle import PluginManager
@@ -103,7 +104,8 @@ def running_plugin(tmp_path: Path, config: object, *, use_cdi: bool = False,
     registry = registry_for(scanner, safety_interval_s=30)
     registry_dir = tmp_path / "pr" if plugin_watcher else None  # short: unix path limit
     manager = PluginManager(plugin_dir, registry, ServiceOptions(
-        policy=policy, use_cdi=use_cdi, devinfo_dir=devinfo), metrics, backoff=backoff,
+        policy=policy, use_cdi=use_cdi, devinfo_dir=devinfo,
+        node_exists=node_exists_checker(emulated=True)), metrics, backoff=backoff,
         plugins_registry=registry_dir)
     cdi = CdiSpecWriter(tmp_path / "cdi")
     if use_cdi:

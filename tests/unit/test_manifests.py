@@ -270,10 +270,10 @@ def test_container_commands_parse_with_our_clis() -> None:
     assert {e["name"] for e in labels["env"]} >= {"NODE_NAME"}
     if not (REPO / "deviceplugin" / "cli.py").exists():
         pytest.skip("deviceplugin/cli.py not present yet: device-plugin args not checked")
-    from deviceplugin.cli import build_parser as dp_parser
+    from deviceplugin.cli import parse_args as dp_parse_args  # the CLI's real (Go-style) path
 
     container = _main_container(pod)
-    dp_args = dp_parser().parse_args(container["args"])
+    dp_args = dp_parse_args(container["args"])
     mounted = {Path(m["mountPath"]) for m in container["volumeMounts"]}
     for path in (dp_args.config.parent, dp_args.cni_agent_socket.parent, dp_args.plugin_dir,
                  dp_args.devinfo_dir):

@@ -66,15 +66,33 @@ def test_text_output_explains_unselected_vfs(host: Path, tmp_path: Path) -> None
     assert "      example.org/few: pfNames: PF sriovpf1 not in [sriovpf0#0-1]" in lines
 
 
-def test_bad_config_exits_2_listing_every_problem(host: Path, tmp_path: Path) -> None:
-    config = tmp_path / "bad.json"
+def test_doubtful_config_warns_and_strict_config_exits_2(host: Path, tmp_path: Path) -> None:
+    config = tmp_path / "doubtful.json"
     config.write_text(json.dumps({"resourceList": [
         {"resourceName": "a", "selectors": [{"pfName": ["sriovpf0"]}]},
         {"resourceName": "b", "selectors": [{"pfNames": ["sriovpf0#3-1"]}]}]}))
     code, out, err = run("--config", str(config), "--sysfs-root", str(host))
+    assert code == 0  # upstream accepts it: 'pfName' is ignored, '3-1' selects nothing
+    assert ("warning: resourceList[0].selectors[0].pfName: unknown key, ignored (as upstream); "
+            "did you mean 'pfNames'?") in out.splitlines()
+    assert "intel.com/a: 8 VFs" in out and "intel.com/b: 0 VFs" in out
+    code, out, err = run("--config", str(config), "--sysfs-root", str(host), "--strict-config")
     assert code == 2 and out == ""
-    assert "resourceList[0].selectors[0].pfName: unknown key; did you mean 'pfNames'?" in err
+    assert "resourceList[0].selectors[0].pfName: unknown key, ignored (as upstream); " \
+           "did you mean 'pfNames'?" in err
     assert "resourceList[1].selectors[0].pfNames[0]: 'sriovpf0#3-1'" in err
+    assert "Traceback" not in err
+
+
+def test_config_upstream_rejects_exits_2(host: Path, tmp_path: Path) -> None:
+    config = tmp_path / "bad.json"
+    config.write_text(json.dumps({"resourceList": [
+        {"resourceName": "a", "selectors": [{"pfNames": "sriovpf0"}]},
+        {"resourceName": "b"}]}))
+    code, out, err = run("--config", str(config), "--sysfs-root", str(host))
+    assert code == 2 and out == ""
+    assert "resourceList[0].selectors[0].pfNames: expected a list of strings" in err
+    assert "resourceList[1].selectors: required" in err
     assert "Traceback" not in err
 
 

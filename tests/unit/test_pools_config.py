@@ -14,6 +14,7 @@ from sriov.pools import (
     DeviceType,
     PoolConfig,
     PoolConfigProblems,
+    SelectorSet,
     VdpaType,
     load_pool_config,
     parse_pool_config,
@@ -28,22 +29,28 @@ def one_pool(selectors: object = None, **extra: object) -> dict[str, Any]:
     return {"resourceList": [pool]}
 
 
-def problems_of(obj: object) -> dict[str, str]:
+def problems_of(obj: object, *, strict: bool = False) -> dict[str, str]:
     with pytest.raises(PoolConfigProblems) as info:
-        PoolConfig.parse(obj)
+        PoolConfig.parse(obj, strict=strict)
     return {p.field: p.reason for p in info.value.problems}
 
 
-def test_upstream_style_config_parses_with_normalised_values() -> None:
+def warnings_of(obj: object) -> list[str]:
+    """The config is accepted (as upstream accepts it); what we doubt comes as warnings."""
+    return list(PoolConfig.parse(obj).warnings)
+
+
+def test_upstream_style_config_parses() -> None:
     config = PoolConfig.parse({"resourceList": [
         {"resourceName": "intel_sriov_netdevice",
-         "selectors": {"vendors": ["8086"], "devices": ["0x154C"], "drivers": ["iavf"],
+         "selectors": {"vendors": ["8086"], "devices": ["154c"], "drivers": ["iavf"],
                        "pfNames": ["ens1f0#0-3,5", "ens1f1"],
-                       "rootDevices": ["3b:00.0#1"], "pciAddresses": ["0000:3B:02.0"]}},
+                       "rootDevices": ["0000:3b:00.0#1"], "pciAddresses": ["0000:3b:02.0"]}},
         {"resourceName": "mlnx_rdma", "resourcePrefix": "mellanox.com", "excludeTopology": True,
          "selectors": [{"isRdma": True, "linkTypes": ["infiniband"]}, {"needVhostNet": True}],
          "additionalInfo": {"*": {"k": "v"}, "0000:3b:02.1": {"k": "w"}}},
     ]})
+    assert config.warnings == ()
     net, rdma = config.pools
     assert net.full_name == "intel.com/intel_sriov_netdevice"
     assert net.device_type is DeviceType.NET_DEVICE
@@ -67,71 +74,181 @@ def test_default_prefix_comes_from_the_caller() -> None:
 
 def test_empty_resource_list_is_an_empty_config() -> None:
     assert PoolConfig.parse({"resourceList": []}).pools == ()
+    assert PoolConfig.parse({"resourceList": None}).pools == ()  # Go: a nil slice
 
 
 @pytest.mark.parametrize(("key", "suggestion"), [
     ("vendor", "vendors"), ("pfName", "pfNames"), ("rootDevice", "rootDevices"),
     ("isRDMA2", "isRdma"), ("linktypes2", "linkTypes"),
 ], ids=["vendor", "pfName", "rootDevice", "isRDMA2", "linktypes2"])
-def test_unknown_selector_key_suggests_closest(key: str, suggestion: str) -> None:
-    problems = problems_of(one_pool({key: ["x"]}))
+def test_unknown_selector_key_warns_with_closest_and_is_an_error_when_strict(
+        key: str, suggestion: str) -> None:
+    config = PoolConfig.parse(one_pool({key: ["x"]}))
+    assert config.warnings == (f"resourceList[0].selectors.{key}: unknown key, ignored (as "
+                               f"upstream); did you mean {suggestion!r}?",)
+    assert config.pools[0].selectors[0] == SelectorSet()  # ignored: the pool selects all
+    problems = problems_of(one_pool({key: ["x"]}), strict=True)
     assert problems == {f"resourceList[0].selectors.{key}":
-                        f"unknown key; did you mean {suggestion!r}?"}
+                        f"unknown key, ignored (as upstream); did you mean {suggestion!r}?"}
 
 
 def test_unknown_keys_at_every_level() -> None:
     problems = problems_of({"resourceLists": []})
-    assert problems["resourceLists"] == "unknown key; did you mean 'resourceList'?"
-    assert problems["resourceList"] == "required"
-    problems = problems_of(one_pool(resourcename2="x"))
-    assert "did you mean 'resourceName'" in problems["resourceList[0].resourcename2"]
+    assert problems == {"resourceList": "required"}
+    problems = problems_of({"resourceLists": []}, strict=True)
+    assert "did you mean 'resourceList'?" in problems["resourceLists"]
+    warnings = warnings_of(one_pool(resourcename2="x"))
+    assert len(warnings) == 1 and "resourceList[0].resourcename2: unknown key" in warnings[0]
+    assert "did you mean 'resourceName'" in warnings[0]
 
 
 def test_key_case_differences_are_accepted_with_a_warning() -> None:
-    config = PoolConfig.parse(one_pool({"IsRdma": True}))
+    config = PoolConfig.parse(one_pool({"isrdma": True}, RESOURCEPREFIX="x.io"))
     assert config.pools[0].selectors[0].is_rdma
-    assert any("IsRdma" in w and "'isRdma'" in w for w in config.warnings)
+    assert config.pools[0].full_name == "x.io/net"
+    assert any("isrdma" in w and "'isRdma'" in w for w in config.warnings)
+    assert any("RESOURCEPREFIX" in w for w in config.warnings)
 
 
-def test_selector_key_of_another_device_type_is_named() -> None:
-    problems = problems_of(one_pool({"auxTypes": ["sf"]}))
-    assert "not a selector for deviceType netDevice" in problems[
-        "resourceList[0].selectors.auxTypes"]
-    problems = problems_of(one_pool({"pfNames": ["p0"]}, deviceType="accelerator"))
-    assert "resourceList[0].selectors.pfNames" in problems
+def test_go_field_spellings_the_operator_writes_are_silent() -> None:
+    config = PoolConfig.parse(one_pool({"IsRdma": True, "NeedVhostNet": True},
+                                       SelectorObj=None, SelectorObjs=None))
+    (sel,) = config.pools[0].selectors
+    assert sel.is_rdma and sel.need_vhost_net and config.warnings == ()
 
 
-BAD_FIELDS = [
-    ({"vendors": "8086"}, "selectors.vendors", "expected a list of strings, got a string"),
-    ({"vendors": [8086]}, "selectors.vendors[0]", "expected a string, got a number"),
+def test_selector_objs_must_be_a_list_or_null_as_upstream() -> None:
+    assert PoolConfig.parse(one_pool(SelectorObjs=[{"x": 1}])).warnings == ()
+    problems = problems_of(one_pool(SelectorObjs={"x": 1}))
+    assert "expected a list or null" in problems["resourceList[0].SelectorObjs"]
+
+
+def test_repeated_keys_last_wins_as_go() -> None:
+    config = parse_pool_config('{"resourceList": [{"resourceName": "a", "resourceName": "b", '
+                               '"selectors": {"isRdma": true, "IsRdma": false}}]}')
+    assert config.pools[0].resource_name == "b"
+    assert config.pools[0].selectors[0].is_rdma is False
+    assert any("'resourceName' is given more than once" in w for w in config.warnings)
+    with pytest.raises(PoolConfigProblems, match="given more than once"):
+        parse_pool_config('{"resourceList": [], "resourceList": []}', strict=True)
+
+
+def test_selector_key_of_another_device_type_is_ignored_as_upstream() -> None:
+    warnings = warnings_of(one_pool({"auxTypes": ["sf"]}))
+    assert "not a selector for deviceType netDevice" in warnings[0]
+    config = PoolConfig.parse(one_pool({"pfNames": ["p0"]}, deviceType="accelerator"))
+    assert config.pools[0].selectors[0] == SelectorSet()
+    assert "resourceList[0].selectors.pfNames" in config.warnings[0]
+    problems = problems_of(one_pool({"auxTypes": ["sf"]}), strict=True)
+    assert "resourceList[0].selectors.auxTypes" in problems
+
+
+def test_go_empty_values_mean_unset() -> None:
+    config = PoolConfig.parse(one_pool({"vendors": None, "isRdma": None, "vdpaType": ""},
+                                       deviceType="", resourcePrefix="", excludeTopology=None,
+                                       additionalInfo=None))
+    pool = config.pools[0]
+    assert pool.full_name == "intel.com/net" and pool.device_type is DeviceType.NET_DEVICE
+    assert pool.selectors == (SelectorSet(),) and config.warnings == ()
+
+
+def test_empty_selector_list_drops_the_pool_as_upstream() -> None:
+    config = PoolConfig.parse({"resourceList": [
+        {"resourceName": "gone", "selectors": []}, {"resourceName": "kept", "selectors": {}}]})
+    assert [p.resource_name for p in config.pools] == ["kept"]
+    assert "resourceList[0].selectors: is an empty list, so the pool is dropped" \
+        in config.warnings[0]
+    assert "is an empty list" in problems_of(one_pool([]), strict=True)["resourceList[0].selectors"]
+
+
+def test_pf_ranges_mean_what_upstream_selects() -> None:
+    config = PoolConfig.parse(one_pool({"pfNames": ["a#0,x,5", "b#5-3,7", "c#1#2", "d#",
+                                                    "e#0-300"]}))
+    refs = {r.device: r for r in config.pools[0].selectors[0].pf_names}
+    assert refs["a"].vf_indexes == frozenset({0})  # upstream stops at the malformed 'x'
+    assert refs["b"].vf_indexes == frozenset({7})  # a reversed range is empty, not an error
+    assert refs["c"].vf_indexes == frozenset()     # two '#': the entry selects nothing
+    assert refs["d"].vf_indexes == frozenset()
+    assert refs["e"].vf_indexes == frozenset(range(301))  # no 255 limit upstream
+    assert len(config.warnings) == 4
+    assert "'a#0,x,5': VF index range: 'x' is not a VF index" in config.warnings[0]
+
+
+# (selectors, field, message): upstream accepts these (the value just never matches, or
+# the entry selects nothing), so they are warnings by default and errors with strict=True
+DOUBTFUL_VALUES = [
     ({"vendors": ["808"]}, "selectors.vendors[0]", "expected 4 hex digits"),
+    ({"vendors": ["0x8086"]}, "selectors.vendors[0]", "never matches; did you mean '8086'?"),
+    ({"devices": ["154C"]}, "selectors.devices[0]", "never matches; did you mean '154c'?"),
     ({"devices": ["zzzz"]}, "selectors.devices[0]", "expected 4 hex digits"),
     ({"drivers": ["i a"]}, "selectors.drivers[0]", "not a driver name"),
     ({"pciAddresses": ["3b:02"]}, "selectors.pciAddresses[0]", "PCI address"),
+    ({"pciAddresses": ["3b:02.0"]}, "selectors.pciAddresses[0]", "did you mean '0000:3b:02.0'"),
     ({"pfNames": ["ok", "ens1f0#3-1"]}, "selectors.pfNames[1]", "runs backwards"),
     ({"pfNames": ["a/b"]}, "selectors.pfNames[0]", "interface name"),
     ({"pfNames": ["x" * 16]}, "selectors.pfNames[0]", "longer than 15 bytes"),
     ({"rootDevices": ["0000:3b:00.0#a"]}, "selectors.rootDevices[0]", "'a' is not a VF index"),
     ({"rootDevices": ["ens1f0"]}, "selectors.rootDevices[0]", "PCI address"),
+    ({"rootDevices": ["3b:00.0"]}, "selectors.rootDevices[0]", "did you mean '0000:3b:00.0'"),
     ({"linkTypes": ["eth"]}, "selectors.linkTypes[0]", "expected one of ether, infiniband"),
     ({"acpiIndexes": ["x1"]}, "selectors.acpiIndexes[0]", "decimal ACPI index"),
     ({"pKeys": ["0xfffff"]}, "selectors.pKeys[0]", "16-bit hex"),
     ({"ddpProfiles": [" "]}, "selectors.ddpProfiles[0]", "is empty"),
+    ([], "selectors", "is an empty list"),
+]
+
+
+@pytest.mark.parametrize(("selectors", "field", "message"), DOUBTFUL_VALUES,
+                         ids=[f"{f}:{m[:20]}" for _, f, m in DOUBTFUL_VALUES])
+def test_doubtful_values_warn_and_are_errors_when_strict(selectors: object, field: str,
+                                                         message: str) -> None:
+    warnings = warnings_of(one_pool(selectors))
+    assert any(w.startswith(f"resourceList[0].{field}: ") and message in w for w in warnings), \
+        warnings
+    problems = problems_of(one_pool(selectors), strict=True)
+    assert message in problems[f"resourceList[0].{field}"], problems
+
+
+def test_values_that_never_match_upstream_never_match_here() -> None:
+    from tests.unit.test_selectors import VF
+    config = PoolConfig.parse(one_pool({"devices": ["154C"]}))
+    assert config.pools[0].match(VF)[0] is False
+    config = PoolConfig.parse(one_pool({"devices": ["154c"], "pfNames": ["ENS1F0#5"]}))
+    assert config.pools[0].match(VF)[0] is True  # pfNames compare case-insensitively
+
+
+# upstream rejects these (the whole file, the pool, or the plugin exits): errors in both modes
+BAD_FIELDS = [
+    ({"vendors": "8086"}, "selectors.vendors", "expected a list of strings, got a string"),
+    ({"vendors": [8086]}, "selectors.vendors[0]", "expected a string, got a number"),
     ({"isRdma": "true"}, "selectors.isRdma", "expected true or false, got a string"),
     ({"needVhostNet": 1}, "selectors.needVhostNet", "expected true or false, got a number"),
     ({"vdpaType": "vdpa"}, "selectors.vdpaType", "expected one of vhost, virtio"),
     ({"isRdma": True, "vdpaType": "vhost"}, "selectors.vdpaType", "cannot be combined with isRdma"),
     ("pfNames", "selectors", "expected a selector object or a list of them, got a string"),
-    ([], "selectors", "is an empty list"),
     ([{}, 3], "selectors[1]", "expected a selector object, got a number"),
+    (None, "selectors", "null or missing crashes upstream"),
 ]
+
+
+@pytest.mark.parametrize(("selectors", "field", "message"), [
+    ({}, "selectors.auxTypes", "required for deviceType auxNetDevice"),
+    ({"auxTypes": ["sf", "vf"]}, "selectors.auxTypes[1]", "only 'sf' is supported"),
+], ids=["missing", "not-sf"])
+def test_aux_types_as_upstream_validates_them(selectors: object, field: str,
+                                              message: str) -> None:
+    pool = one_pool(selectors, deviceType="auxNetDevice")
+    for strict in (False, True):
+        assert message in problems_of(pool, strict=strict)[f"resourceList[0].{field}"]
 
 
 @pytest.mark.parametrize(("selectors", "field", "message"), BAD_FIELDS,
                          ids=[f"{f}:{m[:20]}" for _, f, m in BAD_FIELDS])
 def test_bad_selector_values_name_the_field(selectors: object, field: str, message: str) -> None:
-    problems = problems_of(one_pool(selectors))
-    assert message in problems[f"resourceList[0].{field}"], problems
+    pool = {"resourceList": [{"resourceName": "net", "selectors": selectors}]}
+    for strict in (False, True):
+        problems = problems_of(pool, strict=strict)
+        assert message in problems[f"resourceList[0].{field}"], problems
 
 
 BAD_POOLS = [
@@ -141,14 +258,16 @@ BAD_POOLS = [
     ({"resourceName": "_a", "selectors": {}}, "resourceName", "start and end with a letter"),
     ({"resourceName": "a" * 64, "selectors": {}}, "resourceName", "at most 63"),
     ({"resourceName": "a"}, "selectors", "required"),
+    ({"resourceName": "a", "selectors": {}, "resourcePrefix": 5}, "resourcePrefix",
+     "lower-case DNS domain"),
     ({"resourceName": "a", "selectors": {}, "resourcePrefix": "Intel.COM"}, "resourcePrefix",
      "lower-case DNS domain"),
     ({"resourceName": "a", "selectors": {}, "deviceType": "netdevice"}, "deviceType",
      "expected one of netDevice, accelerator, auxNetDevice"),
     ({"resourceName": "a", "selectors": {}, "excludeTopology": "yes"}, "excludeTopology",
      "expected true or false"),
-    ({"resourceName": "a", "selectors": {}, "additionalInfo": {"3b:02": {}}},
-     "additionalInfo.3b:02", "key must be '*' or a PCI address"),
+    ({"resourceName": "a", "selectors": {}, "additionalInfo": ["x"]},
+     "additionalInfo", "expected an object"),
     ({"resourceName": "a", "selectors": {}, "additionalInfo": {"*": {"k": 1}}},
      "additionalInfo.*.k", "expected a string, got a number"),
 ]
@@ -173,7 +292,7 @@ def test_duplicate_full_names_rejected_even_via_default_prefix() -> None:
 
 def test_every_problem_is_reported_in_one_error() -> None:
     with pytest.raises(PoolConfigProblems) as info:
-        PoolConfig.parse({"resourceList": [
+        PoolConfig.parse(strict=True, obj={"resourceList": [
             {"resourceName": "a", "selectors": {"vendor": ["8086"], "pfNames": ["p#9-1"]}},
             {"resourceName": "b.c", "selectors": [{"isRdma": 1}]},
             "nope",
@@ -200,10 +319,9 @@ def test_vdpa_and_device_types_are_enums() -> None:
 
 @pytest.mark.parametrize(("text", "message"), [
     ("{", "not valid JSON: line 1 column 2"),
-    ('{"resourceList": [], "resourceList": []}', "key 'resourceList' appears twice"),
     (b"\xff\xfe", "not"),
     ("[]", "must be a JSON object with 'resourceList', got a list"),
-], ids=["truncated", "duplicate-key", "binary", "list"])
+], ids=["truncated", "binary", "list"])
 def test_unparseable_text(text: str | bytes, message: str) -> None:
     with pytest.raises(PoolConfigError, match=message):
         parse_pool_config(text)

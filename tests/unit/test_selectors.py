@@ -44,7 +44,15 @@ CASES = [
     ("pfnames-range-miss", SelectorSet(pf_names=(ref("ens1f0#0-3"),)), VF, False,
      "pfNames: ens1f0 VF 5 not in #0-3"),
     ("pfnames-two-ranges-miss", SelectorSet(pf_names=(ref("ens1f0#0"), ref("ens1f0#7-9"))), VF,
-     False, "pfNames: ens1f0 VF 5 not in #0 or #7-9"),
+     False, "pfNames: ens1f0 VF 5 not in #0"),
+    # upstream getItem: only the FIRST entry naming the PF counts, the later one is never read
+    ("pfnames-first-entry-only", SelectorSet(pf_names=(ref("ens1f0#0-1"), ref("ens1f0#5"))), VF,
+     False, "pfNames: ens1f0 VF 5 not in #0-1"),
+    # upstream EqualFold on the part before '#'
+    ("pfnames-case-insensitive", SelectorSet(pf_names=(ref("ENS1F0#5"),)), VF, True,
+     "pfNames: ens1f0 VF 5 selected"),
+    ("rootdevices-case-insensitive", SelectorSet(root_devices=(ref("0000:3B:00.0"),)), VF, True,
+     ""),
     ("pfnames-other-pf", SelectorSet(pf_names=(ref("ens1f1#0-3"), ref("ens2f0"))), VF, False,
      "pfNames: PF ens1f0 not in [ens1f1#0-3, ens2f0]"),
     ("pfnames-pf-without-netdev", SelectorSet(pf_names=(ref("ens1f0"),)),
