@@ -294,7 +294,7 @@ def _standalone(env: "Mapping[str, str]", stdin: bytes, site_dirs: "Sequence[str
     sys.path.extend(d for d in site_dirs if d not in sys.path)
     try:
         from cni.main import main as main_no_command
-        from cni.main import run
+        from cni.main import process_started, run
     except ImportError as e:
         # A self-contained shim on a node (hack/install-cni --self-contained): the plugin
         # lives only in the agent's image. No agent means "not ready yet", not a bad config,
@@ -306,7 +306,10 @@ def _standalone(env: "Mapping[str, str]", stdin: bytes, site_dirs: "Sequence[str
 
     if not env.get("CNI_COMMAND"):
         return main_no_command()
-    return run(dict(env), stdin, sys.stdout, sys.stderr)
+    import os
+
+    # a late ADD is judged by when this process (the runtime's exec) started, not by now
+    return run(dict(env), stdin, sys.stdout, sys.stderr, started=process_started(os.getpid()))
 
 
 if __name__ == "__main__":

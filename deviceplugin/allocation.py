@@ -1,13 +1,13 @@
 """Pure construction of one container's Allocate answer (env, device specs, CDI, device-info).
 
 Follows sriov-network-device-plugin's contract so existing workloads and sriov-cni
-keep working: ``PCIDEVICE_<PREFIX>_<NAME>`` (comma-separated PCI addresses) and
-``..._INFO`` JSON, vfio device nodes, vhost-net, and the NPWG device-info file.
-
+keep working: ``PCIDEVICE_<PREFIX>_<NAME>`` (comma-separated device IDs) and
+``..._INFO`` JSON, device nodes, and the NPWG device-info file. What each device class
+adds (vfio, uio, RDMA, vDPA, vhost-net nodes and ``_INFO`` entries, the device-info
+content) comes from :mod:`sriov.devclass`; this module only assembles the answer.
 A device node missing on the host is left out (``missing_nodes`` says which, for a
-warning): a runtime given one fails the container. ``/dev/vhost-net`` and ``/dev/net/tun``
-go together or not at all, and the ``vhost`` env entry needs ``/dev/vhost-net``, as upstream.
-The existence check is a parameter, so this module stays pure.
+warning): a runtime given one fails the container. Existence is checked under
+``dev_root`` (or by ``node_exists``), so this module stays pure.
 """
 
 from __future__ import annotations
@@ -15,24 +15,33 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from deviceplugin.pool import PoolDevice, PoolSpec
-from sriov.types import DriverKind
+from sriov import devclass
+from sriov.devclass import DeviceNode, NodeExists
+from sriov.devclass.vfio import VFIO_CONTAINER
+from sriov.devclass.vhost import TUN, VHOST_NET
 
-VFIO_CONTAINER = "/dev/vfio/vfio"
-VHOST_NET = "/dev/vhost-net"
-TUN = "/dev/net/tun"
+__all__ = [
+    "DEFAULT_DEVINFO_DIR",
+    "DEVINFO_VERSION",
+    "TUN",
+    "VFIO_CONTAINER",
+    "VHOST_NET",
+    "ContainerAllocation",
+    "DeviceNode",
+    "allocate_container",
+    "cdi_name",
+    "devinfo_file_name",
+    "env_name",
+]
+
 DEFAULT_DEVINFO_DIR = Path("/var/run/k8s.cni.cncf.io/devinfo/dp")
-DEVINFO_VERSION = "1.1.0"
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class DeviceNode:
-    container_path: str
-    host_path: str
-    permissions: str = "rw"
+DEVINFO_VERSION = devclass.DEVINFO_VERSION
+CDI_CLASS_OF_TYPE = {"netDevice": "net-pci", "accelerator": "net-accel", "auxNetDevice": "net-sf"}
+"""CDI device class per ``deviceType`` (upstream's pool ``GetCDIName``)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,71 +65,58 @@ def devinfo_file_name(full_name: str, pci: str) -> str:
     return f"{full_name.replace('/', '-')}-{pci}-device.json"
 
 
-def cdi_name(prefix: str, pci: str) -> str:
-    return f"{prefix}/net-pci={pci}"
+def cdi_name(prefix: str, device_id: str, device_type: str = "netDevice") -> str:
+    return f"{prefix}/{CDI_CLASS_OF_TYPE.get(device_type, 'net-pci')}={device_id}"
 
 
-NodeExists = Callable[[str], bool]
+def _trust(path: str) -> bool:
+    return True
 
 
-def _device_nodes(devices: Sequence[PoolDevice],
-                  exists: NodeExists) -> tuple[tuple[DeviceNode, ...], tuple[str, ...]]:
-    """(nodes handed out, wanted host paths that do not exist)."""
-    wanted: list[str] = []
-    for device in devices:
-        if device.vf.driver_kind is DriverKind.VFIO and device.vf.iommu_group is not None:
-            wanted += [VFIO_CONTAINER, f"/dev/vfio/{device.vf.iommu_group}"]
-    vhost = [VHOST_NET, TUN] if any(d.need_vhost_net for d in devices) else []
-    wanted = list(dict.fromkeys(wanted))
-    absent = [p for p in (*wanted, *vhost) if not exists(p)]
-    if any(p in absent for p in vhost):
-        vhost = []  # upstream: both or neither
-    nodes = tuple(DeviceNode(container_path=p, host_path=p)
-                  for p in (*wanted, *vhost) if p not in absent)
-    return nodes, tuple(absent)
+def device_info_json(device: PoolDevice) -> str:
+    return json.dumps(devclass.device_info_document(device.vf, device.options), sort_keys=True)
 
 
-def _info(spec: PoolSpec, device: PoolDevice, exists: NodeExists) -> dict[str, dict[str, str]]:
-    info: dict[str, dict[str, str]] = {"generic": {"deviceID": device.id}}
-    vf = device.vf
-    if vf.driver_kind is DriverKind.VFIO and vf.iommu_group is not None:
-        info["vfio"] = {"mount": VFIO_CONTAINER, "dev-mount": f"/dev/vfio/{vf.iommu_group}"}
-    if device.need_vhost_net and exists(VHOST_NET):
-        info["vhost"] = {"net-mount": VHOST_NET, "tun-mount": TUN}
-    extra = spec.extra_info(device.id)
+def _info(spec: PoolSpec, device: PoolDevice, found: devclass.DeviceAllocation
+          ) -> dict[str, dict[str, str]]:
+    info = dict(found.info)
+    extra = spec.extra_info(device.vf.address)
     if extra:
         info["extra"] = extra
     return info
 
 
-def _devinfo_json(device: PoolDevice) -> str:
-    pci: dict[str, str] = {"pci-address": device.id}
-    return json.dumps({"type": "pci", "version": DEVINFO_VERSION, "pci": pci}, sort_keys=True)
-
-
 def allocate_container(
     spec: PoolSpec, devices: Sequence[PoolDevice], *, use_cdi: bool,
-    node_exists: NodeExists = lambda path: True,
+    dev_root: Path | None = None, node_exists: NodeExists | None = None,
 ) -> ContainerAllocation:
     """The answer for one ``ContainerAllocateRequest`` whose IDs resolved to ``devices``.
 
-    ``node_exists`` tells whether a host device node exists (the servicer passes
-    ``os.path.exists``); the default trusts every node."""
+    Device specs are de-duplicated by host path within the request (as upstream), so two
+    VFs sharing ``/dev/vfio/vfio`` or ``rdma_cm`` list it once. Nodes are checked by
+    ``node_exists``, else under ``dev_root``, else trusted (pure callers and tests).
+    """
+    exists = node_exists or (devclass.under(dev_root) if dev_root else _trust)
     key = env_name(spec.full_name)
     ids = [d.id for d in devices]
+    per_device = {d.id: devclass.allocate(d.vf, d.options, exists) for d in devices}
+    nodes: dict[str, DeviceNode] = {}
+    for found in per_device.values():
+        for node in found.nodes:
+            nodes.setdefault(node.host_path, node)
     envs = {
         key: ",".join(ids),
-        key + "_INFO": json.dumps({d.id: _info(spec, d, node_exists) for d in devices},
+        key + "_INFO": json.dumps({d.id: _info(spec, d, per_device[d.id]) for d in devices},
                                   sort_keys=True),
     }
-    nodes, missing = _device_nodes(devices, node_exists)
     files = {}
     if spec.device_type == "netDevice":
-        files = {devinfo_file_name(spec.full_name, d.id): _devinfo_json(d) for d in devices}
+        files = {devinfo_file_name(spec.full_name, d.id): device_info_json(d) for d in devices}
     return ContainerAllocation(
         envs=envs,
-        devices=nodes,
-        cdi_devices=tuple(cdi_name(spec.prefix, i) for i in ids) if use_cdi else (),
+        devices=tuple(nodes.values()),
+        cdi_devices=tuple(cdi_name(spec.prefix, i, spec.device_type) for i in ids)
+        if use_cdi else (),
         device_info=files,
-        missing_nodes=missing,
+        missing_nodes=tuple(dict.fromkeys(p for f in per_device.values() for p in f.missing)),
     )

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
@@ -39,6 +38,7 @@ from deviceplugin.pool import Policy
 from deviceplugin.scanner import ConfigFile, HostScanner, SysfsCarrier, registry_for
 from deviceplugin.servicer import ServiceOptions
 from deviceplugin.sysfswatch import SysfsWatch
+from sriov.ddp import DdpTool
 from sriov.errors import PoolConfigError, SriovError
 from sriov.events import DeviceEvent
 from sriov.host import open_host
@@ -126,14 +126,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def node_exists_checker(*, emulated: bool) -> Callable[[str], bool]:
-    """Whether a host device node exists. An emulated host has no ``/dev/vfio/<group>``
-    for its emulated VFs; those count as present so its vfio pools stay testable."""
-    if emulated:
-        return lambda path: path.startswith("/dev/vfio/") or os.path.exists(path)
-    return os.path.exists
-
-
 def _start_cni_agent(socket: Path, stop: threading.Event, sysfs_root: Path,
                      pool_config: Path) -> threading.Thread:
     import cni.agent as agent  # lazy: documented exception to the layering rule
@@ -178,14 +170,15 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
 
     # an emulated host's tree is only synced with its veths by a full rescan: no shortcut
     fingerprint = None if host.emulated else SysfsFingerprint(args.sysfs_root)
-    scanner = HostScanner(config, inventory, SysfsCarrier(args.sysfs_root), fingerprint)
+    scanner = HostScanner(config, inventory, SysfsCarrier(args.sysfs_root), fingerprint,
+                          ddp=DdpTool.find())
     registry = registry_for(scanner, safety_interval_s=args.rescan_interval)
+    dev_root = Path(args.sysfs_root) / "dev"  # /dev on a real host, <root>/dev emulated
     options = ServiceOptions(policy=Policy(args.policy), use_cdi=args.use_cdi,
-                             devinfo_dir=args.devinfo_dir,
-                             node_exists=node_exists_checker(emulated=host.emulated))
+                             devinfo_dir=args.devinfo_dir, dev_root=dev_root)
     manager = PluginManager(args.plugin_dir, registry, options, metrics,
                             plugins_registry=args.plugins_registry)
-    cdi = CdiSpecWriter(args.cdi_dir) if args.use_cdi else None
+    cdi = CdiSpecWriter(args.cdi_dir, dev_root) if args.use_cdi else None
     if cdi is not None:
         cdi.remove_stale()
         registry.add_listener(lambda snap: cdi.update(snap.pools))

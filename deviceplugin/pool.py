@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 
 from deviceplugin.errors import DevicePluginError
+from sriov.devclass import AllocOptions
 from sriov.types import IfName, PciAddress, VirtualFunction
 
 
@@ -65,15 +66,22 @@ class PoolDevice:
     """One advertised device: a VF and its current health."""
 
     vf: VirtualFunction
+    """The device (a VF, NIC, accelerator or SF record)."""
     health: Health
     numa_node: int | None
     """``None`` when sysfs has no topology or the pool sets ``excludeTopology``."""
-    need_vhost_net: bool = False
-    """Its owning selector object (the first that matched it) sets ``needVhostNet``."""
+    options: AllocOptions = dataclasses.field(default_factory=AllocOptions)
+    """What the selector object that claimed the device asks for (isRdma, vdpaType,
+    needVhostNet), as upstream decides these per selector."""
 
     @property
-    def id(self) -> PciAddress:
-        return self.vf.address
+    def id(self) -> str:
+        return self.vf.id
+
+    @property
+    def need_vhost_net(self) -> bool:
+        """Its owning selector object (the first that matched it) sets ``needVhostNet``."""
+        return self.options.need_vhost_net
 
     @property
     def healthy(self) -> bool:
@@ -92,16 +100,21 @@ def vf_health(vf: VirtualFunction, carrier: CarrierProbe) -> Health:
 
 def build_devices(
     spec: PoolSpec, vfs: Iterable[VirtualFunction], carrier: CarrierProbe,
+    options: Mapping[str, AllocOptions] | None = None, *,
     vhost_net: Container[str] = frozenset(),
 ) -> tuple[PoolDevice, ...]:
-    """The pool's full device list, sorted by PCI address; ``vhost_net`` holds the VFs
-    whose owning selector sets ``needVhostNet`` (:attr:`sriov.pools.Selection.vhost_net`)."""
+    """The pool's full device list, sorted by ID. ``options``: per device ID, from the
+    selector object that claimed it (default: the pool's ``isRdma``, plus
+    ``needVhostNet`` for the IDs in ``vhost_net``)."""
+    def default(vf: VirtualFunction) -> AllocOptions:
+        return AllocOptions(is_rdma=spec.is_rdma, need_vhost_net=vf.id in vhost_net)
+
     devices = (
         PoolDevice(
             vf=vf,
             health=vf_health(vf, carrier),
             numa_node=None if spec.exclude_topology else vf.numa_node,
-            need_vhost_net=vf.address in vhost_net,
+            options=(options or {}).get(vf.id) or default(vf),
         )
         for vf in vfs
     )

@@ -16,8 +16,10 @@ from pathlib import Path
 
 from deviceplugin.pool import Health, PoolDevice, PoolSpec, build_devices
 from deviceplugin.registry import DeviceRegistry, PoolState
+from sriov.ddp import DdpProbe, with_ddp_profiles
+from sriov.devclass import AllocOptions
 from sriov.errors import PoolConfigError
-from sriov.pools import PoolConfig, ResourcePool, parse_pool_config, select
+from sriov.pools import PoolConfig, ResourcePool, Selection, parse_pool_config, select
 from sriov.types import IfName, Inventory, VirtualFunction
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,18 @@ def pool_spec(pool: ResourcePool) -> PoolSpec:
         is_rdma=pool.is_rdma,
         additional_info={k: dict(v) for k, v in pool.additional_info.items()},
     )
+
+
+def selector_options(config: PoolConfig, selection: Selection) -> dict[str, AllocOptions]:
+    """Device ID -> the Allocate options of the selector object that claimed it."""
+    found: dict[str, AllocOptions] = {}
+    for device_id in selection.claimed_by:
+        selector = selection.selector(config, device_id)
+        if selector is not None:
+            found[device_id] = AllocOptions(
+                is_rdma=selector.is_rdma, need_vhost_net=selector.need_vhost_net,
+                vdpa_type=str(selector.vdpa_type) if selector.vdpa_type else None)
+    return found
 
 
 class SysfsCarrier:
@@ -136,11 +150,13 @@ class HostScanner:
     def __init__(self, config: ConfigFile, inventory: Callable[[], Inventory],
                  carrier: Callable[[IfName], bool | None],
                  fingerprint: Callable[[], object] | None = None,
-                 full_every: int = SAFETY_FULL_EVERY) -> None:
+                 full_every: int = SAFETY_FULL_EVERY, ddp: DdpProbe | None = None) -> None:
         self._config = config
         self._inventory = inventory
         self._carrier = carrier
         self._fingerprint = fingerprint
+        self._ddp = ddp
+        self._warned_no_ddp = False
         self._last_fingerprint: object = None
         self._last_config: PoolConfig | None = None
         self._full_every = full_every
@@ -156,17 +172,29 @@ class HostScanner:
         if self._fingerprint is not None:
             self._last_fingerprint = self._fingerprint()  # before: a change during the scan
         inventory = self._inventory()                      # shows up at the next check
+        if any(s.ddp_profiles for p in config.pools for s in p.selectors):
+            inventory = self._with_ddp(inventory)
         self.last_inventory = inventory
         selection = select(config, inventory)
         self._last_selection = {
             pool.full_name: (pool_spec(pool), selection.pools.get(pool.full_name, ()))
             for pool in config.pools}
+        options = selector_options(config, selection)
         carrier = functools.cache(self._carrier)
         self._pools = {
-            name: _index(PoolState(spec=spec, devices=build_devices(spec, vfs, carrier,
-                                                                    selection.vhost_net)))
+            name: _index(PoolState(spec=spec, devices=build_devices(spec, vfs, carrier, options)))
             for name, (spec, vfs) in self._last_selection.items()}
         return {name: p.state for name, p in self._pools.items()}
+
+    def _with_ddp(self, inventory: Inventory) -> Inventory:
+        """DDP profiles are read only when a pool selects by them (upstream does the same)."""
+        if self._ddp is None:
+            if not self._warned_no_ddp:
+                log.warning("a pool selects by ddpProfiles but ddptool is not on PATH; "
+                            "no device will match")
+                self._warned_no_ddp = True
+            return inventory
+        return with_ddp_profiles(inventory, self._ddp)
 
     def safety(self) -> Mapping[str, PoolState]:
         """The safety timer's pass: a full rescan only if the config or the host's device

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -24,6 +23,7 @@ from deviceplugin.files import write_atomic
 from deviceplugin.metrics import Metrics
 from deviceplugin.pool import Policy, preferred_allocation
 from deviceplugin.registry import DeviceRegistry, PoolState
+from sriov.devclass import DEFAULT_DEV_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,8 @@ class ServiceOptions:
     use_cdi: bool = False
     devinfo_dir: Path | None = None
     """Where NPWG device-info files go; None = do not write them."""
-    node_exists: Callable[[str], bool] = os.path.exists
-    """Whether a host device node exists; missing ones are left out of Allocate answers."""
+    dev_root: Path = DEFAULT_DEV_ROOT
+    """Where device nodes are checked (``<sysfs-root>/dev``); missing ones are left out."""
 
 
 class DevicePluginServicer(pb_grpc.DevicePluginServicer):
@@ -133,7 +133,7 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
                             self.resource, ",".join(unhealthy))
             alloc = allocate_container(pool.spec, [devices[i] for i in ids],
                                        use_cdi=self._options.use_cdi,
-                                       node_exists=self._options.node_exists)
+                                       dev_root=self._options.dev_root)
             if alloc.missing_nodes:
                 log.warning("device nodes missing on the host, not handed to the runtime "
                             "resource=%s paths=%s", self.resource, ",".join(alloc.missing_nodes))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sriov import devclass
 from sriov.types import DriverKind, Inventory, PhysicalFunction, VirtualFunction
 
 SCHEMA_VERSION = 1
@@ -43,10 +44,27 @@ def _pf_row(pf: PhysicalFunction) -> list[str]:
             _dash(pf.mtu), f"{pf.vendor_id}:{pf.device_id}"]
 
 
+def _chars(device: VirtualFunction) -> tuple[str, ...]:
+    return devclass.char_devices(device, lambda _: True)
+
+
+def _chars_short(device: VirtualFunction) -> str:
+    """``infiniband/uverbs1,vfio/9``: the table drops the common ``/dev/``."""
+    return ",".join(p.removeprefix("/dev/") for p in _chars(device)) or "-"
+
+
 def _vf_row(vf: VirtualFunction) -> list[str]:
     return [str(vf.index), vf.address, _dash(vf.driver), vf_netdev_label(vf),
             _dash(vf.iommu_group), _dash(vf.numa_node), "yes" if vf.is_rdma else "no",
-            f"{vf.vendor_id}:{vf.device_id}"]
+            f"{vf.vendor_id}:{vf.device_id}", devclass.class_label(vf), _chars_short(vf)]
+
+
+def _other_row(device: VirtualFunction) -> list[str]:
+    parent = "-" if device.pf_address == device.address and not device.aux_name else (
+        f"{device.pf_address}#{device.index}")
+    return [device.id, devclass.class_label(device), _dash(device.driver),
+            vf_netdev_label(device), _dash(device.numa_node),
+            f"{device.vendor_id}:{device.device_id}", parent, _chars_short(device)]
 
 
 def _group_vfs(inv: Inventory) -> dict[str, list[VirtualFunction]]:
@@ -63,7 +81,8 @@ def format_inventory(inv: Inventory) -> str:
         lines.append("No SR-IOV network PFs found.")
     by_pf = _group_vfs(inv)
     pf_header = ["PF", "DRIVER", "NETDEV", "VFS", "NUMA", "LINK", "MTU", "ID"]
-    vf_header = ["VF", "ADDRESS", "DRIVER", "NETDEV", "IOMMU", "NUMA", "RDMA", "ID"]
+    vf_header = ["VF", "ADDRESS", "DRIVER", "NETDEV", "IOMMU", "NUMA", "RDMA", "ID", "CLASS",
+                 "CHARDEVS"]
     for n, pf in enumerate(inv.pfs):
         if n:
             lines.append("")
@@ -73,6 +92,11 @@ def format_inventory(inv: Inventory) -> str:
             lines.extend(_table([vf_header, *(_vf_row(v) for v in vfs)], _VF_INDENT))
         else:
             lines.append(f"{_VF_INDENT}(no VFs; sriov_numvfs={pf.num_vfs})")
+    if inv.others:
+        lines.append("")
+        lines.append("Other poolable devices (NICs without VFs, accelerators, SFs):")
+        header = ["DEVICE", "CLASS", "DRIVER", "NETDEV", "NUMA", "ID", "PARENT", "CHARDEVS"]
+        lines.extend(_table([header, *(_other_row(d) for d in inv.others)], "  "))
     if inv.skipped:
         lines.append("")
         lines.append(f"Skipped {len(inv.skipped)} device(s):")
@@ -85,7 +109,31 @@ def _vf_json(vf: VirtualFunction) -> dict[str, object]:
         "index": vf.index, "address": vf.address, "vendorId": vf.vendor_id,
         "deviceId": vf.device_id, "driver": vf.driver, "driverKind": str(vf.driver_kind),
         "netdev": vf.netdev, "iommuGroup": vf.iommu_group, "numaNode": vf.numa_node,
-        "rdma": vf.is_rdma, "linkType": str(vf.link_type),
+        "rdma": vf.is_rdma, "linkType": str(vf.link_type), **_class_json(vf),
+    }
+
+
+def _class_json(device: VirtualFunction) -> dict[str, object]:
+    """Device-class facts (new in this schema version's lifetime; additive)."""
+    return {
+        "class": str(device.device_class), "charDevices": list(_chars(device)),
+        "rdmaDevices": [r.name for r in device.rdma_devices],
+        "vdpa": None if device.vdpa is None else {
+            "name": device.vdpa.name, "driver": device.vdpa.driver,
+            "vhostDevice": device.vdpa.vhost_device},
+        "uioDevice": device.uio_device, "noIommu": device.noiommu,
+        "acpiIndex": device.acpi_index, "pKey": device.pkey,
+    }
+
+
+def _other_json(device: VirtualFunction) -> dict[str, object]:
+    return {
+        "id": device.id, "address": device.address, "pfAddress": device.pf_address,
+        "index": device.index, "vendorId": device.vendor_id, "deviceId": device.device_id,
+        "driver": device.driver, "driverKind": str(device.driver_kind),
+        "netdev": device.netdev, "iommuGroup": device.iommu_group,
+        "numaNode": device.numa_node, "linkType": str(device.link_type),
+        "defaultRoute": device.default_route, **_class_json(device),
     }
 
 
@@ -103,5 +151,6 @@ def inventory_to_json(inv: Inventory) -> dict[str, object]:
             }
             for pf in inv.pfs
         ],
+        "others": [_other_json(d) for d in inv.others],
         "skipped": [{"path": s.path, "reason": s.reason} for s in inv.skipped],
     }

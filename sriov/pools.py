@@ -25,7 +25,7 @@ from sriov import gojson
 from sriov.errors import PoolConfigError
 from sriov.pool_parse import Problems, parse_resource_list
 from sriov.selectors import DeviceType, SelectorSet, VdpaType
-from sriov.types import Inventory, PciAddress, VirtualFunction
+from sriov.types import DeviceClass, Inventory, PciAddress, VirtualFunction
 
 __all__ = [
     "DEFAULT_RESOURCE_PREFIX",
@@ -99,15 +99,20 @@ class ResourcePool:
 
     def match(self, vf: VirtualFunction) -> tuple[bool, str]:
         """Try the selector objects in order; the first that matches wins."""
+        index, reason = self.match_index(vf)
+        return index is not None, reason
+
+    def match_index(self, vf: VirtualFunction) -> tuple[int | None, str]:
+        """The index of the first selector object that matches (``None``), and why."""
         misses: list[str] = []
         for i, selector in enumerate(self.selectors):
             ok, reason = selector.match(vf)
             if ok:
-                return True, f"selectors[{i}]: {reason}"
+                return i, f"selectors[{i}]: {reason}"
             misses.append(reason)
         if len(misses) == 1:
-            return False, misses[0]
-        return False, ", ".join(f"selectors[{i}] ({m})" for i, m in enumerate(misses))
+            return None, misses[0]
+        return None, ", ".join(f"selectors[{i}] ({m})" for i, m in enumerate(misses))
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -206,63 +211,116 @@ def load_pool_config(path: str | os.PathLike[str], *,
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Selection:
-    """Which VF went to which pool, and why every other VF went nowhere."""
+    """Which device went to which pool, and why every other device went nowhere.
+
+    Keys are device IDs (:attr:`~sriov.types.VirtualFunction.id`): the PCI address, or
+    an SF's auxiliary name.
+    """
 
     pools: Mapping[str, tuple[VirtualFunction, ...]]
-    """Full pool name -> its VFs sorted by PCI address; every configured pool, in config order."""
+    """Full pool name -> its devices sorted by ID; every configured pool, in config order."""
     claimed_by: Mapping[PciAddress, str]
-    """VF address -> full name of the pool that claimed it."""
+    """Device ID -> full name of the pool that claimed it."""
     reasons: Mapping[PciAddress, str]
-    """VF address -> why no pool selected it (one line per pool)."""
+    """Device ID -> why no pool selected it (one line per pool)."""
     warnings: tuple[str, ...] = ()
+    selector_of: Mapping[str, int] = dataclasses.field(
+        default_factory=lambda: types.MappingProxyType({}))
+    """Device ID -> index of the selector object that claimed it (per-selector options
+    such as ``isRdma``, ``vdpaType`` and ``needVhostNet`` follow it, as upstream)."""
     vhost_net: frozenset[PciAddress] = frozenset()
-    """VFs whose owning selector object (first match in their pool) sets ``needVhostNet``."""
+    """Devices whose owning selector object (first match in their pool) sets ``needVhostNet``."""
 
     def pool_of(self, address: str) -> str | None:
         return self.claimed_by.get(PciAddress(address))
 
+    def selector(self, config: PoolConfig, device_id: str) -> SelectorSet | None:
+        """The selector object that claimed a device."""
+        pool = config.pool(self.claimed_by.get(PciAddress(device_id), ""))
+        index = self.selector_of.get(device_id)
+        return pool.selectors[index] if pool is not None and index is not None else None
+
+
+def candidates(device_type: DeviceType, inventory: Inventory
+               ) -> tuple[list[VirtualFunction], dict[str, str]]:
+    """The devices a pool of ``device_type`` may select, and the excluded ones with why.
+
+    As upstream: netDevice = network VFs and NICs without VFs (a PF with VFs is not a
+    device), minus devices with an IPv4 default route; accelerator = class 0x12
+    functions; auxNetDevice = auxiliary devices (SFs) with a netdev.
+    """
+    wanted = CANDIDATE_CLASSES[device_type]
+    found: list[VirtualFunction] = []
+    excluded: dict[str, str] = {}
+    for device in inventory.devices:
+        if device.device_class not in wanted:
+            continue
+        if device_type is DeviceType.NET_DEVICE and device.default_route:
+            excluded[device.id] = (f"{device.netdev} has an IPv4 default route (the host's "
+                                   "own link is never pooled)")
+            continue
+        found.append(device)
+    return sorted(found, key=lambda d: d.id), excluded
+
+
+CANDIDATE_CLASSES: Mapping[DeviceType, frozenset[DeviceClass]] = types.MappingProxyType({
+    DeviceType.NET_DEVICE: frozenset({DeviceClass.VF, DeviceClass.NIC}),
+    DeviceType.ACCELERATOR: frozenset({DeviceClass.ACCELERATOR}),
+    DeviceType.AUX_NET_DEVICE: frozenset({DeviceClass.AUX_SF}),
+})
+
+
+_WHAT = {DeviceClass.VF: "VF", DeviceClass.NIC: "NIC", DeviceClass.ACCELERATOR: "accelerator",
+         DeviceClass.AUX_SF: "SF"}
+
 
 def select(config: PoolConfig, inventory: Inventory, *,
            default_prefix: str | None = None) -> Selection:
-    """Assign VFs to pools: first matching pool in config order claims a VF (as upstream).
+    """Assign devices to pools: first matching pool in config order claims a device, and
+    within it the first matching selector object (as upstream).
 
     ``default_prefix`` re-resolves pools without their own ``resourcePrefix``; ``None``
-    keeps the prefix the config was parsed with. Only VFs are pooled (see docs/pools.md).
+    keeps the prefix the config was parsed with. Each pool sees the candidates of its
+    ``deviceType`` (:func:`candidates`; docs/pools.md).
     """
     if default_prefix is not None:
         config = config.with_default_prefix(default_prefix)
     members: dict[str, list[VirtualFunction]] = {p.full_name: [] for p in config.pools}
-    claimed_by: dict[PciAddress, str] = {}
-    reasons: dict[PciAddress, str] = {}
-    vhost_net: set[PciAddress] = set()
+    claimed_by: dict[str, str] = {}
+    selector_of: dict[str, int] = {}
+    reasons: dict[str, str] = {}
     warnings = list(config.warnings)
-    net_pools = [p for p in config.pools if p.device_type is DeviceType.NET_DEVICE]
-    for pool in config.pools:
-        if pool.device_type is not DeviceType.NET_DEVICE:
-            warnings.append(f"{pool.full_name}: deviceType {pool.device_type} devices are not "
-                            "discovered by this version; the pool stays empty")
-    for vf in sorted(inventory.vfs, key=lambda v: v.address):
-        misses: list[str] = []
-        for pool in net_pools:
-            ok, reason = pool.match(vf)
-            owner = claimed_by.get(vf.address)
-            if ok and owner is None:
-                claimed_by[vf.address] = pool.full_name
-                members[pool.full_name].append(vf)
-                selector = pool.owner(vf)
-                if selector is not None and selector.need_vhost_net:
-                    vhost_net.add(vf.address)
-            elif ok:
-                warnings.append(f"VF {vf.address} also matches {pool.full_name} but "
-                                f"{owner} claimed it first")
-            else:
-                misses.append(f"{pool.full_name}: {reason}")
-        if vf.address not in claimed_by:
-            reasons[vf.address] = "\n".join(misses) or "no netDevice pool is configured"
+    for device_type in DeviceType:
+        pools = [p for p in config.pools if p.device_type is device_type]
+        devices, excluded = candidates(device_type, inventory)
+        if not pools:
+            for device in devices:
+                if device.device_class in (DeviceClass.VF,):
+                    reasons.setdefault(device.id, "no netDevice pool is configured")
+            continue
+        reasons.update((i, r) for i, r in excluded.items() if i not in claimed_by)
+        for device in devices:
+            misses: list[str] = []
+            for pool in pools:
+                index, reason = pool.match_index(device)
+                owner = claimed_by.get(device.id)
+                if index is not None and owner is None:
+                    claimed_by[device.id] = pool.full_name
+                    selector_of[device.id] = index
+                    members[pool.full_name].append(device)
+                elif index is not None:
+                    warnings.append(f"{_WHAT[device.device_class]} {device.id} also matches "
+                                    f"{pool.full_name} but {owner} claimed it first")
+                else:
+                    misses.append(f"{pool.full_name}: {reason}")
+            if device.id not in claimed_by:
+                reasons[device.id] = "\n".join(misses)
     return Selection(
         pools=types.MappingProxyType({k: tuple(v) for k, v in members.items()}),
-        claimed_by=types.MappingProxyType(claimed_by),
-        reasons=types.MappingProxyType(reasons),
+        claimed_by=types.MappingProxyType(claimed_by),  # type: ignore[arg-type]
+        reasons=types.MappingProxyType(reasons),  # type: ignore[arg-type]
         warnings=tuple(warnings),
-        vhost_net=frozenset(vhost_net),
+        selector_of=types.MappingProxyType(selector_of),
+        vhost_net=frozenset(PciAddress(i) for i, n in selector_of.items()
+                            if config.pool(claimed_by[i]).selectors[n].need_vhost_net),  # type: ignore[union-attr]
     )

@@ -33,6 +33,9 @@ class VdpaType(enum.StrEnum):
     VIRTIO = "virtio"
 
 
+_VDPA_TYPE_OF_DRIVER = {"vhost_vdpa": "vhost", "virtio_vdpa": "virtio"}
+
+
 class Predicate(Protocol):
     @property
     def key(self) -> str:
@@ -56,7 +59,8 @@ class _ValueIn:
 
     def __call__(self, vf: VirtualFunction) -> Match:
         actual = getattr(vf, self.attribute)
-        shown = "no driver" if actual is None else str(actual)
+        shown = str(actual) if actual is not None else (
+            "no driver" if self.attribute == "driver" else f"no {self.attribute.replace('_', ' ')}")
         verdict = "in" if actual is not None and str(actual) in self.values else "not in"
         return verdict == "in", f"{self.key}: {shown} {verdict} {_listing(self.values)}"
 
@@ -81,6 +85,51 @@ def link_types(values: tuple[str, ...]) -> Predicate:
     return _ValueIn("linkTypes", "link_type", values)
 
 
+def acpi_indexes(values: tuple[str, ...]) -> Predicate:
+    return _ValueIn("acpiIndexes", "acpi_index", values)
+
+
+def ddp_profiles(values: tuple[str, ...]) -> Predicate:
+    """Exact name; a device whose profile is unknown (no ``ddptool``) never matches."""
+    return _ValueIn("ddpProfiles", "ddp_profile", values)
+
+
+def p_keys(values: tuple[str, ...]) -> Predicate:
+    return _ValueIn("pKeys", "pkey", values)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuxTypes:
+    """``auxTypes``: the ``<type>`` of an auxiliary device ``<drv>.<type>.<n>``."""
+
+    values: tuple[str, ...]
+    key: str = "auxTypes"
+
+    def __call__(self, vf: VirtualFunction) -> Match:
+        if vf.aux_name is None:
+            return False, "auxTypes: not an auxiliary device"
+        kind = vf.aux_name.split(".")[-2]
+        ok = kind in self.values
+        return ok, f"auxTypes: {kind} {'in' if ok else 'not in'} {_listing(self.values)}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VdpaTypeIs:
+    """``vdpaType``: the device has a vDPA device bound to that type's driver."""
+
+    wanted: VdpaType
+    key: str = "vdpaType"
+
+    def __call__(self, vf: VirtualFunction) -> Match:
+        if vf.vdpa is None:
+            return False, "vdpaType: no vDPA device on this function"
+        actual = _VDPA_TYPE_OF_DRIVER.get(vf.vdpa.driver or "")
+        if actual != self.wanted.value:
+            return False, (f"vdpaType: {vf.vdpa.name} is {actual or 'unbound'}, "
+                           f"not {self.wanted.value}")
+        return True, f"vdpaType: {vf.vdpa.name} is {actual}"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class PfRefs:
     """``pfNames`` (by PF netdev) or ``rootDevices`` (by PF PCI address), with VF ranges.
@@ -95,6 +144,8 @@ class PfRefs:
     by_address: bool
 
     def __call__(self, vf: VirtualFunction) -> Match:
+        if not (vf.is_vf or vf.aux_name):  # upstream: devices without a PF are dropped
+            return False, f"{self.key}: {vf.id} is not a VF or SF"
         pf = vf.pf_address if self.by_address else vf.pf_netdev
         if pf is None:
             return False, f"{self.key}: the VF's PF has no netdev"
@@ -114,17 +165,6 @@ class IsRdma:
 
     def __call__(self, vf: VirtualFunction) -> Match:
         return vf.is_rdma, "isRdma: VF is RDMA-capable" if vf.is_rdma else "isRdma: VF has no RDMA"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class NotDiscovered:
-    """A key whose device property discovery does not read yet: nothing matches, honestly."""
-
-    key: str
-    what: str
-
-    def __call__(self, vf: VirtualFunction) -> Match:
-        return False, f"{self.key}: {self.what} is not discovered on this host, so no VF matches"
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -155,16 +195,16 @@ class SelectorSet:
             devices(self.devices) if self.devices else None,
             drivers(self.drivers) if self.drivers else None,
             pci_addresses(self.pci_addresses) if self.pci_addresses else None,
-            NotDiscovered("acpiIndexes", "the ACPI index") if self.acpi_indexes else None,
-            NotDiscovered("auxTypes", "an auxiliary (SF) device") if self.aux_types else None,
+            acpi_indexes(self.acpi_indexes) if self.acpi_indexes else None,
+            AuxTypes(self.aux_types) if self.aux_types else None,
             PfRefs("pfNames", self.pf_names, by_address=False) if self.pf_names else None,
             PfRefs("rootDevices", self.root_devices, by_address=True)
             if self.root_devices else None,
             link_types(self.link_types) if self.link_types else None,
-            NotDiscovered("ddpProfiles", "the DDP profile") if self.ddp_profiles else None,
-            NotDiscovered("pKeys", "the InfiniBand pKey") if self.p_keys else None,
+            ddp_profiles(self.ddp_profiles) if self.ddp_profiles else None,
+            p_keys(self.p_keys) if self.p_keys else None,
             IsRdma() if self.is_rdma else None,
-            NotDiscovered("vdpaType", "a vDPA device") if self.vdpa_type else None,
+            VdpaTypeIs(self.vdpa_type) if self.vdpa_type else None,
         ]
         return tuple(p for p in found if p is not None)
 

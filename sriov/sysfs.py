@@ -22,11 +22,14 @@ import errno
 import logging
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from sriov import validate
 from sriov.errors import DeviceNotFoundError, SysfsError
+from sriov.sysfs_classes import ACCELERATOR_CLASS, ClassContext, aux_sfs, pci_device, virtfn_index
 from sriov.types import (
+    DeviceClass,
     IfName,
     Inventory,
     LinkType,
@@ -107,6 +110,13 @@ def _link_basename(path: str) -> str | None:
         raise SysfsError(path, f"cannot read link: {e.strerror}") from e
 
 
+def _link_basename_quiet(path: str) -> str | None:
+    try:
+        return _link_basename(path)
+    except SysfsError:
+        return None
+
+
 def _entries(path: str) -> list[str]:
     """Sorted names in a directory; empty when it does not exist."""
     try:
@@ -151,6 +161,9 @@ class SysfsReader:
         claimed: set[str] = set()
         failed_pfs: set[str] = set()
         others: list[str] = []
+        ctx = ClassContext(str(self.root))
+        extra: list[VirtualFunction] = []
+        sriov_accelerators: list[str] = []
 
         def skip(path: str, reason: str) -> None:
             log.warning("skipping %s: %s", path, reason)
@@ -170,6 +183,7 @@ class SysfsReader:
             try:
                 pf, vf_map, bad_links = self._load_pf(PciAddress(name), dev, total_raw)
             except _NotNetwork:
+                sriov_accelerators.append(name)
                 continue
             except SysfsError as e:
                 skip(e.path, e.reason)
@@ -178,18 +192,58 @@ class SysfsReader:
             for path, reason in bad_links:
                 skip(path, reason)
             pfs.append(pf)
+            if pf.num_vfs == 0:  # upstream pools a PF without VFs like any NIC
+                self._add_plain(ctx, extra, PciAddress(name), dev, DeviceClass.NIC)
             for index, (vf_addr, vf_dir) in vf_map.items():
                 claimed.add(vf_addr)
                 try:
-                    vfs.append(self._load_vf(vf_addr, vf_dir, index, pf))
+                    vfs.append(self._load_vf(vf_addr, vf_dir, index, pf, ctx))
                 except SysfsError as e:
                     skip(e.path, e.reason)
-        for name in others:
+        for name in sriov_accelerators + others:
             if name not in claimed:
-                orphan = self._orphan_reason(name, failed_pfs, {p.address for p in pfs})
-                if orphan:
-                    skip(os.path.join(self.devices_dir, name), orphan)
-        return Inventory(pfs=tuple(pfs), vfs=tuple(vfs), skipped=tuple(skipped))
+                self._classify_other(ctx, extra, skip, name, failed_pfs, {p.address for p in pfs})
+        parents: dict[str, object] = {p.address: p for p in pfs}
+        parents.update((d.address, d) for d in extra if d.device_class is DeviceClass.NIC)
+        pf_netdevs: dict[str, IfName | None] = {p.address: p.netdev for p in pfs}
+        extra.extend(aux_sfs(ctx, str(self.root), parents, pf_netdevs))
+        return Inventory(pfs=tuple(pfs), vfs=tuple(vfs), skipped=tuple(skipped),
+                         others=tuple(extra))
+
+    def _add_plain(self, ctx: ClassContext, extra: list[VirtualFunction], name: PciAddress,
+                   dev: str, device_class: DeviceClass, pf_address: PciAddress | None = None,
+                   index: int = -1) -> None:
+        try:
+            pci_class = _int_attr(dev, "class")
+        except SysfsError:
+            return
+        found = pci_device(ctx, name, dev, pci_class, device_class, pf_address=pf_address,
+                           index=index)
+        if found is not None:
+            extra.append(found)
+
+    def _classify_other(self, ctx: ClassContext, extra: list[VirtualFunction],
+                        skip: Callable[[str, str], None], name: str, failed_pfs: set[str],
+                        pfs: set[str]) -> None:
+        """A device that is neither a network PF nor one of its VFs: a NIC without SR-IOV,
+        an accelerator function, an orphaned VF (skipped with a reason) or not ours."""
+        dev = os.path.join(self.devices_dir, name)
+        reason = self._orphan_reason(name, failed_pfs, pfs)
+        if reason:
+            skip(dev, reason)
+            return
+        try:
+            base_class = _int_attr(dev, "class") >> 16
+        except SysfsError:
+            return
+        pf_addr = _link_basename_quiet(os.path.join(dev, "physfn"))
+        if base_class == ACCELERATOR_CLASS:
+            pf_dir = os.path.join(self.devices_dir, pf_addr) if pf_addr else None
+            self._add_plain(ctx, extra, PciAddress(name), dev, DeviceClass.ACCELERATOR,
+                            pf_address=PciAddress(pf_addr) if pf_addr else None,
+                            index=virtfn_index(pf_dir, name) if pf_dir else -1)
+        elif base_class == NETWORK_CLASS and pf_addr is None:
+            self._add_plain(ctx, extra, PciAddress(name), dev, DeviceClass.NIC)
 
     # ---------------------------------------------------------------- lookups
     def pf(self, address: str) -> PhysicalFunction:
@@ -212,6 +266,25 @@ class SysfsReader:
         if index is None:
             raise DeviceNotFoundError("VF", addr, f"PF {pf_addr} has no virtfnN link to it")
         return self._load_vf(addr, vf_map[index][1], index, pf)
+
+    def device(self, device_id: str) -> VirtualFunction:
+        """Any pool device by its ID (what the device plugin hands out): a VF (fast path),
+        a NIC, an accelerator or an SF (``mlx5_core.sf.4``); :class:`DeviceNotFoundError`
+        otherwise. For the CNI's non-VF classes."""
+        if validate.is_pci_address(device_id) or ":" in device_id:
+            addr = validate.pci_address(device_id)
+            dev = self._existing(addr, "device")
+            if _link_basename(os.path.join(dev, "physfn")) is not None:
+                pf_dir = os.path.join(dev, "physfn")
+                if os.path.exists(os.path.join(pf_dir, "sriov_totalvfs")) and \
+                        _int_attr(pf_dir, "class") >> 16 == NETWORK_CLASS:
+                    return self.vf(addr)
+            device_id = addr
+        found = next((d for d in self.inventory().others if d.id == device_id), None)
+        if found is None:
+            raise DeviceNotFoundError("device", device_id,
+                                      "not a VF, NIC without VFs, accelerator or SF on this host")
+        return found
 
     def vf_of(self, pf_address: str, index: int) -> VirtualFunction:
         """VF number ``index`` of a PF (``virtfn<index>``)."""
@@ -296,8 +369,8 @@ class SysfsReader:
             mtu=mtu, vf_addresses=tuple(a for a, _ in vf_map.values()))
         return pf, vf_map, bad
 
-    def _load_vf(self, addr: PciAddress, dev: str, index: int,
-                 pf: PhysicalFunction) -> VirtualFunction:
+    def _load_vf(self, addr: PciAddress, dev: str, index: int, pf: PhysicalFunction,
+                 ctx: ClassContext | None = None) -> VirtualFunction:
         """The VF at ``dev``, the target of the PF's ``virtfn<index>``: what the PF says it is."""
         physfn = _link_basename(os.path.join(dev, "physfn"))
         if physfn is None and not os.path.isdir(dev):
@@ -312,12 +385,15 @@ class SysfsReader:
         group = _link_basename(os.path.join(dev, "iommu_group"))
         if group is not None and not group.isdigit():
             raise SysfsError(os.path.join(dev, "iommu_group"), f"not a group number: {group!r}")
+        driver = _link_basename(os.path.join(dev, "driver"))
+        facts = (ctx or ClassContext(str(self.root))).facts(
+            addr, dev, tuple(names), link_type, driver)
         return VirtualFunction(
             address=addr, index=index, pf_address=pf.address, pf_netdev=pf.netdev,
             vendor_id=_hex_id(dev, "vendor"), device_id=_hex_id(dev, "device"),
-            driver=_link_basename(os.path.join(dev, "driver")), netdev=netdev,
+            driver=driver, netdev=netdev,
             iommu_group=int(group) if group is not None else None, numa_node=_numa(dev),
-            is_rdma=bool(_entries(os.path.join(dev, "infiniband"))), link_type=link_type)
+            is_rdma=bool(facts["rdma_devices"]), link_type=link_type, **facts)
 
     def _orphan_reason(self, name: str, failed_pfs: set[str], pfs: set[str]) -> str | None:
         """Why a non-PF device with a ``physfn`` link was not listed (``None``: not ours)."""

@@ -56,11 +56,51 @@ class LinkType(enum.StrEnum):
         return {1: cls.ETHER, 32: cls.INFINIBAND}.get(value, cls.UNKNOWN)
 
 
+class DeviceClass(enum.StrEnum):
+    """What kind of poolable function a :class:`VirtualFunction` record describes."""
+
+    VF = "vf"  # an SR-IOV VF of a network PF
+    NIC = "nic"  # a network PCI function that is not a VF and has no VFs enabled
+    ACCELERATOR = "accelerator"  # PCI class 0x12 (QAT, FPGA, ...): PF or VF
+    AUX_SF = "sf"  # a subfunction on the auxiliary bus (<drv>.sf.<n>)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RdmaDevice:
+    """One RDMA device (``<pci>/infiniband/<name>``) and its char devices in /dev/infiniband."""
+
+    name: str
+    """e.g. ``mlx5_0``."""
+    char_devices: tuple[str, ...] = ()
+    """Names under ``/dev/infiniband`` whose sysfs class entry's ``ibdev`` is this device, in
+    upstream's (rdmamap's) order: ``ucmN``, ``issmN``, ``umadN``, ``uverbsN``."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class VdpaDevice:
+    """The vDPA device on ``/sys/bus/vdpa`` whose parent is this PCI function."""
+
+    name: str
+    """e.g. ``vdpa0``."""
+    driver: str | None
+    """``vhost_vdpa``, ``virtio_vdpa`` or ``None`` (unbound)."""
+    vhost_device: str | None = None
+    """``vhost-vdpa-N`` (the /dev node) when bound to ``vhost_vdpa``."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class VirtualFunction:
+    """A poolable device. Usually an SR-IOV VF; ``device_class`` says otherwise.
+
+    Non-VF devices use the same record so pools, selectors and the device plugin handle
+    every class alike: a NIC or an accelerator PF has ``index`` -1 and ``pf_address`` equal
+    to its own address and no ``pf_netdev``; an SF has ``address``/``pf_address`` = its
+    parent PCI function, ``index`` = its ``sfnum`` and ``aux_name`` = its ID.
+    """
+
     address: PciAddress
     index: int
-    """VF index N, from the PF's ``virtfnN`` link."""
+    """VF index N, from the PF's ``virtfnN`` link (``sfnum`` of an SF, -1 for a non-VF)."""
     pf_address: PciAddress
     pf_netdev: IfName | None
     vendor_id: str
@@ -74,10 +114,40 @@ class VirtualFunction:
     """``None`` when sysfs says -1 (no topology)."""
     is_rdma: bool
     link_type: LinkType
+    device_class: DeviceClass = DeviceClass.VF
+    aux_name: str | None = None
+    """Auxiliary device name of an SF (``mlx5_core.sf.4``), its pool device ID."""
+    rdma_devices: tuple[RdmaDevice, ...] = ()
+    uio_device: str | None = None
+    """``uioN`` (first entry of ``<pci>/uio/``) when bound to a uio driver."""
+    noiommu: bool = False
+    """The IOMMU group is a vfio no-IOMMU group (``iommu_group/name`` = ``vfio-noiommu``)."""
+    vdpa: VdpaDevice | None = None
+    acpi_index: str | None = None
+    pkey: str | None = None
+    """Port 1's pKey 0 (``0x....``) of the first RDMA device, InfiniBand devices only."""
+    ddp_profile: str | None = None
+    """Filled only when a pool uses ``ddpProfiles`` and ``ddptool`` is present."""
+    default_route: bool = False
+    """A netdev of this device has an IPv4 default route (upstream excludes it)."""
 
     @property
     def driver_kind(self) -> DriverKind:
         return DriverKind.of(self.driver)
+
+    @property
+    def id(self) -> str:
+        """The device ID kubelet sees: the PCI address, or the SF's auxiliary name."""
+        return self.aux_name or self.address
+
+    @property
+    def is_vf(self) -> bool:
+        """A PCI VF (of a network or an accelerator PF); SFs and NICs are not."""
+        return self.aux_name is None and self.index >= 0
+
+
+Device = VirtualFunction
+"""The preferred name in code that handles every device class."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,6 +185,14 @@ class Inventory:
     pfs: tuple[PhysicalFunction, ...]
     vfs: tuple[VirtualFunction, ...]
     skipped: tuple[SkippedDevice, ...] = ()
+    others: tuple[VirtualFunction, ...] = ()
+    """Poolable devices that are not VFs of a network PF: NICs without VFs, accelerators
+    (PFs and VFs of class 0x12) and auxiliary SFs."""
+
+    @property
+    def devices(self) -> tuple[VirtualFunction, ...]:
+        """Every poolable device: VFs first, then the others."""
+        return self.vfs + self.others
 
     def pf(self, address: str) -> PhysicalFunction | None:
         return next((p for p in self.pfs if p.address == address), None)

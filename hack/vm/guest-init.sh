@@ -6,7 +6,7 @@
 # <results>/rc. Output goes to the console (live) and <results>/output.log. Then powers off.
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8
 RESULTS=/run/sriov-vm-results
-GUEST_MODULES=(igb igbvf vfio-pci ipvlan 8021q macvlan veth bridge dummy)
+GUEST_MODULES=(igb igbvf vfio-pci uio_pci_generic ipvlan 8021q macvlan veth bridge dummy)
 
 param() {  # value of sriovvm.$1= on the kernel command line
   local arg

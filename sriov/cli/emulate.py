@@ -59,6 +59,12 @@ def register(subparsers: Subparsers) -> None:
     up.add_argument("--wire-prefix", default="sriovw",
                     help="prefix of the host-side veth ends (default: sriovw)")
     up.add_argument("--bridge", default="sriovemu0", help="bridge name (default: sriovemu0)")
+    up.add_argument("--classes", action="store_true",
+                    help="also emulate one device of every other class: SFs and a vDPA "
+                         "device (bf2), an accelerator (N3000 FEC, class 0x12) and a "
+                         "virtio-net VM NIC (docs/emulated-host.md)")
+    up.add_argument("--noiommu", action="store_true",
+                    help="vfio no-IOMMU mode: vfio-pci VFs get /dev/vfio/noiommu-N")
     up.set_defaults(func=run_up)
 
     action("down", "remove the emulated host and all its links").set_defaults(func=run_down)
@@ -87,7 +93,8 @@ def run_up(args: argparse.Namespace, out: TextIO | None = None) -> int:
     spec = EmulationSpec(pfs=args.pfs, vfs=args.vfs, profile=Profile(args.profile),
                          vfio=args.vfio, numa_nodes=args.numa_nodes, mtu=args.mtu,
                          netdevs=not args.no_netdevs, pf_prefix=args.pf_prefix,
-                         wire_prefix=args.wire_prefix, bridge=args.bridge)
+                         wire_prefix=args.wire_prefix, bridge=args.bridge,
+                         classes=args.classes, noiommu=args.noiommu)
     with Netlink() as nl:
         state = host.up(args.root, spec, nl)
     out.write(f"emulated SR-IOV host ({spec.profile.value}, {spec.pfs} PF x {spec.vfs} VF) "

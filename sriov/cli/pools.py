@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
 from sriov.errors import PoolConfigError
 from sriov.pools import DEFAULT_RESOURCE_PREFIX, Selection, load_pool_config, select
 from sriov.sysfs import SysfsReader
-from sriov.types import Inventory, VirtualFunction
+from sriov.types import DeviceClass, Inventory, PciAddress, VirtualFunction
 
 DEFAULT_SYSFS_ROOT = Path("/")
 EXIT_BAD_CONFIG = 2
@@ -68,18 +69,24 @@ def _vf_json(vf: VirtualFunction) -> dict[str, object]:
         "vfIndex": vf.index, "vendor": vf.vendor_id, "device": vf.device_id,
         "driver": vf.driver, "netdev": vf.netdev, "numaNode": vf.numa_node,
         "iommuGroup": vf.iommu_group, "rdma": vf.is_rdma, "linkType": str(vf.link_type),
+        "id": vf.id, "class": str(vf.device_class),
     }
 
 
+def _unselected(selection: Selection, inventory: Inventory) -> list[VirtualFunction]:
+    """Every device (of any class) that a configured pool could have taken but did not."""
+    return [d for d in sorted(inventory.devices, key=lambda d: d.id)
+            if d.id in selection.reasons]
+
+
 def to_json(selection: Selection, inventory: Inventory) -> dict[str, object]:
-    """The ``--json`` document: pools in config order, unselected VFs with their reasons."""
-    unselected = [v for v in sorted(inventory.vfs, key=lambda v: v.address)
-                  if v.address in selection.reasons]
+    """The ``--json`` document: pools in config order, unselected devices with their reasons
+    (``vfs`` keeps its name; NICs, accelerators and SFs say so in ``class``)."""
     return {
         "pools": [{"resourceName": name, "vfs": [_vf_json(v) for v in vfs]}
                   for name, vfs in selection.pools.items()],
-        "notSelected": [{**_vf_json(v), "reasons": selection.reasons[v.address].splitlines()}
-                        for v in unselected],
+        "notSelected": [{**_vf_json(v), "reasons": selection.reasons[PciAddress(v.id)].splitlines()}
+                        for v in _unselected(selection, inventory)],
         "warnings": list(selection.warnings),
         "skipped": [{"path": s.path, "reason": s.reason} for s in inventory.skipped],
     }
@@ -87,25 +94,34 @@ def to_json(selection: Selection, inventory: Inventory) -> dict[str, object]:
 
 def _vf_line(vf: VirtualFunction) -> str:
     pf = vf.pf_netdev or vf.pf_address
-    return (f"  {vf.address}  {pf} VF {vf.index}  {vf.vendor_id}:{vf.device_id}  "
+    if vf.aux_name:
+        where = f"{vf.aux_name}  {pf} SF {vf.index}"
+    elif vf.device_class is DeviceClass.VF:
+        where = f"{vf.address}  {pf} VF {vf.index}"
+    else:
+        where = f"{vf.address}  {vf.device_class}" + (f" {pf} VF {vf.index}" if vf.is_vf else "")
+    return (f"  {where}  {vf.vendor_id}:{vf.device_id}  "
             f"{vf.driver or '(unbound)'}  {vf.netdev or '-'}")
 
 
-def _count(n: int) -> str:
-    return "1 VF" if n == 1 else f"{n} VFs"
+def _count(devices: Sequence[VirtualFunction]) -> str:
+    n = len(devices)
+    if all(d.device_class is DeviceClass.VF for d in devices):
+        return "1 VF" if n == 1 else f"{n} VFs"
+    return "1 device" if n == 1 else f"{n} devices"
 
 
 def render_text(selection: Selection, inventory: Inventory) -> str:
     lines: list[str] = []
     for name, vfs in selection.pools.items():
-        lines.append(f"{name}: {_count(len(vfs))}")
+        lines.append(f"{name}: {_count(vfs)}")
         lines.extend(_vf_line(v) for v in vfs)
-    unselected = [v for v in sorted(inventory.vfs, key=lambda v: v.address)
-                  if v.address in selection.reasons]
-    lines.append(f"not selected: {_count(len(unselected))}")
+    unselected = _unselected(selection, inventory)
+    lines.append(f"not selected: {_count(unselected)}")
     for vf in unselected:
         lines.append(_vf_line(vf))
-        lines.extend(f"      {reason}" for reason in selection.reasons[vf.address].splitlines())
+        reasons = selection.reasons[PciAddress(vf.id)]
+        lines.extend(f"      {reason}" for reason in reasons.splitlines())
     lines.extend(f"warning: {w}" for w in selection.warnings)
     lines.extend(f"skipped: {s.path}: {s.reason}" for s in inventory.skipped)
     return "\n".join(lines) + "\n"

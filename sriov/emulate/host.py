@@ -27,8 +27,8 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from sriov.emulate import showcase, wiring
 from sriov.emulate import spec as names
-from sriov.emulate import wiring
 from sriov.emulate.profiles import PROFILES
 from sriov.emulate.spec import (
     STATE_FILE,
@@ -130,6 +130,8 @@ def _build(root: Path, state: EmulationState, netlink: Netlink) -> EmulationStat
     spec = state.spec
     profile = PROFILES[spec.profile.value]
     tree = SysfsTreeBuilder(root)
+    if spec.noiommu:
+        tree.set_noiommu_mode(True)
     links = wiring.Wiring(netlink, spec.bridge)
     if spec.netdevs:
         links.create_bridge()
@@ -153,6 +155,9 @@ def _build(root: Path, state: EmulationState, netlink: Netlink) -> EmulationStat
             if vf.location is VfLocation.HOST:
                 links.create_pair(vf.netdev, vf.wire, mac=vf.mac, mtu=vf.mtu, carrier=True)
                 wiring.sync_netdev(tree, vf.address, netlink.link(vf.netdev))
+    if spec.classes:
+        for line in showcase.add(tree, state):
+            log.info("emulated %s", line)
     return state
 
 

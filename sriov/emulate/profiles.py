@@ -111,16 +111,68 @@ INTEL_82576 = NicProfile(
     vf_stride=2,
 )
 
-PROFILES: Mapping[str, NicProfile] = MappingProxyType(
-    {p.name: p for p in (INTEL_X710, MELLANOX_CX5, INTEL_82576)}
+MELLANOX_BF2 = NicProfile(
+    name="bf2",
+    model="Mellanox MT42822 BlueField-2 integrated ConnectX-6 Dx network controller",
+    vendor_id="15b3",
+    pf_device_id="a2d6",
+    vf_device_id="101e",
+    pf_driver="mlx5_core",
+    vf_driver="mlx5_core",
+    link_type=LinkType.ETHER,
+    rdma=True,
+    max_vfs=16,
+    vf_offset=2,
+    vf_stride=1,
 )
-"""Every known profile by :attr:`NicProfile.name`."""
+"""ConnectX-6 Dx class NIC with subfunctions (``mlx5_core.sf.<n>``), upstream's ``bf2_sf``
+example (``15b3:a2d6``)."""
+
+INTEL_N3000_FEC = NicProfile(
+    name="n3000",
+    model="Intel FPGA Programmable Acceleration Card N3000 for Networking (FEC)",
+    vendor_id="8086",
+    pf_device_id="0d8f",
+    vf_device_id="0d90",
+    pf_driver="pci-pf-stub",
+    vf_driver="vfio-pci",
+    link_type=LinkType.UNKNOWN,
+    rdma=False,
+    max_vfs=8,
+    vf_offset=1,
+    vf_stride=1,
+    pci_class="0x120000",
+)
+"""An accelerator (PCI class 0x12, "processing accelerators"): upstream's ``intel_fpga``
+example selects its VFs ``8086:0d90``. Intel QAT (``37c8``/``37c9``) reports class
+0x0b40 (co-processor), so upstream's accelerator pools never see it; we follow that."""
+
+VIRTIO_NET = NicProfile(
+    name="virtio",
+    model="Red Hat Virtio 1.0 network device",
+    vendor_id="1af4",
+    pf_device_id="1041",
+    vf_device_id="",
+    pf_driver="virtio-pci",
+    vf_driver="",
+    link_type=LinkType.ETHER,
+    rdma=False,
+    max_vfs=0,
+    vf_offset=0,
+    vf_stride=0,
+)
+"""A VM's NIC without SR-IOV (``add_nic`` only): netdev under ``<pci>/virtioN/net/``."""
+
+PROFILES: Mapping[str, NicProfile] = MappingProxyType(
+    {p.name: p for p in (INTEL_X710, MELLANOX_CX5, INTEL_82576, MELLANOX_BF2)}
+)
+"""SR-IOV NIC profiles ``sriovctl emulate up --profile`` accepts, by name."""
 
 
 def profile_for_vf(vendor_id: str, vf_device_id: str) -> NicProfile | None:
     """The profile whose VFs have these IDs (used when VFs are added to an existing tree)."""
     return next(
-        (p for p in PROFILES.values()
+        (p for p in (*PROFILES.values(), INTEL_N3000_FEC)
          if p.vendor_id == vendor_id and p.vf_device_id == vf_device_id),
         None,
     )

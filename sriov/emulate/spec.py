@@ -39,6 +39,7 @@ class Profile(enum.StrEnum):
     IGB = "igb"  # Intel 82576, igb/igbvf
     X710 = "x710"  # Intel X710, i40e/iavf
     CX5 = "cx5"  # Mellanox ConnectX-5, mlx5_core (RDMA)
+    BF2 = "bf2"  # BlueField-2 / ConnectX-6 Dx, mlx5_core (RDMA, subfunctions)
 
 
 DEFAULT_PROFILE = Profile.X710
@@ -71,6 +72,11 @@ class EmulationSpec:
     pf_prefix: str = "sriovpf"
     wire_prefix: str = "sriovw"
     bridge: str = "sriovemu0"
+    classes: bool = False
+    """Also emulate one device of every other class (see ``sriov.emulate.showcase``)."""
+    noiommu: bool = False
+    """vfio no-IOMMU mode (``vfio.enable_unsafe_noiommu_mode``): vfio-pci groups are
+    ``noiommu-N``."""
 
     def __post_init__(self) -> None:
         _check_int("pfs", self.pfs, 1, MAX_PFS)

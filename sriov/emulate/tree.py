@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from sriov import validate
+from sriov.emulate import classes
 from sriov.emulate.profiles import INTEL_X710, NicProfile, profile_for_vf
 from sriov.errors import EmulationError
 from sriov.types import DriverKind, IfName, LinkType, PciAddress
@@ -36,6 +37,7 @@ from sriov.types import DriverKind, IfName, LinkType, PciAddress
 log = logging.getLogger(__name__)
 
 DEFAULT_MTU = 1500
+NETWORK_CLASS = 0x02
 _ARPHRD = {LinkType.ETHER: 1, LinkType.INFINIBAND: 32}
 
 
@@ -155,8 +157,10 @@ class SysfsTreeBuilder:
         for name, value in attrs.items():
             _write(pf_dir / name, str(value))
         if prof.rdma:
-            self._add_rdma(pf_dir, prof.rdma_prefix)
-        (pf_dir / "net").mkdir()
+            classes.add_rdma(self, pf_dir, prof.rdma_prefix,
+                             infiniband=link_type is LinkType.INFINIBAND)
+        if int(prof.pci_class, 16) >> 16 == NETWORK_CLASS:
+            (pf_dir / "net").mkdir()
         if spec.ifname is not None:
             self._add_netdev(pf_dir, spec.ifname, spec.mac or mac_for(addr), spec.mtu,
                              link_type, self._next_ifindex())
@@ -241,7 +245,8 @@ class SysfsTreeBuilder:
             _unlink(self.sys / "bus/pci/drivers" / old_driver / addr)
             old.unlink()
             if DriverKind.of(old_driver) is DriverKind.VFIO:
-                _unlink(self.root / "dev/vfio" / group)
+                classes.remove_vfio_group(self, group)
+            classes.remove_uio(self, dev_dir)
         if (dev_dir / "net").is_dir():
             for name in os.listdir(dev_dir / "net"):
                 self._remove_netdev(dev_dir / "net", name)
@@ -250,8 +255,9 @@ class SysfsTreeBuilder:
             return
         self._bind(dev_dir, driver)
         if DriverKind.of(driver) is DriverKind.VFIO:
-            (self.root / "dev/vfio").mkdir(parents=True, exist_ok=True)
-            (self.root / "dev/vfio" / group).touch(mode=0o600)
+            classes.add_vfio_group(self, group)
+        elif DriverKind.of(driver) is DriverKind.UIO:
+            classes.add_uio(self, dev_dir, driver)
         elif DriverKind.of(driver) is DriverKind.KERNEL:
             (dev_dir / "net").mkdir()
             if ifname is not None:
@@ -266,11 +272,57 @@ class SysfsTreeBuilder:
         _write(link / "operstate", "up" if up else "down")
 
     def remove_tree(self) -> None:
-        """Delete ``sys/`` and ``dev/vfio`` under the root (the root dir itself stays)."""
+        """Delete ``sys/`` and the emulated ``dev/`` nodes under the root (the root stays)."""
         shutil.rmtree(self.sys, ignore_errors=True)
-        shutil.rmtree(self.root / "dev/vfio", ignore_errors=True)
-        if (self.root / "dev").is_dir() and not any((self.root / "dev").iterdir()):
-            (self.root / "dev").rmdir()
+        shutil.rmtree(self.root / "dev", ignore_errors=True)
+
+    # ----------------------------------------------------------------- other classes
+    def set_noiommu_mode(self, enabled: bool) -> None:
+        """``vfio.enable_unsafe_noiommu_mode``: later vfio-pci binds get no-IOMMU groups."""
+        classes.set_noiommu_mode(self, enabled)
+
+    def add_vdpa(self, address: str, driver: str | None = "vhost_vdpa") -> str:
+        """A vDPA device of the PCI function ``address`` (``vhost_vdpa``/``virtio_vdpa``)."""
+        return classes.add_vdpa(self, self._device_dir(address), driver)
+
+    def add_sf(self, pf_address: str, sfnum: int, ifname: str | None, *,
+               driver: str = "mlx5_core", rdma_prefix: str | None = "mlx5_") -> str:
+        """A subfunction of a PF (what ``devlink port add ... flavour pcisf`` + activate
+        creates); returns its auxiliary device name."""
+        if ifname is not None:
+            validate.ifname(ifname)
+            if (self.sys / "class/net" / ifname).is_symlink():
+                raise EmulationError(f"netdev name {ifname} is already used")
+        pf_dir = self._device_dir(pf_address)
+        return classes.add_sf(self, pf_dir, driver, sfnum, ifname, rdma_prefix=rdma_prefix,
+                              mac=mac_for(pf_address, 0x80 + sfnum % 0x80),
+                              ifindex=self._next_ifindex())
+
+    def add_nic(self, address: str, profile: NicProfile, ifname: str | None, *,
+                numa_node: int = -1, mtu: int = DEFAULT_MTU) -> Path:
+        """A network PCI function without SR-IOV (a VM's virtio-net NIC, a passed-through
+        NIC). virtio: the netdev hangs off the virtio device, ``<pci>/virtioN/net/<if>``,
+        as in a real guest; others: ``<pci>/net/<if>``."""
+        addr = validate.pci_address(address)
+        if (self.sys / "bus/pci/devices" / addr).is_symlink():
+            raise EmulationError(f"PCI device {addr} already exists in {self.root}")
+        dom, bus, _ = _split(addr)
+        dev_dir = self._bridge(dom, bus) / addr
+        group = self._next_number(self.sys / "kernel/iommu_groups")
+        self._add_device(dev_dir, addr, profile.vendor_id, profile.pf_device_id,
+                         profile.pci_class, numa_node, profile.pf_driver, group)
+        parent = dev_dir
+        if profile.pf_driver == "virtio-pci":
+            parent = classes.add_virtio(self, dev_dir, "virtio_net")
+        (parent / "net").mkdir()
+        if ifname is not None:
+            self._add_netdev(parent, ifname, mac_for(addr), mtu, profile.link_type,
+                             self._next_ifindex())
+        return dev_dir
+
+    def add_netdev_at(self, dev_dir: Path, ifname: str, mac: str, ifindex: int) -> None:
+        """A netdev under any device directory (SFs, virtio devices)."""
+        self._add_netdev(dev_dir, ifname, mac, DEFAULT_MTU, LinkType.ETHER, ifindex)
 
     # ----------------------------------------------------------------- internals
     def _device_dir(self, address: str) -> Path:
@@ -360,11 +412,13 @@ class SysfsTreeBuilder:
             _symlink(vf_dir / "physfn", pf_dir)
             _symlink(pf_dir / f"virtfn{index}", vf_dir)
             if profile is not None and profile.rdma:
-                self._add_rdma(vf_dir, profile.rdma_prefix)
+                classes.add_rdma(self, vf_dir, profile.rdma_prefix,
+                                 infiniband=link_type is LinkType.INFINIBAND)
             if kind is DriverKind.VFIO:
-                (self.root / "dev/vfio").mkdir(parents=True, exist_ok=True)
-                (self.root / "dev/vfio" / str(group)).touch(mode=0o600)
-            elif kind is DriverKind.KERNEL:
+                classes.add_vfio_group(self, str(group))
+            elif kind is DriverKind.UIO and driver is not None:
+                classes.add_uio(self, vf_dir, driver)
+            elif kind is DriverKind.KERNEL and int(pci_class, 16) >> 16 == NETWORK_CLASS:
                 (vf_dir / "net").mkdir()
                 name = ifnames[index - indices.start] if ifnames is not None else None
                 if name is not None:
@@ -385,9 +439,7 @@ class SysfsTreeBuilder:
         group = os.path.basename(os.readlink(vf_dir / "iommu_group"))
         shutil.rmtree(self.sys / "kernel/iommu_groups" / group, ignore_errors=True)
         _unlink(self.sys / "bus/pci/devices" / vf_dir.name)
-        ib = vf_dir / "infiniband"
-        for name in os.listdir(ib) if ib.is_dir() else []:
-            _unlink(self.sys / "class/infiniband" / name)
+        classes.remove_rdma(self, vf_dir)
         shutil.rmtree(vf_dir)
         link.unlink()
 
@@ -421,14 +473,6 @@ class SysfsTreeBuilder:
     def _remove_netdev(self, net: Path, name: str) -> None:
         _unlink(self.sys / "class/net" / name)
         shutil.rmtree(net / name)
-
-    def _add_rdma(self, dev_dir: Path, prefix: str) -> None:
-        cls = self.sys / "class/infiniband"
-        cls.mkdir(parents=True, exist_ok=True)
-        name = f"{prefix}{self._next_number(cls, prefix)}"
-        (dev_dir / "infiniband" / name).mkdir(parents=True)
-        _write(dev_dir / "infiniband" / name / "node_type", "1: CA")
-        _symlink(cls / name, dev_dir / "infiniband" / name)
 
     def _next_ifindex(self) -> int:
         net = self.sys / "class/net"

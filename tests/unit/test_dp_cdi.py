@@ -12,7 +12,7 @@ from pathlib import Path
 from deviceplugin.cdi import cdi_spec, spec_file_name
 from deviceplugin.pool import PoolSpec, build_devices
 from deviceplugin.simulator import KubeletSimulator
-from tests.unit.test_dp_pool import vf
+from tests.unit.test_dp_pool import dev_root, vf
 from tests.unit.test_dp_support import PF0, build_tree, eventually, running_plugin
 
 # CDI: kind = "<vendor>/<class>", device name [A-Za-z0-9][A-Za-z0-9_.:-]*
@@ -36,21 +36,26 @@ def assert_cdi_shape(doc: dict) -> None:
         for env in edits.get("env", []):
             assert re.match(r"^[A-Z0-9_]+=.+$", env), env
         for node in edits.get("deviceNodes", []):
-            assert set(node) == {"path"} and node["path"].startswith("/dev/")
+            assert set(node) == {"path", "hostPath", "permissions"}
+            assert node["path"].startswith("/dev/") and node["hostPath"].startswith("/dev/")
 
 
-def test_spec_has_one_device_per_vf_and_vfio_nodes_only_for_vfio() -> None:
+def test_spec_has_one_device_per_vf_and_vfio_nodes_only_for_vfio(tmp_path: Path) -> None:
     spec = PoolSpec(prefix="intel.com", name="mixed")
     devices = build_devices(spec, [vf("a", 0), vf("a", 1, driver="vfio-pci", group=41)],
                             lambda _: True)
-    doc = cdi_spec(spec, devices)
+    doc = cdi_spec(spec, devices, dev_root(tmp_path, "vfio/vfio", "vfio/41"))
     assert_cdi_shape(doc)
     assert doc["kind"] == "intel.com/net-pci"
     by_name = {d["name"]: d["containerEdits"] for d in doc["devices"]}
     assert by_name == {
         "0000:3b:02.0": {"env": ["PCIDEVICE_INTEL_COM_MIXED_0000_3B_02_0=0000:3b:02.0"]},
         "0000:3b:02.1": {"env": ["PCIDEVICE_INTEL_COM_MIXED_0000_3B_02_1=0000:3b:02.1"],
-                         "deviceNodes": [{"path": "/dev/vfio/vfio"}, {"path": "/dev/vfio/41"}]},
+                         "deviceNodes": [
+                             {"path": "/dev/vfio/vfio", "hostPath": "/dev/vfio/vfio",
+                              "permissions": "rw"},
+                             {"path": "/dev/vfio/41", "hostPath": "/dev/vfio/41",
+                              "permissions": "rw"}]},
     }
     assert spec_file_name("intel.com/mixed") == "sriov-k8s-intel.com_mixed.json"
 

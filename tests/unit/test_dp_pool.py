@@ -115,12 +115,22 @@ def test_env_name_like_upstream(name, env) -> None:
     assert env_name(name) == env
 
 
+def dev_root(tmp_path, *nodes: str):
+    """A stand-in /dev holding ``nodes`` (paths relative to /dev)."""
+    root = tmp_path / "dev"
+    for node in nodes:
+        (root / node).parent.mkdir(parents=True, exist_ok=True)
+        (root / node).touch()
+    return root
+
+
 def test_allocate_vfio_dedups_device_nodes_and_adds_vhost() -> None:
     spec = PoolSpec(prefix="intel.com", name="dpdk",
                     additional_info={"*": {"a": "1"}, "0000:3b:02.1": {"a": "2"}})
     vfs = [vf("a", 0, driver="vfio-pci", group=40), vf("a", 1, driver="vfio-pci", group=41)]
     devs = build_devices(spec, vfs, lambda _: True, vhost_net={vfs[1].address})
     alloc = allocate_container(spec, devs, use_cdi=True)
+    # upstream's order: each device's specs in info-provider order, first host path wins
     assert [n.host_path for n in alloc.devices] == [
         "/dev/vfio/vfio", "/dev/vfio/40", "/dev/vfio/41", "/dev/vhost-net", "/dev/net/tun"]
     assert all(n.permissions == "rw" for n in alloc.devices)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deviceplugin.cdi import CdiSpecWriter
-from deviceplugin.cli import node_exists_checker
 from deviceplugin.dirwatch import Mask, Watcher
 from deviceplugin.fingerprint import SysfsFingerprint
 from deviceplugin.lifecycle import PluginManager
@@ -103,11 +102,11 @@ def running_plugin(tmp_path: Path, config: object, *, use_cdi: bool = False,
                           SysfsCarrier(tmp_path / "host"), SysfsFingerprint(tmp_path / "host"))
     registry = registry_for(scanner, safety_interval_s=30)
     registry_dir = tmp_path / "pr" if plugin_watcher else None  # short: unix path limit
+    dev_root = tmp_path / "host" / "dev"  # as deviceplugin.cli: <sysfs-root>/dev
     manager = PluginManager(plugin_dir, registry, ServiceOptions(
-        policy=policy, use_cdi=use_cdi, devinfo_dir=devinfo,
-        node_exists=node_exists_checker(emulated=True)), metrics, backoff=backoff,
-        plugins_registry=registry_dir)
-    cdi = CdiSpecWriter(tmp_path / "cdi")
+        policy=policy, use_cdi=use_cdi, devinfo_dir=devinfo, dev_root=dev_root), metrics,
+        backoff=backoff, plugins_registry=registry_dir)
+    cdi = CdiSpecWriter(tmp_path / "cdi", dev_root)
     if use_cdi:
         registry.add_listener(lambda snap: cdi.update(snap.pools))
     sysfs_watch = SysfsWatch(tmp_path / "host", registry.trigger)

@@ -60,3 +60,26 @@ def test_tree_beyond_the_profile_vf_limit(tmp_path: Path) -> None:
     assert main(["emulate", "up", "--root", str(root), "--no-netdevs", "--pfs", "1",
                  "--vfs", "70"]) == 0
     assert len(SysfsReader(root).inventory().vfs) == 70  # x710 reports 64
+
+
+def test_classes_showcase_is_listed_with_classes_and_char_devices(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "emu"
+    assert main(["emulate", "up", "--root", str(root), "--no-netdevs", "--pfs", "1",
+                 "--vfs", "3", "--profile", "bf2", "--classes", "--noiommu", "--vfio", "1"]) == 0
+    assert main(["emulate", "bind", "--root", str(root), "0000:3b:00.2", "uio_pci_generic"]) == 0
+    capsys.readouterr()
+    assert main(["list", "--sysfs-root", str(root)]) == 0
+    text = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in text.splitlines() if line.strip()}
+    assert "vf/uio+rdma" in rows["0"] and "uio0" in rows["0"][-1]
+    assert "vf/vdpa-vhost+rdma" in rows["1"] and "vhost-vdpa-0" in rows["1"][-1]
+    assert "vf/vfio-noiommu+rdma" in rows["2"] and "vfio/noiommu-" in rows["2"][-1]
+    assert rows["mlx5_core.sf.0"][1] == "sf+rdma"
+    accel = [r for r in rows.values() if r[1].startswith("accelerator")]
+    # noiommu mode is host-wide: the FEC VFs on vfio-pci get no-IOMMU groups too
+    assert [r[1] for r in accel] == ["accelerator", *["accelerator/vfio-noiommu"] * 2]
+    nic = next(r for r in rows.values() if r[1] == "nic")
+    assert nic[2:4] == ["virtio-pci", "sriovpfnic0"] and nic[5] == "1af4:1041"
+    assert main(["emulate", "down", "--root", str(root)]) == 0
+    assert not (root / "dev").exists()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sriov.cli.main import build_parser
+from sriov.cli.main import build_parser, main
 from sriov.emulate.tree import PfSpec, SysfsTreeBuilder
 
 REPO = Path(__file__).resolve().parents[2]
@@ -99,3 +99,26 @@ def test_config_upstream_rejects_exits_2(host: Path, tmp_path: Path) -> None:
 def test_missing_config_file_exits_2(host: Path, tmp_path: Path) -> None:
     code, _, err = run("--config", str(tmp_path / "nope.json"), "--sysfs-root", str(host))
     assert code == 2 and "cannot read" in err
+
+
+def test_sriovctl_pools_shows_every_device_class(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from sriov.emulate.profiles import INTEL_N3000_FEC, MELLANOX_BF2
+
+    tree = SysfsTreeBuilder(tmp_path / "host")
+    tree.add_pf(PfSpec(address="0000:3b:00.0", ifname="p0", profile=MELLANOX_BF2, num_vfs=0))
+    tree.add_sf("0000:3b:00.0", 7, "p0s7")
+    tree.add_pf(PfSpec(address="0000:af:00.0", ifname=None, profile=INTEL_N3000_FEC,
+                       num_vfs=1))
+    config = tmp_path / "pools.json"
+    config.write_text(json.dumps({"resourceList": [
+        {"resourceName": "sf", "deviceType": "auxNetDevice", "selectors": [{"auxTypes": ["sf"]}]},
+        {"resourceName": "fec", "deviceType": "accelerator", "selectors": [{"devices": ["0d90"]}]},
+        {"resourceName": "none", "selectors": [{"vendors": ["8086"]}]}]}))
+    assert main(["pools", "--config", str(config), "--sysfs-root", str(tmp_path / "host")]) == 0
+    out = capsys.readouterr().out
+    assert "intel.com/sf: 1 device\n  mlx5_core.sf.0  p0 SF 7  15b3:a2d6" in out
+    assert "intel.com/fec: 1 device\n  0000:af:00.1  accelerator" in out
+    # the PF without VFs is a NIC candidate of the netDevice pool, and says why it is left out
+    assert "  0000:3b:00.0  nic  15b3:a2d6  mlx5_core  p0\n      intel.com/none: vendors: " \
+           "15b3 not in [8086]" in out

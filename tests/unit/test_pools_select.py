@@ -90,12 +90,12 @@ def test_no_pools_leaves_every_vf_with_a_reason() -> None:
     assert sel.reasons == {"0000:3b:02.0": "no netDevice pool is configured"}
 
 
-def test_other_device_types_stay_empty_with_a_warning() -> None:
+def test_an_accelerator_pool_never_takes_network_vfs() -> None:
     sel = select(config(
         {"resourceName": "fpga", "deviceType": "accelerator", "selectors": {"vendors": ["8086"]}},
     ), inventory(vf(0, 0)))
     assert sel.pools == {"intel.com/fpga": ()}
-    assert "deviceType accelerator devices are not discovered" in sel.warnings[0]
+    assert sel.warnings == ()
 
 
 def test_default_prefix_override_keeps_explicit_prefixes() -> None:

@@ -144,6 +144,6 @@ def test_spec_validation(kwargs: dict[str, object], error: type[Exception], matc
 
 
 def test_profiles_are_looked_up_by_vf_ids() -> None:
-    assert set(PROFILES) == {"x710", "cx5", "igb"}
+    assert set(PROFILES) == {"x710", "cx5", "igb", "bf2"}
     assert profile_for_vf("8086", "10ca") is PROFILES["igb"]
     assert profile_for_vf("dead", "beef") is None
