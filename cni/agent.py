@@ -39,6 +39,7 @@ from cni.state import DEFAULT_STATE_DIR, StateStore
 log = logging.getLogger(__name__)
 HandlersFactory = Callable[[Mapping[str, str], TextIO], skel.Handlers]
 WORKERS = 16
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -294,6 +295,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--workers must be at least 1")
     agent = CniAgent(args.socket, _no_handlers, log_dirs_from(args.log_dirs),
                      client_uid=args.client_uid)
+    # a stop signal that comes once the socket exists but before its handler is in place
+    # waits (blocked) instead of killing the agent with the socket left behind
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         agent.bind()  # once, before any fork: every worker accepts on this socket
     except (OSError, RuntimeError) as e:
@@ -310,6 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         try:
             agent.serve_forever()
         finally:

@@ -62,21 +62,32 @@ class WorkerPool:
 
     def _spawn(self) -> None:
         parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:  # worker: default signal handling, serve, never return into the parent's code
-            status = 1
-            try:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
-                _die_with(parent)
-                status = self._serve()
-            except BaseException:
-                log.exception("CNI agent worker %s failed", os.getpid())
-            finally:
-                logging.shutdown()
-                os._exit(status)
-        self._pids[pid] = time.monotonic()
+        # Signals stay blocked across the fork: a SIGTERM for a worker that arrived before it
+        # dropped the parent's handler would run that handler in the worker and be lost there.
+        stop_signals = {signal.SIGTERM, signal.SIGINT}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        try:
+            pid = os.fork()
+            if pid == 0:  # worker: default signal handling, serve, never return into our code
+                status = 1
+                try:
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    signal.signal(signal.SIGINT, signal.SIG_DFL)
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+                    _die_with(parent)
+                    status = self._serve()
+                except BaseException:
+                    log.exception("CNI agent worker %s failed", os.getpid())
+                finally:
+                    logging.shutdown()
+                    os._exit(status)
+            self._pids[pid] = time.monotonic()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)  # a pending stop runs now
         log.info("CNI agent worker %s started", pid)
+        if self._stopping:  # a stop signal came while it was being forked
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
 
     def stop(self, signum: int = signal.SIGTERM, frame: object = None) -> None:
         """Signal handler of the parent: stop every worker (they finish their requests)."""
@@ -89,7 +100,10 @@ class WorkerPool:
         """Start the workers and supervise them until :meth:`stop`; returns the exit status."""
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
         for _ in range(self.count):
+            if self._stopping:
+                break
             self._spawn()
         status = 0
         last_respawn = 0.0
