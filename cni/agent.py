@@ -296,8 +296,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     agent = CniAgent(args.socket, _no_handlers, log_dirs_from(args.log_dirs),
                      client_uid=args.client_uid)
     # a stop signal that comes once the socket exists but before its handler is in place
-    # waits (blocked) instead of killing the agent with the socket left behind
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    # waits (blocked) instead of killing the agent with the socket left behind; the caller's
+    # mask comes back on every way out (an embedding process or a test must not keep it)
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        return _bind_and_serve(agent, args)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+
+
+def _bind_and_serve(agent: CniAgent, args: argparse.Namespace) -> int:
     try:
         agent.bind()  # once, before any fork: every worker accepts on this socket
     except (OSError, RuntimeError) as e:
@@ -322,7 +330,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     if args.workers == 1:
-        return serve()
+        try:
+            return serve()
+        finally:
+            agent.close()  # also when the runtime could not start
     agent.owns_socket = False  # a worker that stops must not remove the socket or its claim
     # every worker wakes up for a new connection and only one gets it: the others must not
     # block in accept() (they would miss a stop until the next connection)
