@@ -206,7 +206,7 @@ class SysfsReader:
                 self._classify_other(ctx, extra, skip, name, failed_pfs, {p.address for p in pfs})
         parents: dict[str, object] = {p.address: p for p in pfs}
         parents.update((d.address, d) for d in extra if d.device_class is DeviceClass.NIC)
-        pf_netdevs = {p.address: p.netdev for p in pfs}
+        pf_netdevs: dict[str, IfName | None] = {p.address: p.netdev for p in pfs}
         extra.extend(aux_sfs(ctx, str(self.root), parents, pf_netdevs))
         return Inventory(pfs=tuple(pfs), vfs=tuple(vfs), skipped=tuple(skipped),
                          others=tuple(extra))

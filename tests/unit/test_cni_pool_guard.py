@@ -236,7 +236,8 @@ def test_agent_flag_reaches_the_runtime(node: Node, tmp_path: Path,
 
     monkeypatch.setattr("cni.agent.warm_runtime", fake_warm_runtime)
     with pytest.raises(_Started):
-        agent_main(["--socket", str(tmp_path / "a.sock"), "--pool-config", str(node.config)])
+        agent_main(["--socket", str(tmp_path / "a.sock"), "--pool-config", str(node.config),
+                    "--workers", "1"])  # in this process: worker processes warm up after a fork
     assert seen[0][2] == node.config
 
 
