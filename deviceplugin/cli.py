@@ -141,21 +141,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def _serve_cni_agent(socket: Path, stop: threading.Event, sysfs_root: Path,
                      pool_config: Path, client_uid: int | None) -> None:
-    """``cni.agent.serve`` plus the agent's ``--client-uid`` (which ``serve`` does not take)."""
     import cni.agent as agent  # lazy: documented exception to the layering rule
-    from cni.state import DEFAULT_STATE_DIR
 
-    runtime = agent.warm_runtime(sysfs_root, DEFAULT_STATE_DIR, pool_config)
-    server = agent.CniAgent(socket, runtime.plugin, client_uid=client_uid)
-    server.bind()
-    thread = threading.Thread(target=server.serve_forever, name="cni-agent-server", daemon=True)
-    thread.start()
-    try:
-        stop.wait()
-    finally:
-        server.stop()
-        thread.join(timeout=5)
-        runtime.close()
+    agent.serve(socket, stop, sysfs_root=sysfs_root, pool_config=pool_config,
+                client_uid=client_uid)
 
 
 def _start_cni_agent(socket: Path, stop: threading.Event, sysfs_root: Path,
