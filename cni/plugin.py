@@ -140,10 +140,14 @@ class Plugin:
     def _mode_from_sysfs(self, device: PciAddress) -> str:
         from cni.device_modes import mode_of
         from sriov.sysfs import SysfsReader
+        from sriov.types import DriverKind
 
         # the device's class and driver link are all it needs and are always current: the
-        # plain reader, not the host's (which on an emulated host re-syncs netdev entries)
-        return mode_of(SysfsReader(self.sysfs_root).device(device))
+        # plain reader, not the host's (which on an emulated host first re-syncs netdev entries)
+        device_info = SysfsReader(self.sysfs_root).device(device)
+        if device_info.driver_kind is DriverKind.NONE:
+            device_info = self.host_factory().sysfs.device(device)  # no driver: has it a netdev?
+        return mode_of(device_info)
 
     def select_mode(
         self, args: CmdArgs, conf: NetConf, state: StateStore
