@@ -234,5 +234,4 @@ class RdmaOps:
                 rdma.set_netns_fd(link, fd)
 
 
-
 __all__ = ["NETLINK_RDMA", "NetnsMode", "RdmaLink", "RdmaNetlink", "RdmaOps", "decode", "encode"]

@@ -1,0 +1,138 @@
+"""RDMA netlink against the guest's real RDMA core (Debian 6.1: ib_core, soft-RoCE rdma_rxe).
+
+What the testbed can show: the subsystem's netns mode (read and set), the device list per netns
+(exclusive mode hides a device from every other netns), the kernel's answer to a move, and how
+a soft-RoCE device relates to a VF. What it cannot: a successful move. QEMU emulates no RDMA HCA
+whose driver can change netns (the kernel requires ``disassociate_ucontext``, which rxe and siw
+lack: ``rdma dev set rxe0 netns X`` is EOPNOTSUPP), and an rxe device is unregistered as soon as
+its netdev leaves the initial netns. The move itself is covered against a model of the kernel in
+tests/integration/test_cni_vf_rdma.py; see docs/cni.md "RDMA" and docs/vm-testbed.md.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.vm import hw
+from tests.vm.conftest import EnableVfs, colleague_module
+
+MODULES = ("ib_core", "ib_uverbs", "ib_umad", "rdma_ucm", "rdma_rxe")
+RXE = "rxe0"
+
+
+def _rdma(*args: str) -> str:
+    return subprocess.run(["rdma", *args], capture_output=True, text=True, check=True).stdout
+
+
+def _netns(name: str) -> str:
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    return f"/var/run/netns/{name}"
+
+
+@pytest.fixture
+def rxe_on_vf(sriov_pf: hw.RealPf, enable_vfs: EnableVfs) -> Iterator[hw.RealVf]:
+    """A soft-RoCE device ``rxe0`` on an igbvf VF netdev; shared mode and no rxe afterwards."""
+    for module in MODULES:
+        if subprocess.run(["modprobe", module], capture_output=True).returncode != 0:
+            pytest.skip(f"cannot load {module} in this guest")
+    rdma = colleague_module("sriov.netlink_rdma")
+    vf = enable_vfs(sriov_pf, 1)[0]
+    assert vf.netdev is not None
+    subprocess.run(["ip", "link", "set", vf.netdev, "up"], check=True)
+    subprocess.run(["rdma", "link", "add", RXE, "type", "rxe", "netdev", vf.netdev], check=True)
+    try:
+        yield vf
+    finally:
+        subprocess.run(["rdma", "link", "delete", RXE], capture_output=True, check=False)
+        with rdma.RdmaNetlink() as nl:
+            nl.set_netns_mode(rdma.NetnsMode.SHARED)
+
+
+def test_netns_mode_is_the_kernels_and_can_be_set(rxe_on_vf: hw.RealVf) -> None:
+    rdma = colleague_module("sriov.netlink_rdma")
+    ops = rdma.RdmaOps()
+    assert ops.netns_mode() is rdma.NetnsMode.SHARED
+    assert "netns shared" in _rdma("system", "show")
+    with rdma.RdmaNetlink() as nl:
+        nl.set_netns_mode(rdma.NetnsMode.EXCLUSIVE)
+    assert ops.netns_mode() is rdma.NetnsMode.EXCLUSIVE
+    assert "netns exclusive" in _rdma("system", "show")
+
+
+def test_device_list_matches_rdma_dev_show_per_netns(rxe_on_vf: hw.RealVf) -> None:
+    rdma = colleague_module("sriov.netlink_rdma")
+    with rdma.RdmaNetlink() as nl:
+        links = nl.links()
+        assert nl.link(RXE) in links and nl.link("nosuch") is None
+    shown = {(int(i), n) for i, n in re.findall(r"^(\d+): (\S+):", _rdma("dev", "show"), re.M)}
+    assert {(link.index, link.name) for link in links} == shown
+    name = "rdma-" + secrets.token_hex(3)
+    ops = rdma.RdmaOps()
+    try:
+        pod = _netns(name)
+        assert ops.links(pod) == (RXE,)  # shared mode: every netns sees every device
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+    with rdma.RdmaNetlink() as nl:  # no other netns may exist while the mode changes (EBUSY)
+        nl.set_netns_mode(rdma.NetnsMode.EXCLUSIVE)
+    try:
+        pod = _netns(name)
+        assert ops.links(pod) == ()  # exclusive: the device belongs to the initial netns only
+        assert RXE in ops.links(None)
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def test_rxe_is_not_the_vfs_rdma_device(rxe_on_vf: hw.RealVf) -> None:
+    """Discovery ties RDMA devices to PCI functions (``<pci>/infiniband/``, as rdmamap): rxe
+    is a virtual device whose only link to the VF is its netdev, so the VF has none."""
+    sysfs = colleague_module("sriov.sysfs")
+    assert not (rxe_on_vf.device_dir / "infiniband").exists()
+    assert Path("/sys/class/infiniband", RXE).resolve().parent == Path(
+        "/sys/devices/virtual/infiniband")
+    assert Path("/sys/class/infiniband", RXE, "parent").read_text().strip() == rxe_on_vf.netdev
+    assert sysfs.SysfsReader(Path("/")).vf(rxe_on_vf.address).rdma_devices == ()
+
+
+def test_kernel_refuses_to_move_rxe_with_a_typed_error(rxe_on_vf: hw.RealVf) -> None:
+    rdma = colleague_module("sriov.netlink_rdma")
+    errors = colleague_module("sriov.errors")
+    with rdma.RdmaNetlink() as nl:
+        nl.set_netns_mode(rdma.NetnsMode.EXCLUSIVE)
+    name = "rdma-" + secrets.token_hex(3)
+    try:
+        pod = _netns(name)
+        ops = rdma.RdmaOps()
+        with pytest.raises(errors.NetlinkOpError) as caught:
+            ops.move(RXE, None, pod)
+        assert caught.value.errno == errno.EOPNOTSUPP and RXE in str(caught.value)
+        assert ops.links(None) == (RXE,) and ops.links(pod) == ()
+        with pytest.raises(errors.NetlinkOpError) as caught:
+            ops.move(RXE, pod, None)  # not visible in the pod: nothing to move back
+        assert caught.value.errno == errno.ENODEV
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def test_rxe_is_unregistered_when_its_netdev_leaves_the_host(rxe_on_vf: hw.RealVf) -> None:
+    """Why rxe cannot follow a VF into a pod: the kernel deletes it when the netdev moves."""
+    rdma = colleague_module("sriov.netlink_rdma")
+    netdev = rxe_on_vf.netdev
+    assert netdev is not None
+    name = "rdma-" + secrets.token_hex(3)
+    try:
+        pod = _netns(name)
+        subprocess.run(["ip", "link", "set", netdev, "netns", name], check=True)
+        hw.wait_for(lambda: RXE not in rdma.RdmaOps().links(None) or None,
+                    what=f"{RXE} unregistered")
+        assert rdma.RdmaOps().links(pod) == ()
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+    hw.wait_for(lambda: rxe_on_vf.netdev, what="VF netdev back in the host")
