@@ -199,3 +199,19 @@ def test_kernel_without_rdma_core_attaches_an_rdma_vf_normally(emu: Emu, ns: str
     assert add.rc == 0, add.stdout
     assert record_of(emu)["vf"]["rdmaDevices"] == []
     assert emu.call("DEL", conf, "c1", ns).rc == 0
+
+
+def test_a_refused_move_back_fails_del_and_keeps_the_record_for_the_retry(
+        emu: Emu, ns: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    names = rdma_names(emu)
+    kernel = install(monkeypatch, KernelRdma(names))
+    conf = emu.conf(emu.vf(0).address)
+    assert emu.call("ADD", conf, "c1", ns).rc == 0
+    kernel.refuse = set(names)
+    dele = emu.call("DEL", conf, "c1", ns)
+    assert dele.rc == 1 and dele.out is not None and dele.out["code"] == 102, dele.stdout
+    assert record_of(emu)["vf"]["rdmaDevices"] == list(names)
+    assert emu.call("ADD", emu.conf(emu.vf(0).address), "c2", ns, ifname="net2").out["code"] == 11
+    kernel.refuse = set()
+    assert emu.call("DEL", conf, "c1", ns).rc == 0
+    assert kernel.links(None) == names

@@ -31,6 +31,25 @@ def _rdma(*args: str) -> str:
     return subprocess.run(["rdma", *args], capture_output=True, text=True, check=True).stdout
 
 
+def set_mode(exclusive: bool) -> None:
+    """``rdma system set netns``; the kernel refuses (EBUSY) while any other netns exists, and
+    a deleted netns lingers until the kernel's asynchronous cleanup_net ran: retry."""
+    rdma = colleague_module("sriov.netlink_rdma")
+    mode = rdma.NetnsMode.EXCLUSIVE if exclusive else rdma.NetnsMode.SHARED
+
+    def attempt() -> bool | None:
+        try:
+            with rdma.RdmaNetlink() as nl:
+                nl.set_netns_mode(mode)
+        except colleague_module("sriov.errors").NetlinkOpError as e:
+            if e.errno != errno.EBUSY:
+                raise
+            return None
+        return True
+
+    hw.wait_for(attempt, what=f"RDMA netns mode {mode}")
+
+
 def _netns(name: str) -> str:
     subprocess.run(["ip", "netns", "add", name], check=True)
     return f"/var/run/netns/{name}"
@@ -42,7 +61,7 @@ def rxe_on_vf(sriov_pf: hw.RealPf, enable_vfs: EnableVfs) -> Iterator[hw.RealVf]
     for module in MODULES:
         if subprocess.run(["modprobe", module], capture_output=True).returncode != 0:
             pytest.skip(f"cannot load {module} in this guest")
-    rdma = colleague_module("sriov.netlink_rdma")
+    colleague_module("sriov.netlink_rdma")  # fail clearly (not skip) if it is missing
     vf = enable_vfs(sriov_pf, 1)[0]
     assert vf.netdev is not None
     subprocess.run(["ip", "link", "set", vf.netdev, "up"], check=True)
@@ -51,8 +70,7 @@ def rxe_on_vf(sriov_pf: hw.RealPf, enable_vfs: EnableVfs) -> Iterator[hw.RealVf]
         yield vf
     finally:
         subprocess.run(["rdma", "link", "delete", RXE], capture_output=True, check=False)
-        with rdma.RdmaNetlink() as nl:
-            nl.set_netns_mode(rdma.NetnsMode.SHARED)
+        set_mode(exclusive=False)
 
 
 def test_netns_mode_is_the_kernels_and_can_be_set(rxe_on_vf: hw.RealVf) -> None:
@@ -60,8 +78,7 @@ def test_netns_mode_is_the_kernels_and_can_be_set(rxe_on_vf: hw.RealVf) -> None:
     ops = rdma.RdmaOps()
     assert ops.netns_mode() is rdma.NetnsMode.SHARED
     assert "netns shared" in _rdma("system", "show")
-    with rdma.RdmaNetlink() as nl:
-        nl.set_netns_mode(rdma.NetnsMode.EXCLUSIVE)
+    set_mode(exclusive=True)
     assert ops.netns_mode() is rdma.NetnsMode.EXCLUSIVE
     assert "netns exclusive" in _rdma("system", "show")
 
@@ -80,8 +97,7 @@ def test_device_list_matches_rdma_dev_show_per_netns(rxe_on_vf: hw.RealVf) -> No
         assert ops.links(pod) == (RXE,)  # shared mode: every netns sees every device
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
-    with rdma.RdmaNetlink() as nl:  # no other netns may exist while the mode changes (EBUSY)
-        nl.set_netns_mode(rdma.NetnsMode.EXCLUSIVE)
+    set_mode(exclusive=True)
     try:
         pod = _netns(name)
         assert ops.links(pod) == ()  # exclusive: the device belongs to the initial netns only
@@ -104,8 +120,7 @@ def test_rxe_is_not_the_vfs_rdma_device(rxe_on_vf: hw.RealVf) -> None:
 def test_kernel_refuses_to_move_rxe_with_a_typed_error(rxe_on_vf: hw.RealVf) -> None:
     rdma = colleague_module("sriov.netlink_rdma")
     errors = colleague_module("sriov.errors")
-    with rdma.RdmaNetlink() as nl:
-        nl.set_netns_mode(rdma.NetnsMode.EXCLUSIVE)
+    set_mode(exclusive=True)
     name = "rdma-" + secrets.token_hex(3)
     try:
         pod = _netns(name)
