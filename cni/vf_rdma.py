@@ -21,6 +21,7 @@ The kernel calls go through ``ctx.host().rdma`` (:class:`sriov.netlink_rdma.Rdma
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -62,12 +63,12 @@ def names_to_move(ctx: AttachmentContext, vf: VirtualFunction) -> tuple[str, ...
 
 
 def move_into_pod(ctx: AttachmentContext, names: tuple[str, ...], netns: str,
-                  on_undo: Callable[[str, Callable[[], object]], None]) -> None:
+                  on_undo: Callable[[str, Callable[[], object]], object]) -> None:
     """Move each device host -> ``netns``; ``on_undo(what, fn)`` registers its rollback."""
     rdma = ctx.host().rdma
     for name in names:
         rdma.move(name, None, netns)
-        on_undo(f"move RDMA device {name} back", lambda n=name: rdma.move(n, netns, None))
+        on_undo(f"move RDMA device {name} back", functools.partial(rdma.move, name, netns, None))
         ctx.log.info("RDMA: moved %s into %s", name, netns)
 
 

@@ -211,7 +211,8 @@ def test_a_refused_move_back_fails_del_and_keeps_the_record_for_the_retry(
     dele = emu.call("DEL", conf, "c1", ns)
     assert dele.rc == 1 and dele.out is not None and dele.out["code"] == 102, dele.stdout
     assert record_of(emu)["vf"]["rdmaDevices"] == list(names)
-    assert emu.call("ADD", emu.conf(emu.vf(0).address), "c2", ns, ifname="net2").out["code"] == 11
+    busy = emu.call("ADD", emu.conf(emu.vf(0).address), "c2", ns, ifname="net2")
+    assert busy.out is not None and busy.out["code"] == 11, busy.stdout
     kernel.refuse = set()
     assert emu.call("DEL", conf, "c1", ns).rc == 0
     assert kernel.links(None) == names
