@@ -80,6 +80,7 @@ def tombstone_quietly(state: StateStore, args: CmdArgs) -> None:
         state.write_tombstone(args.container_id, args.ifname)
     except CniError as e:  # the cleanup itself succeeded: never fail a DEL for its marker
         log.error("DEL: cannot record the deletion (a late ADD may then succeed): %s", e)
+    state.prune_tombstones_if_due()  # bounded without a CNI GC (kubelet sends none)
 
 
 def load_or_quarantine(state: StateStore, args: CmdArgs) -> AttachmentRecord | None:

@@ -36,8 +36,11 @@ log = logging.getLogger(__name__)
 DEFAULT_STATE_DIR = Path("/var/lib/cni/sriov")
 LOCK_POLL_INTERVAL = 0.01
 TMP_MARK = ".tmp"
-TOMBSTONE_TTL = 3600.0
-"""Seconds a DEL's tombstone is kept: far longer than any ADD can stay queued (timeout 55 s)."""
+TOMBSTONE_TTL = 600.0
+"""Seconds a DEL's tombstone is kept: far longer than any ADD can stay queued (the attachment
+lock times out after 60 s, a standalone invocation after 55 s)."""
+PRUNE_EVERY = 60.0
+"""DEL prunes expired tombstones at most this often (kubelet never sends CNI GC)."""
 WriteFaults = Callable[[str], None]
 
 
@@ -261,12 +264,26 @@ class StateStore:
         deleted = body.get("deletedAt")
         return deleted if isinstance(deleted, int) else None
 
+    def prune_tombstones_if_due(self) -> None:
+        """Prune at most every :data:`PRUNE_EVERY` seconds (DEL; the marker's mtime says when)."""
+        marker = self.root / "tombstone" / ".pruned"
+        try:
+            if time.time() - marker.stat().st_mtime < PRUNE_EVERY:
+                return
+        except FileNotFoundError:
+            pass
+        with contextlib.suppress(OSError):
+            marker.touch()
+            self.prune_tombstones()
+
     def prune_tombstones(self, ttl: float = TOMBSTONE_TTL) -> None:
         directory = self.root / "tombstone"
         if not directory.is_dir():
             return
         now, boot = boottime_ns(), boot_id()
         for path in directory.iterdir():
+            if path.name.startswith("."):
+                continue
             try:
                 body = json.loads(path.read_bytes())
                 stale = body.get("boot") != boot or now - int(body["deletedAt"]) > ttl * 1e9

@@ -61,7 +61,9 @@ def test_the_last_of_two_concurrent_dels_deletes_the_vlan_parent(
         (cni.state_dir / VLAN_DIR / parent).write_bytes(b"created by the sriov CNI fallback\n")
         for i in range(2):
             path = cni.state_dir / f"st-v{i}-net1"
-            path.write_text(json.dumps({**json.loads(path.read_text()), RECORD_KEY: parent}))
+            record = json.loads(path.read_text())  # a version-2 record: the fallback part
+            record["fallback"] = {**record["fallback"], RECORD_KEY: parent}
+            path.write_text(json.dumps(record))
 
         # force the interleaving: DEL of st-v0 has done its mode work and waits to drop its
         # record while DEL of st-v1 runs completely

@@ -103,7 +103,7 @@ def files_under(path: Path) -> list[str]:
 
 KEPT_STATE = ("pci/vf_lock/", "tombstone/")
 """State files that outlive an attachment by design: per-VF lock files, and DEL's tombstone
-(an ADD that started before the DEL finished must fail; pruned by GC after an hour)."""
+(an ADD that started before the DEL finished must fail; pruned after 10 minutes)."""
 
 
 def records_left(state_dir: Path) -> list[str]:

@@ -18,8 +18,8 @@ from tests.reliability.conftest import (
     cid,
     del_netns,
     emulated_node,
-    files_under,
     new_netns,
+    records_left,
     run_inprocess,
 )
 
@@ -60,7 +60,7 @@ def test_another_state_dir_cannot_take_a_live_pods_dpdk_vf(dpdk_node: Node) -> N
         deleted = run_inprocess(node.env("DEL", first, f"/var/run/netns/{pods[0]}"),
                                 json.dumps(conf1).encode())
         assert deleted.rc == 0, deleted.stdout
-        assert [f for f in files_under(node.state_dir) if not f.startswith("pci/vf_lock/")] == []
+        assert records_left(node.state_dir) == []
     finally:
         for pod in pods:
             del_netns(pod)

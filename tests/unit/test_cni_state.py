@@ -146,6 +146,19 @@ def test_tombstone_is_per_boot_and_pruned(tmp_path: Path) -> None:
     assert store.tombstone("c1", "net1") is None
 
 
+def test_del_prunes_expired_tombstones_at_most_once_a_minute(tmp_path: Path) -> None:
+    """Kubelet never sends CNI GC: DEL itself keeps the tombstones bounded."""
+    store = StateStore(tmp_path)
+    old = tmp_path / "tombstone" / "c9-net1"
+    store.write_tombstone("c1", "net1")
+    old.write_text(json.dumps({"boot": "another-boot", "deletedAt": 1}))
+    store.prune_tombstones_if_due()
+    assert not old.exists() and store.tombstone("c1", "net1") is not None
+    old.write_text(json.dumps({"boot": "another-boot", "deletedAt": 1}))
+    store.prune_tombstones_if_due()  # pruned a moment ago: not again yet
+    assert old.exists()
+
+
 def test_vf_lock_times_out_with_vf_busy(tmp_path: Path) -> None:
     store = StateStore(tmp_path)
     held, release = threading.Event(), threading.Event()
