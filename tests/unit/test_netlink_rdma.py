@@ -99,3 +99,24 @@ def test_socket_on_a_kernel_without_rdma_is_a_typed_error() -> None:
         assert "RDMA" in str(e)
     else:
         pytest.skip("this kernel has RDMA netlink; the no-RDMA path is not reachable here")
+
+
+# ------------------------------------------------------------------ the record's RDMA field
+
+def test_vf_record_keeps_the_moved_rdma_devices() -> None:
+    from cni.record import VfPart
+    part = VfPart(pf="p0", vf_index=1, rdma=("mlx5_2",))
+    assert part.to_json()["rdmaDevices"] == ["mlx5_2"]
+    assert VfPart.from_json(part.to_json()) == part
+
+
+def test_vf_record_without_rdma_devices_reads_as_none_moved() -> None:
+    from cni.record import VfPart
+    assert VfPart.from_json({"pf": "p0", "vfIndex": 0}).rdma == ()
+
+
+@pytest.mark.parametrize("bad", ["mlx5_2", [""], [3], {"a": 1}])
+def test_vf_record_with_bad_rdma_devices_is_damaged(bad: object) -> None:
+    from cni.record import DamagedRecord, VfPart
+    with pytest.raises(DamagedRecord, match="rdmaDevices"):
+        VfPart.from_json({"pf": "p0", "vfIndex": 0, "rdmaDevices": bad})
