@@ -12,11 +12,13 @@ tests/integration/test_cni_vf_rdma.py; see docs/cni.md "RDMA" and docs/vm-testbe
 from __future__ import annotations
 
 import errno
+import json
 import re
 import secrets
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -151,3 +153,62 @@ def test_rxe_is_unregistered_when_its_netdev_leaves_the_host(rxe_on_vf: hw.RealV
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
     hw.wait_for(lambda: rxe_on_vf.netdev, what="VF netdev back in the host")
+
+
+# ------------------------------------------------ the CNI against the real RDMA core
+
+@pytest.fixture
+def cx5_with_real_rdma(tmp_path: Path) -> Iterator[tuple[Any, str]]:
+    """An emulated ConnectX-5 host whose VF 0's RDMA device (by discovery, ``mlx5_N``) is a real
+    soft-RoCE device of that name on the VF's veth: the CNI's RDMA hook meets the real kernel."""
+    for module in MODULES:
+        if subprocess.run(["modprobe", module], capture_output=True).returncode != 0:
+            pytest.skip(f"cannot load {module} in this guest")
+    harness = colleague_module("tests.integration.cni_vf_harness")
+    spec = colleague_module("sriov.emulate.spec")
+    for emu in harness.emulated_host(tmp_path, profile=spec.Profile.CX5, vfs=1, vfio=0):
+        vf = emu.vf(0)
+        (name,) = [r.name for r in vf.rdma_devices]
+        subprocess.run(["rdma", "link", "add", name, "type", "rxe", "netdev", vf.netdev],
+                       check=True)
+        try:
+            yield emu, name
+        finally:
+            subprocess.run(["rdma", "link", "delete", name], capture_output=True, check=False)
+            set_mode(exclusive=False)
+
+
+def test_cni_add_in_shared_mode_moves_nothing(cx5_with_real_rdma: tuple[Any, str]) -> None:
+    harness = colleague_module("tests.integration.cni_vf_harness")
+    emu, _ = cx5_with_real_rdma
+    name = harness.new_netns()
+    try:
+        conf = emu.conf(emu.vf(0).address)
+        add = emu.call("ADD", conf, "c1", harness.netns_path(name))
+        assert add.rc == 0, add.stdout
+        (record,) = [p for p in emu.state_dir.glob("*-net1") if p.is_file()]
+        assert json.loads(record.read_text())["vf"]["rdmaDevices"] == []
+        assert emu.call("DEL", conf, "c1", harness.netns_path(name)).rc == 0
+    finally:
+        harness.del_netns(name)
+
+
+def test_cni_add_whose_rdma_device_cannot_follow_fails_and_rolls_back(
+        cx5_with_real_rdma: tuple[Any, str]) -> None:
+    """Exclusive mode, real kernel: the VF's netdev moves, the kernel unregisters the rxe device
+    on it (an HCA's would stay), so the RDMA move finds nothing: code 102, VF restored exactly."""
+    harness = colleague_module("tests.integration.cni_vf_harness")
+    emu, rdma_name = cx5_with_real_rdma
+    set_mode(exclusive=True)
+    vf = emu.vf(0)
+    snap = harness.link_show(vf.netdev)
+    name = harness.new_netns()
+    try:
+        add = emu.call("ADD", emu.conf(vf.address), "c1", harness.netns_path(name))
+        assert add.rc == 1 and add.out is not None and add.out["code"] == 102, add.stdout
+        assert rdma_name in add.out["msg"] + add.out.get("details", "")
+        assert len(add.stdout.strip().splitlines()) == 1
+        assert harness.link_show(vf.netdev) == snap
+        assert not [p for p in emu.state_dir.glob("*-net1") if p.is_file()]
+    finally:
+        harness.del_netns(name)
