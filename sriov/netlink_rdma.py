@@ -39,7 +39,8 @@ NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 _HDR = struct.Struct("=IHHII")  # struct nlmsghdr
 _NLA = struct.Struct("=HH")  # struct nlattr
-_NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
+_NLA_TYPE_MASK = 0x3FFF
+REPLY_TIMEOUT = 10.0  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
 _seq = itertools.count(1)
 
 
@@ -143,6 +144,7 @@ class RdmaNetlink:
                 socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_RDMA))
         except OSError as e:  # EPROTONOSUPPORT: no ib_core in this kernel
             raise NetlinkOpError("open RDMA netlink socket", where, e.errno or 0) from e
+        self._sock.settimeout(REPLY_TIMEOUT)  # a CNI verb must not hang on a silent kernel
 
     def close(self) -> None:
         self._sock.close()
@@ -170,6 +172,9 @@ class RdmaNetlink:
                     if msg.type == NLMSG_DONE:
                         return replies
                     replies.append(msg)
+        except TimeoutError as e:
+            detail = f"no reply in {REPLY_TIMEOUT:.0f}s"
+            raise NetlinkOpError(op, target, E.ETIMEDOUT, detail) from e
         except OSError as e:
             raise NetlinkOpError(op, target, e.errno or 0) from e
         except ValueError as e:
