@@ -89,6 +89,8 @@ class Podman:
         self.network_dir = setup.workdir / "networks"
         self.conf_path = setup.workdir / "containers.conf"
         self._containers: list[str] = []
+        self.last: subprocess.CompletedProcess[str] | None = None
+        """The latest podman command's result (podman reports a failed CNI DEL on stderr only)."""
 
     # ------------------------------------------------------------------ plumbing
     def _argv(self, *args: str) -> list[str]:
@@ -100,13 +102,14 @@ class Podman:
     def _env(self) -> dict[str, str]:
         return {**os.environ, **self.setup.env, "CONTAINERS_CONF": str(self.conf_path)}
 
-    def cmd(self, *args: str, check: bool = True,
-            timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    def cmd(self, *args: str, check: bool = True, timeout: float = COMMAND_TIMEOUT,
+            input: str | None = None) -> subprocess.CompletedProcess[str]:
         argv = self._argv(*args)
         log.debug("podman %s", " ".join(args))
-        proc = subprocess.run(argv,
+        proc = subprocess.run(argv, input=input,
                               capture_output=True, text=True, env=self._env(), timeout=timeout,
                               check=False)
+        self.last = proc
         if check and proc.returncode != 0:
             raise PodmanError(f"podman {' '.join(args[:3])} failed (exit {proc.returncode}): "
                               f"{proc.stderr.strip() or proc.stdout.strip()}")

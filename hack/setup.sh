@@ -7,7 +7,8 @@ export DEBIAN_FRONTEND=noninteractive
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 APT_PACKAGES=(iproute2 containernetworking-plugins dnsmasq-base podman runc busybox-static
-              util-linux kmod python3-venv python3-dev gcc musl-tools valgrind procps)
+              util-linux kmod python3-venv python3-dev gcc musl-tools valgrind procps
+              mmdebstrap openssl)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
