@@ -1,7 +1,9 @@
 """The resident CNI agent (``sriov-cni-agent``): serves ``sriov`` shim requests.
 
-One thread per connection; the per-VF flock in the state store serialises work on one VF.
-It keeps one warm :class:`cni.main.Runtime` (netlink socket, in-process host-local) and runs
+A fixed pool of threads per process; the per-VF flock in the state store serialises work on
+one VF. With ``--workers N`` (default: one per CPU, at most 4) N pre-forked processes accept
+on the one socket (:mod:`cni.agent_workers`), so a burst is not bound to one GIL. Each process
+keeps one warm :class:`cni.main.Runtime` (netlink sockets, in-process host-local) and runs
 every request through the same :func:`cni.skel.dispatch` as standalone mode, with the
 forwarded env/stdin, so both modes behave identically. Socket dir 0700, socket 0600; the
 socket rules (one agent per path, directory and peer checks, frame limits) are in
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import TextIO
 
 from cni import agent_socket, skel, trace
+from cni.agent_workers import WorkerPool, default_workers
 from cni.faults import FAULT_ENV, fault_hook
 from cni.log_file import LOG_DIRS_ENV, log_dirs_from, log_dirs_from_env
 from cni.main import EXEC_IPAM_ENV, Runtime, process_started
@@ -35,7 +38,8 @@ from cni.state import DEFAULT_STATE_DIR, StateStore
 
 log = logging.getLogger(__name__)
 HandlersFactory = Callable[[Mapping[str, str], TextIO], skel.Handlers]
-WORKERS = 8
+WORKERS = 16
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -57,7 +61,7 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     def server_close(self) -> None:
         super().server_close()
         if self.workers is not None:
-            self.workers.shutdown(wait=False)
+            self.workers.shutdown(wait=True)  # requests in flight finish and get their reply
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -102,9 +106,12 @@ class CniAgent:
         self.handlers_factory = handlers_factory
         self.log_dirs = tuple(log_dirs_from_env(os.environ) if log_dirs is None else log_dirs)
         """Where a netconf's logFile may be: the agent's setting, never the forwarded env's."""
-        self.client_uids = frozenset({0, os.geteuid()} | ({client_uid} - {None}))
+        self.client_uids = frozenset(
+            {0, os.geteuid()} | ({client_uid} if client_uid is not None else set()))
         self._server: _Server | None = None
         self._lock: int | None = None
+        self.owns_socket = True
+        """False in a pre-forked worker: the parent removes the shared socket and its claim."""
 
     def handle(self, env: Mapping[str, str], stdin: bytes,
                started: int | None = None) -> tuple[int, bytes, bytes]:
@@ -143,6 +150,10 @@ class CniAgent:
         self._server.agent = self
         log.info("CNI agent listening on %s", self.socket_path)
 
+    def listening_socket(self) -> socket.socket:
+        assert self._server is not None, "bind() first"
+        return self._server.socket
+
     def serve_forever(self) -> None:
         if self._server is None:
             self.bind()
@@ -167,7 +178,7 @@ class CniAgent:
         if self._server is not None:
             self._server.server_close()
             self._server = None
-        if self._lock is not None:  # only the agent that claimed the path removes its socket
+        if self._lock is not None and self.owns_socket:  # only the agent that claimed the path
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
             agent_socket.release(self._lock)
@@ -196,12 +207,14 @@ def warm_runtime(sysfs_root: Path, state_dir: Path, pool_config: Path | None = N
 
 
 def serve(socket_path: Path, stop: threading.Event, *, sysfs_root: Path = Path("/"),
-          state_dir: Path = DEFAULT_STATE_DIR, pool_config: Path | None = None) -> None:
+          state_dir: Path = DEFAULT_STATE_DIR, pool_config: Path | None = None,
+          client_uid: int | None = None) -> None:
     """Serve until ``stop`` is set: the device plugin's ``--cni-agent-socket`` embedding.
 
-    ``pool_config``: the device plugin's ``--config``; ADD then takes only VFs of its pools."""
+    ``pool_config``: the device plugin's ``--config``; ADD then takes only VFs of its pools.
+    ``client_uid``: a non-root uid allowed to send requests (the agent's ``--client-uid``)."""
     runtime = warm_runtime(sysfs_root, state_dir, pool_config)
-    agent = CniAgent(socket_path, runtime.plugin)
+    agent = CniAgent(socket_path, runtime.plugin, client_uid=client_uid)
     agent.bind()
     server = threading.Thread(target=agent.serve_forever, name="cni-agent-server", daemon=True)
     server.start()
@@ -261,6 +274,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "/var/log:/tmp; empty: logFile is ignored)",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help="processes accepting on the socket (default: one per CPU, at most 4; "
+        "1: serve in this process)",
+    )
+    parser.add_argument(
         "--trace",
         action="store_true",
         help="log per-step timings of every request (same as SRIOV_CNI_TRACE=1)",
@@ -273,26 +293,62 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    runtime = warm_runtime(args.sysfs_root, args.state_dir, args.pool_config)
-    agent = CniAgent(args.socket, runtime.plugin, log_dirs_from(args.log_dirs),
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    agent = CniAgent(args.socket, _no_handlers, log_dirs_from(args.log_dirs),
                      client_uid=args.client_uid)
+    # a stop signal that comes once the socket exists but before its handler is in place
+    # waits (blocked) instead of killing the agent with the socket left behind; the caller's
+    # mask comes back on every way out (an embedding process or a test must not keep it)
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
-        agent.bind()
+        return _bind_and_serve(agent, args)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+
+
+def _bind_and_serve(agent: CniAgent, args: argparse.Namespace) -> int:
+    try:
+        agent.bind()  # once, before any fork: every worker accepts on this socket
     except (OSError, RuntimeError) as e:
         log.error("cannot listen on %s: %s", args.socket, e)
         return 1
 
-    def stop(signum: int, frame: object) -> None:
-        log.info("signal %s: stopping", signum)
-        threading.Thread(target=agent.stop, daemon=True).start()
+    def serve() -> int:
+        runtime = warm_runtime(args.sysfs_root, args.state_dir, args.pool_config)
+        agent.handlers_factory = runtime.plugin
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+        def stop(signum: int, frame: object) -> None:
+            log.info("signal %s: stopping", signum)
+            threading.Thread(target=agent.stop, daemon=True).start()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        try:
+            agent.serve_forever()
+        finally:
+            runtime.close()
+        return 0
+
+    if args.workers == 1:
+        try:
+            return serve()
+        finally:
+            agent.close()  # also when the runtime could not start
+    agent.owns_socket = False  # a worker that stops must not remove the socket or its claim
+    # every worker wakes up for a new connection and only one gets it: the others must not
+    # block in accept() (they would miss a stop until the next connection)
+    agent.listening_socket().setblocking(False)
     try:
-        agent.serve_forever()
+        return WorkerPool(args.workers, serve).run()
     finally:
-        runtime.close()
-    return 0
+        agent.owns_socket = True
+        agent.close()
+
+
+def _no_handlers(env: Mapping[str, str], stderr: TextIO) -> skel.Handlers:
+    raise RuntimeError("the agent serves only after its runtime is warm")
 
 
 if __name__ == "__main__":

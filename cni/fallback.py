@@ -115,17 +115,18 @@ class FallbackMode:
             nl.create_macvlan(tmp, parent, fb.mode, netns, mtu=mtu, mac=mac)
         else:
             nl.create_ipvlan(tmp, parent, fb.mode, netns, mtu=mtu)
-        current = [tmp]  # the link's name right now, for the rollback
+        current: list[str | int] = [tmp]  # how to address the link now, for the rollback
         undo.callback(lambda: self._delete_quietly(nl, netns, current[-1]))
         # sysctls follow the link through the rename; this setns thread also opens the netns's
-        # netlink socket, and one lookup gives the ifindex for every later request and MAC/MTU
-        iface.write_notify_sysctls(nl, netns, tmp)
-        link = nl.link(tmp, netns)
-        if link is None:
-            raise DeviceNotFoundError("netdev", tmp, f"vanished from {netns} after its creation")
+        # netlink socket and reads the ifindex (every later request uses it), MAC and MTU
+        link = iface.prepare_in_netns(nl, netns, tmp)
+        current.append(link.index)  # by ifindex from here on: whatever its name is
         ctx.faults("rename")
+        ctx.faults("up")
         try:
-            nl.rename(link.index, ifname, netns)
+            # rename and up in one request (the kernel renames first); up before IPAM: a DHCP
+            # client gets its answer on the first try
+            nl.set_link(link.index, netns, new_name=ifname, up=True)
         except NetlinkOpError as e:
             if e.errno == errno.EEXIST:
                 raise CniError(
@@ -134,14 +135,11 @@ class FallbackMode:
                     "CNI ADD must not replace an existing interface",
                 ) from None
             raise
-        current.append(ifname)
-        ctx.faults("up")
-        nl.set_up(link.index, netns)  # before IPAM: a DHCP client gets its answer on the first try
         journal = journal_of(ctx)
         journal.stage(fallback=dataclasses.replace(
             journal.current.fallback or FallbackPart(), link_type=str(fb.type),
             master=fb.master, parent=parent))
-        interface = Interface(name=ifname, mac=str(mac) if mac is not None else str(link.mac or ""),
+        interface = Interface(name=ifname, mac=str(mac) if mac is not None else link.mac,
                               mtu=int(mtu) if mtu is not None else link.mtu, sandbox=netns)
         if not ctx.conf.ipam_type:
             ctx.faults("save-result")
@@ -262,7 +260,7 @@ class FallbackMode:
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
-    def _delete_quietly(nl: Any, netns: str, name: str) -> None:
+    def _delete_quietly(nl: Any, netns: str, name: str | int) -> None:
         try:
             iface.delete_link_in_netns(nl, netns, name)
         except Exception as e:

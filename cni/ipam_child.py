@@ -29,7 +29,7 @@ _prctl: list[Callable[..., int]] = []
 _prctl_lock = threading.Lock()
 
 
-def _load_prctl() -> Callable[..., int] | None:
+def _load_prctl() -> Callable[..., int]:
     """libc ``prctl``, resolved once in the parent (ctypes is imported only when IPAM is exec'd)."""
     with _prctl_lock:
         if not _prctl:

@@ -131,7 +131,7 @@ class _ProcessForwarder(logging.Handler):
         super().__init__(logging.NOTSET)
         self.levels = levels
 
-    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+    def handle(self, record: logging.LogRecord) -> bool:
         if record.levelno < self.levels.process_level(record.name):
             return False
         top = logging.getLogger(record.name.split(".")[0])

@@ -136,9 +136,14 @@ class Plugin:
 
     def _mode_from_sysfs(self, device: PciAddress) -> str:
         from sriov.errors import DeviceNotFoundError
+        from sriov.sysfs import SysfsReader
         from sriov.types import DriverKind
 
-        vf = self.host_factory().sysfs.vf(device)
+        # the driver link is all it needs and is always current: the plain reader, not the
+        # host's (which on an emulated host first re-syncs the VF's netdev entry)
+        vf = SysfsReader(self.sysfs_root).vf(device)
+        if vf.driver_kind not in (DriverKind.VFIO, DriverKind.UIO, DriverKind.KERNEL):
+            vf = self.host_factory().sysfs.vf(device)  # unknown driver: does it have a netdev?
         if vf.driver_kind in (DriverKind.VFIO, DriverKind.UIO):
             return "dpdk"
         if vf.netdev or vf.driver_kind is DriverKind.KERNEL:

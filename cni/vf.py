@@ -82,6 +82,8 @@ class _Attach:
                 "PF netdev", vf.pf_address, f"PF of VF {vf.address} has no netdev"
             )
         self.pf: IfName = vf.pf_netdev
+        self.pod_index: int | None = None
+        """The VF netdev's ifindex in the pod once it is there."""
         self.record = VfPart(pf=str(vf.pf_netdev), vf_index=vf.index)
         self.journal = journal_of(ctx)
 
@@ -143,14 +145,17 @@ class _Attach:
                 raise _exists(ifname, netns) from None
             raise
         where.append(target)
-        vf_netdev.set_sysctls(nl, netns, target)  # also opens the pod netns's socket
+        # sysctls (they follow a rename), the pod netns's socket and the ifindex, MAC and MTU in
+        # the pod, in one setns thread: every later request addresses the link by ifindex
+        facts = iface.prepare_in_netns(nl, netns, target)
+        index = facts.index
         if not direct:
             dropped = vf_netdev.drop_altnames(nl, target, netns)
             self.undo.callback(_quietly("re-add altnames", lambda: _add_altnames(
                 nl, where[-1], dropped, netns)))
             self.step("rename")
             try:
-                nl.rename(target, ifname, netns)
+                nl.rename(index, ifname, netns)
             except NetlinkOpError as e:
                 if e.errno == errno.EEXIST:
                     raise _exists(ifname, netns) from None
@@ -162,14 +167,12 @@ class _Attach:
         mac, mtu = self.ctx.conf.mac, self.ctx.conf.mtu
         if mac or mtu:
             self.undo.callback(_quietly("restore MAC/MTU", lambda: nl.set_link(
-                ifname, netns, mac=snap.mac if mac else None, mtu=snap.mtu if mtu else None)))
+                index, netns, mac=snap.mac if mac else None, mtu=snap.mtu if mtu else None)))
         self.step("up")
-        self.undo.callback(_quietly("set down", lambda: nl.set_down(ifname, netns)))
-        nl.set_link(ifname, netns, mac=mac or None, mtu=mtu or None, up=True)
-        link = nl.link(ifname, netns)
-        if link is None:
-            raise DeviceNotFoundError("VF netdev", ifname, f"vanished from {netns}")
-        return Interface(name=ifname, mac=link.mac or "", mtu=link.mtu, sandbox=netns,
+        self.undo.callback(_quietly("set down", lambda: nl.set_down(index, netns)))
+        nl.set_link(index, netns, mac=mac or None, mtu=mtu or None, up=True)
+        self.pod_index = index
+        return Interface(name=ifname, mac=mac or facts.mac, mtu=mtu or facts.mtu, sandbox=netns,
                          pci_id=self.vf.address)
 
     def move_rdma(self) -> None:
@@ -188,7 +191,7 @@ class _Attach:
         result = ctx.ipam.add(ctx.conf, ctx.args)
         self.undo.callback(_quietly("IPAM DEL", lambda: ctx.ipam.delete(ctx.conf, ctx.args)))
         if configure:
-            iface.configure(self.nl, self.netns, ctx.args.ifname, result)
+            iface.configure(self.nl, self.netns, self.pod_index or ctx.args.ifname, result)
         return result
 
     def save_result(self, result: Result) -> None:

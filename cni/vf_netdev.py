@@ -239,17 +239,3 @@ def move_to_host(nl: Any, link: LinkInfo, netns: str, name: str) -> str:
     temp = host_temp_name()
     nl.move_to_netns(link.index, netns, None, new_name=temp)
     return temp
-
-
-def set_sysctls(nl: Any, netns: str, ifname: str) -> None:
-    """``arp_notify``/``ndisc_notify`` = 1 on the pod interface, as sriov-cni does (best effort)."""
-    def write() -> None:
-        for path in (f"/proc/sys/net/ipv4/conf/{ifname}/arp_notify",
-                     f"/proc/sys/net/ipv6/conf/{ifname}/ndisc_notify"):
-            try:
-                with open(path, "w", encoding="ascii") as f:
-                    f.write("1")
-            except OSError as e:
-                log.debug("cannot set %s: %s", path, e)
-
-    nl.run_in_netns(netns, write)

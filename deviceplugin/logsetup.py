@@ -45,7 +45,7 @@ class LogFlagError(ValueError):
 def level(value: str) -> int:
     """``--log-level``: a level name, or glog's verbosity number."""
     if value.lower() in LEVEL_NAMES:
-        return logging.getLevelName(value.upper())  # type: ignore[no-any-return]
+        return int(logging.getLevelName(value.upper()))
     return verbosity(value)
 
 
@@ -99,14 +99,13 @@ class LogOptions:
 def options_from(args: object, log_root: Path = DEFAULT_LOG_ROOT) -> LogOptions:
     """The effective settings from parsed CLI args (see :mod:`deviceplugin.cli`)."""
     get = args.__dict__.get
-    lvl = get("log_level") if get("log_level") is not None else (
-        get("v") if get("v") is not None else logging.INFO)
+    lvl = next((int(v) for v in (get("log_level"), get("v")) if v is not None), logging.INFO)
     file = None
     also = bool(get("alsologtostderr"))
     if get("log_file"):
-        file = Path(get("log_file"))
+        file = Path(str(get("log_file")))
     elif get("log_dir_glog"):
-        file = Path(get("log_dir_glog")) / LOG_FILE_NAME
+        file = Path(str(get("log_dir_glog"))) / LOG_FILE_NAME
     if get("log_dir"):  # entrypoint: --log_dir /var/log/D --alsologtostderr
         file = log_root / str(get("log_dir")).lstrip("/") / LOG_FILE_NAME
         also = True

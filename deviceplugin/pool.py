@@ -20,7 +20,7 @@ from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 
 from deviceplugin.errors import DevicePluginError
 from sriov.devclass import AllocOptions
-from sriov.types import IfName, VirtualFunction
+from sriov.types import IfName, PciAddress, VirtualFunction
 
 
 class Health(enum.StrEnum):

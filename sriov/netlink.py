@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import errno as E
 import logging
+import socket
 from collections.abc import Callable, Iterator
 from socket import socket as RawSocket
 from types import TracebackType
@@ -81,6 +82,15 @@ def _where(netns: str | None) -> str:
 
 def _label(link: Link) -> str:
     return f"ifindex {link}" if isinstance(link, int) else link
+
+
+def _own_netns_index(name: str) -> int | None:
+    """ifindex of ``name`` in this process's netns by ioctl (no RTM_GETLINK to encode and parse);
+    None when it has none under that name (an altname: ask netlink)."""
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        return None
 
 
 @contextlib.contextmanager
@@ -238,18 +248,21 @@ class Netlink:
         self._set(name, netns, "set MTU", mtu=mtu)
 
     def set_link(self, name: Link, netns: str | None = None, *, mac: str | None = None,
-                 mtu: int | None = None, up: bool | None = None) -> None:
-        """Set any of MAC, MTU and admin state with one request (kernel order: MAC, MTU, up).
+                 mtu: int | None = None, new_name: str | None = None,
+                 up: bool | None = None) -> None:
+        """Set any of MAC, MTU, name and admin state with one request (kernel order: MAC, MTU,
+        name, up). Addressed by ifindex, so ``new_name`` renames (never looks up) the link.
 
         Not atomic: when the kernel refuses one of them, the ones before it stay applied."""
-        if mac is None and mtu is None and up is None:
+        if mac is None and mtu is None and new_name is None and up is None:
             return
         idx = self.index(name, netns)
-        what = ", ".join(f"{k} {v}" for k, v in (("MAC", mac), ("MTU", mtu), ("up", up))
-                         if v is not None)
+        what = ", ".join(f"{k} {v}" for k, v in (("MAC", mac), ("MTU", mtu), ("name", new_name),
+                                                  ("up", up)) if v is not None)
         self._request(netns, f"set {what}", _label(name),
                       msgs.setlink_request(index=idx, mac=mac_address(mac) if mac else None,
-                                           mtu=mtu, up=up), RTM_SETLINK)
+                                           mtu=mtu, name=valid_ifname(new_name) if new_name
+                                           else None, up=up), RTM_SETLINK)
 
     def set_alias(self, name: Link, alias: str, netns: str | None = None) -> None:
         """Set ``IFLA_IFALIAS``; an empty string clears it."""
@@ -330,7 +343,9 @@ class Netlink:
     def _create_on_master(self, op: str, name: str, master: str, master_netns: str | None,
                           netns_dst: str | None, **kw: Any) -> None:
         valid_ifname(name)
-        master_idx = self.index(master, master_netns)
+        master_idx = _own_netns_index(master) if master_netns is None else None
+        if master_idx is None:
+            master_idx = self.index(master, master_netns)
         attrs = {k: v for k, v in kw.items() if v is not None}
         if "address" in attrs:
             attrs["address"] = mac_address(attrs["address"])

@@ -82,17 +82,19 @@ def updown_request(*, up: bool, index: int) -> ifinfmsg:
 
 
 def setlink_request(*, index: int, mac: str | None = None, mtu: int | None = None,
-                    up: bool | None = None) -> ifinfmsg:
-    """One RTM_SETLINK body for link ``index``: MAC, MTU and ``IFF_UP`` together.
+                    name: str | None = None, up: bool | None = None) -> ifinfmsg:
+    """One RTM_SETLINK body for link ``index``: MAC, MTU, name and ``IFF_UP`` together.
 
-    The kernel applies them in that order (``do_setlink``: address, MTU, then flags), as
-    separate requests would, in one round trip instead of three."""
+    The kernel applies them in that order (``do_setlink``: address, MTU, name, then flags), as
+    separate requests would, in one round trip instead of several."""
     msg = getlink_request(index=index)
     attrs = msg["attrs"]
     if mac is not None:
         attrs.append(("IFLA_ADDRESS", mac))
     if mtu is not None:
         attrs.append(("IFLA_MTU", mtu))
+    if name is not None:
+        attrs.append(("IFLA_IFNAME", name))
     if up is not None:
         msg["flags"] = IFF_UP if up else 0
         msg["change"] = IFF_UP

@@ -17,7 +17,7 @@ from typing import TextIO
 from sriov.errors import PoolConfigError
 from sriov.pools import DEFAULT_RESOURCE_PREFIX, Selection, load_pool_config, select
 from sriov.sysfs import SysfsReader
-from sriov.types import DeviceClass, Inventory, VirtualFunction
+from sriov.types import DeviceClass, Inventory, PciAddress, VirtualFunction
 
 DEFAULT_SYSFS_ROOT = Path("/")
 EXIT_BAD_CONFIG = 2
@@ -85,7 +85,7 @@ def to_json(selection: Selection, inventory: Inventory) -> dict[str, object]:
     return {
         "pools": [{"resourceName": name, "vfs": [_vf_json(v) for v in vfs]}
                   for name, vfs in selection.pools.items()],
-        "notSelected": [{**_vf_json(v), "reasons": selection.reasons[v.id].splitlines()}
+        "notSelected": [{**_vf_json(v), "reasons": selection.reasons[PciAddress(v.id)].splitlines()}
                         for v in _unselected(selection, inventory)],
         "warnings": list(selection.warnings),
         "skipped": [{"path": s.path, "reason": s.reason} for s in inventory.skipped],
@@ -120,7 +120,8 @@ def render_text(selection: Selection, inventory: Inventory) -> str:
     lines.append(f"not selected: {_count(unselected)}")
     for vf in unselected:
         lines.append(_vf_line(vf))
-        lines.extend(f"      {reason}" for reason in selection.reasons[vf.id].splitlines())
+        reasons = selection.reasons[PciAddress(vf.id)]
+        lines.extend(f"      {reason}" for reason in reasons.splitlines())
     lines.extend(f"warning: {w}" for w in selection.warnings)
     lines.extend(f"skipped: {s.path}: {s.reason}" for s in inventory.skipped)
     return "\n".join(lines) + "\n"

@@ -189,6 +189,8 @@ def agent(
             str(rig.state_dir),
             "--log-level",
             "warning",
+            "--workers",  # a fault's kill hits the process serving the request: the agent itself
+            "1",
         ],
         env=env,
         stdout=subprocess.DEVNULL,

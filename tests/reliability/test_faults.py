@@ -72,6 +72,8 @@ def _start_agent(node: Node, sock: Path, fault: str | None) -> subprocess.Popen[
             str(node.root),
             "--log-level",
             "warning",
+            "--workers",  # a fault's kill hits the process serving the request: the agent itself
+            "1",
         ],
         env=env,
         stdout=subprocess.DEVNULL,

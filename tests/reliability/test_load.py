@@ -72,6 +72,8 @@ def agent_node(tmp_path: Path) -> Iterator[tuple[Node, subprocess.Popen[bytes], 
                 str(node.root),
                 "--log-level",
                 "info",
+                "--workers",  # one process: its RSS and fds below are the serving process's
+                "1",
             ],
             stdout=subprocess.DEVNULL,
             stderr=(tmp_path / "agent.log").open("wb"),
