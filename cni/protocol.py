@@ -110,8 +110,9 @@ def parse_cni_args(raw: str, *, strict: bool = True) -> tuple[tuple[str, str], .
                 ignore_unknown = value.lower() in ("1", "true")
         unknown = [f"{k}={v}" for k, v in pairs if k not in KNOWN_CNI_ARGS]
         if unknown and not ignore_unknown:
-            raise env_error("CNI_ARGS", f"unknown args {unknown} (known: {', '.join(KNOWN_CNI_ARGS)};"
-                                        " runtimes add IgnoreUnknown=1 to pass their own keys)")
+            known = ", ".join(KNOWN_CNI_ARGS)
+            raise env_error("CNI_ARGS", f"unknown args {unknown} (known: {known}; runtimes add "
+                                        "IgnoreUnknown=1 to pass their own keys)")
     return tuple(pairs)
 
 

@@ -249,7 +249,11 @@ def test_add_parses_cni_args_as_the_go_plugins_do(value: str) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["IgnoreUnknown=1;K8S_POD_NAME=p;IP=10.0.0.2", "IgnoreUnknown=TRUE;X=y", "MAC=02:00:00:00:00:01"],
+    [
+        "IgnoreUnknown=1;K8S_POD_NAME=p;IP=10.0.0.2",
+        "IgnoreUnknown=TRUE;X=y",
+        "MAC=02:00:00:00:00:01",
+    ],
 )
 def test_add_accepts_what_the_go_plugins_accept(value: str) -> None:
     assert CmdArgs.from_env(env("ADD", CNI_ARGS=value)).args
