@@ -207,12 +207,14 @@ def warm_runtime(sysfs_root: Path, state_dir: Path, pool_config: Path | None = N
 
 
 def serve(socket_path: Path, stop: threading.Event, *, sysfs_root: Path = Path("/"),
-          state_dir: Path = DEFAULT_STATE_DIR, pool_config: Path | None = None) -> None:
+          state_dir: Path = DEFAULT_STATE_DIR, pool_config: Path | None = None,
+          client_uid: int | None = None) -> None:
     """Serve until ``stop`` is set: the device plugin's ``--cni-agent-socket`` embedding.
 
-    ``pool_config``: the device plugin's ``--config``; ADD then takes only VFs of its pools."""
+    ``pool_config``: the device plugin's ``--config``; ADD then takes only VFs of its pools.
+    ``client_uid``: a non-root uid allowed to send requests (the agent's ``--client-uid``)."""
     runtime = warm_runtime(sysfs_root, state_dir, pool_config)
-    agent = CniAgent(socket_path, runtime.plugin)
+    agent = CniAgent(socket_path, runtime.plugin, client_uid=client_uid)
     agent.bind()
     server = threading.Thread(target=agent.serve_forever, name="cni-agent-server", daemon=True)
     server.start()

@@ -79,16 +79,40 @@ def require_version_for(command: Command, version: str) -> None:
         )
 
 
-def parse_cni_args(raw: str) -> tuple[tuple[str, str], ...]:
-    """Parse ``K1=V1;K2=V2``. Unknown keys are always tolerated; malformed pairs are code 4."""
+#: The CNI_ARGS keys the Go plugins (sriov-cni, macvlan) declare: their ``envArgs`` struct.
+KNOWN_CNI_ARGS = ("IgnoreUnknown", "MAC")
+
+
+def parse_cni_args(raw: str, *, strict: bool = True) -> tuple[tuple[str, str], ...]:
+    """Parse ``K1=V1;K2=V2`` as the Go plugins' ``types.LoadArgs`` does on ADD (``strict``).
+
+    Strict: every pair is exactly ``KEY=VALUE`` (an empty pair, e.g. a trailing ``;``, is
+    malformed), ``IgnoreUnknown`` is a boolean (1/0/true/false, any case), and a key other than
+    ``MAC`` needs ``IgnoreUnknown`` true, or it is code 4 (upstream: "ARGS: unknown args").
+    Not strict (DEL, CHECK, GC, STATUS: the Go plugins never parse CNI_ARGS there, so nothing
+    in it may fail them): malformed pairs are skipped, unknown keys kept."""
     pairs: list[tuple[str, str]] = []
+    if not raw:
+        return ()
     for item in raw.split(";"):
-        if not item:
-            continue
         key, sep, value = item.partition("=")
         if not sep or not key or "=" in value:
-            raise env_error("CNI_ARGS", f"malformed pair {item!r} (expected KEY=VALUE)")
+            if strict:
+                raise env_error("CNI_ARGS", f"malformed pair {item!r} (expected KEY=VALUE)")
+            continue
         pairs.append((key, value))
+    if strict:
+        ignore_unknown = False
+        for key, value in pairs:
+            if key == "IgnoreUnknown":
+                if value.lower() not in ("1", "true", "0", "false"):
+                    raise env_error("CNI_ARGS", f"IgnoreUnknown={value!r}: expected 1/0/true/false")
+                ignore_unknown = value.lower() in ("1", "true")
+        unknown = [f"{k}={v}" for k, v in pairs if k not in KNOWN_CNI_ARGS]
+        if unknown and not ignore_unknown:
+            known = ", ".join(KNOWN_CNI_ARGS)
+            raise env_error("CNI_ARGS", f"unknown args {unknown} (known: {known}; runtimes add "
+                                        "IgnoreUnknown=1 to pass their own keys)")
     return tuple(pairs)
 
 
@@ -154,7 +178,7 @@ class CmdArgs:
             container_id=container_id,
             netns=netns,
             ifname=ifname,
-            args=parse_cni_args(env.get("CNI_ARGS", "")),
+            args=parse_cni_args(env.get("CNI_ARGS", ""), strict=command is Command.ADD),
             path=path,
         )
 

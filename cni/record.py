@@ -68,12 +68,14 @@ class VfPart:
     """The VF netdev in the host before ADD; None in DPDK mode."""
     released: bool = False
     """The VF was reclaimed by a later attachment (netns gone): DEL must not touch it."""
+    rdma: tuple[str, ...] = ()
+    """RDMA devices ADD moved (or was about to move) into the pod netns (exclusive mode)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"pf": self.pf, "vfIndex": self.vf_index,
                 "pfState": vf_pf.state_to_json(self.pf_state) if self.pf_state else None,
                 "hostNetdev": self.netdev.to_json() if self.netdev else None,
-                "released": self.released}
+                "released": self.released, "rdmaDevices": list(self.rdma)}
 
     @classmethod
     def from_json(cls, raw: Any) -> VfPart:
@@ -89,11 +91,18 @@ class VfPart:
             return cls(pf=raw["pf"], vf_index=index, pf_state=pf_state,
                        netdev=vf_netdev.NetdevSnapshot.from_json(raw["hostNetdev"])
                        if raw.get("hostNetdev") else None,
-                       released=bool(raw.get("released")))
+                       released=bool(raw.get("released")), rdma=_rdma_names(raw))
         except KeyError as e:
             raise DamagedRecord(f"VF record lacks {e}") from None
         except (TypeError, ValueError) as e:
             raise DamagedRecord(f"VF record: {e}") from None
+
+
+def _rdma_names(raw: dict[str, Any]) -> tuple[str, ...]:
+    names = raw.get("rdmaDevices") or []
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise DamagedRecord(f"VF record has bad 'rdmaDevices' {names!r}")
+    return tuple(names)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

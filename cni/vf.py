@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from cni import iface, vf_netdev, vf_pf
+from cni import iface, vf_netdev, vf_pf, vf_rdma
 from cni.errors import CniCode, CniError
 from cni.mode import AttachmentContext, journal_of, release_ipam, require_netns
 from cni.protocol import Interface, Result
@@ -175,6 +175,16 @@ class _Attach:
         return Interface(name=ifname, mac=mac or facts.mac, mtu=mtu or facts.mtu, sandbox=netns,
                          pci_id=self.vf.address)
 
+    def move_rdma(self) -> None:
+        """The VF's RDMA devices into the pod after its netdev (exclusive RDMA netns mode only);
+        recorded before the first move, each move undone on rollback."""
+        names = vf_rdma.names_to_move(self.ctx, self.vf)
+        if names:
+            self.record = dataclasses.replace(self.record, rdma=names)
+            self.journal.save(vf=self.record)
+            vf_rdma.move_into_pod(self.ctx, names, self.netns,
+                                  lambda what, fn: self.undo.callback(_quietly(what, fn)))
+
     def run_ipam(self, configure: bool) -> Result:
         self.step("ipam")
         ctx = self.ctx
@@ -220,6 +230,7 @@ class VfMode:
                 iface = (
                     attach.move_into_pod() if self.moves_netdev else self._dpdk_iface(ctx, attach)
                 )
+                attach.move_rdma()
                 result = _result(ctx, iface, attach.run_ipam(configure=self.moves_netdev))
                 attach.save_result(result)
                 undo.pop_all()
@@ -252,6 +263,7 @@ class VfMode:
                             pci, owner.container_id, owner.ifname)
             return
         try:
+            vf_rdma.move_home(ctx, vf_part(record).rdma, netns)  # reverse of ADD: before the netdev
             restore_vf(ctx.netlink(), ctx.host(), record, netns)
         finally:
             _forget(ctx.netlink(), netns)

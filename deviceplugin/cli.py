@@ -43,6 +43,7 @@ from sriov.errors import PoolConfigError, SriovError
 from sriov.events import DeviceEvent
 from sriov.host import open_host
 from sriov.netlink import Netlink
+from sriov.netlink_devlink import DevlinkRdma
 from sriov.pools import DEFAULT_RESOURCE_PREFIX
 from sriov.types import Inventory
 
@@ -83,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="safety rescan period in seconds (default: 30)")
     p.add_argument("--cni-agent-socket", type=Path, default=None,
                    help="also run the sriov CNI agent in-process on this socket")
+    p.add_argument("--cni-agent-client-uid", type=_uid, default=None, metavar="UID",
+                   help="the embedded CNI agent also accepts requests from this uid (its "
+                   "--client-uid; root and our own uid always may)")
     p.add_argument("--strict-config", action="store_true",
                    help="refuse a pool config with unknown keys or values that never match "
                    "(default: accept it as upstream does and log a warning per problem)")
@@ -114,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _uid(text: str) -> int:
+    uid = int(text)  # argparse turns the ValueError into "invalid _uid value"
+    if not 0 <= uid < 2**32 - 1:  # (uid_t)-1 means "no uid" to the kernel
+        raise argparse.ArgumentTypeError(f"{text}: not a uid")
+    return uid
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Our flags and upstream's, read as Go's flag package reads them (exit 2 on errors)."""
     parser = build_parser()
@@ -122,17 +133,24 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     except FlagError as e:
         parser.error(str(e))
     args = parser.parse_args(normalized.argv)
+    if args.cni_agent_client_uid is not None and args.cni_agent_socket is None:
+        parser.error("--cni-agent-client-uid needs --cni-agent-socket")
     args.ignored_args = normalized.ignored
     return args
 
 
-def _start_cni_agent(socket: Path, stop: threading.Event, sysfs_root: Path,
-                     pool_config: Path) -> threading.Thread:
+def _serve_cni_agent(socket: Path, stop: threading.Event, sysfs_root: Path,
+                     pool_config: Path, client_uid: int | None) -> None:
     import cni.agent as agent  # lazy: documented exception to the layering rule
 
-    thread = threading.Thread(target=agent.serve, args=(socket, stop), daemon=True,
-                              kwargs={"sysfs_root": sysfs_root, "pool_config": pool_config},
-                              name="cni-agent")
+    agent.serve(socket, stop, sysfs_root=sysfs_root, pool_config=pool_config,
+                client_uid=client_uid)
+
+
+def _start_cni_agent(socket: Path, stop: threading.Event, sysfs_root: Path,
+                     pool_config: Path, client_uid: int | None = None) -> threading.Thread:
+    thread = threading.Thread(target=_serve_cni_agent, daemon=True, name="cni-agent",
+                              args=(socket, stop, sysfs_root, pool_config, client_uid))
     thread.start()
     return thread
 
@@ -171,7 +189,9 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     # an emulated host's tree is only synced with its veths by a full rescan: no shortcut
     fingerprint = None if host.emulated else SysfsFingerprint(args.sysfs_root)
     scanner = HostScanner(config, inventory, SysfsCarrier(args.sysfs_root), fingerprint,
-                          ddp=DdpTool.find())
+                          ddp=DdpTool.find(),
+                          # the kernel's devlink knows real devices only, not emulated ones
+                          devlink_rdma=None if host.emulated else DevlinkRdma())
     registry = registry_for(scanner, safety_interval_s=args.rescan_interval)
     dev_root = Path(args.sysfs_root) / "dev"  # /dev on a real host, <root>/dev emulated
     options = ServiceOptions(policy=Policy(args.policy), use_cdi=args.use_cdi,
@@ -217,7 +237,8 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
             metrics.serve(args.metrics_port)
         agent = None
         if args.cni_agent_socket is not None:
-            agent = _start_cni_agent(args.cni_agent_socket, stop, args.sysfs_root, args.config)
+            agent = _start_cni_agent(args.cni_agent_socket, stop, args.sysfs_root, args.config,
+                                     args.cni_agent_client_uid)
         log.info("running pools=%s plugin_dir=%s", len(registry.snapshot.pools), args.plugin_dir)
         stop.wait()
         log.info("stopping")

@@ -19,6 +19,7 @@ from deviceplugin.registry import DeviceRegistry, PoolState
 from sriov.ddp import DdpProbe, with_ddp_profiles
 from sriov.devclass import AllocOptions
 from sriov.errors import PoolConfigError
+from sriov.netlink_devlink import with_devlink_rdma
 from sriov.pools import PoolConfig, ResourcePool, Selection, parse_pool_config, select
 from sriov.types import IfName, Inventory, VirtualFunction
 
@@ -150,12 +151,16 @@ class HostScanner:
     def __init__(self, config: ConfigFile, inventory: Callable[[], Inventory],
                  carrier: Callable[[IfName], bool | None],
                  fingerprint: Callable[[], object] | None = None,
-                 full_every: int = SAFETY_FULL_EVERY, ddp: DdpProbe | None = None) -> None:
+                 full_every: int = SAFETY_FULL_EVERY, ddp: DdpProbe | None = None,
+                 devlink_rdma: Callable[[], frozenset[str]] | None = None) -> None:
+        """``devlink_rdma``: devlink handles with ``enable_rdma`` true
+        (:class:`sriov.netlink_devlink.DevlinkRdma`), asked when a pool uses ``isRdma``."""
         self._config = config
         self._inventory = inventory
         self._carrier = carrier
         self._fingerprint = fingerprint
         self._ddp = ddp
+        self._devlink_rdma = devlink_rdma
         self._warned_no_ddp = False
         self._last_fingerprint: object = None
         self._last_config: PoolConfig | None = None
@@ -174,6 +179,8 @@ class HostScanner:
         inventory = self._inventory()                      # shows up at the next check
         if any(s.ddp_profiles for p in config.pools for s in p.selectors):
             inventory = self._with_ddp(inventory)
+        if self._devlink_rdma is not None and any(p.is_rdma for p in config.pools):
+            inventory = with_devlink_rdma(inventory, self._devlink_rdma())
         self.last_inventory = inventory
         selection = select(config, inventory)
         self._last_selection = {

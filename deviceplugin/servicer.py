@@ -27,6 +27,8 @@ from sriov.devclass import DEFAULT_DEV_ROOT
 
 log = logging.getLogger(__name__)
 
+DEVINFO_MODE = 0o444
+"""Device-info files are read-only, as upstream writes them."""
 STREAM_RECHECK_S = 30.0
 """Streams wake on every registry change, stop, and client cancel; this is only a backstop."""
 
@@ -49,8 +51,8 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
         self._options = options
         self._metrics = metrics
         self._stopped = threading.Event()
-        self.devinfo_files: dict[Path, str] = {}
-        """Device-info files written by Allocate -> their content (rewritten only if changed)."""
+        self.devinfo_files: set[Path] = set()
+        """Device-info files written, removed at stop."""
         self._encoder = DeviceListEncoder()
 
     def stop(self) -> None:
@@ -162,11 +164,11 @@ class DevicePluginServicer(pb_grpc.DevicePluginServicer):
         return pb.PreStartContainerResponse()
 
     def _write_devinfo(self, path: Path, content: str) -> None:
-        """Write a device-info file unless it already holds ``content`` (one stat, no write)."""
-        if self.devinfo_files.get(path) == content and path.exists():
-            return
-        write_atomic(path, content)
-        self.devinfo_files[path] = content
+        """(Re)write a device-info file on every Allocate, read-only as upstream's (0444):
+        the file a pod's CNI reads is the one of its own allocation, whatever happened to
+        it since."""
+        write_atomic(path, content, mode=DEVINFO_MODE)
+        self.devinfo_files.add(path)
 
     def remove_devinfo_files(self) -> None:
         for path in self.devinfo_files:

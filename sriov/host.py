@@ -20,6 +20,7 @@ from pathlib import Path
 from sriov.emulate import host as emulated
 from sriov.emulate.live import LiveSysfsReader
 from sriov.netlink import Netlink
+from sriov.netlink_rdma import RdmaOps
 from sriov.sysfs import SysfsReader
 from sriov.vfadmin import NetlinkVfAdmin, VfAdmin
 
@@ -40,6 +41,9 @@ class Host:
     emulated: bool
     refresher: Callable[[], object] = _no_refresh
     """Re-syncs the emulated tree (~4.5 ms for 2 PFs x 4 VFs here); real hosts: nothing."""
+    rdma: RdmaOps = dataclasses.field(default_factory=RdmaOps)
+    """RDMA netns mode and device moves (the kernel's, on emulated hosts too: the emulation
+    has no RDMA kernel objects; tests without RDMA hardware substitute it)."""
 
     def refresh(self) -> None:
         """Make the whole tree reflect where VF netdevs are right now (before an inventory scan;

@@ -38,8 +38,13 @@ def _table(rows: Sequence[Sequence[str]], indent: str = "") -> list[str]:
             for r in rows]
 
 
+def _netdevs(pf: PhysicalFunction) -> list[str]:
+    """The PF's name first (a switchdev PF's uplink, ahead of its representors)."""
+    return sorted(pf.netdevs, key=lambda n: n != pf.netdev)
+
+
 def _pf_row(pf: PhysicalFunction) -> list[str]:
-    return [pf.address, _dash(pf.driver), ",".join(pf.netdevs) or "-",
+    return [pf.address, _dash(pf.driver), ",".join(_netdevs(pf)) or "-",
             f"{pf.num_vfs}/{pf.total_vfs}", _dash(pf.numa_node), str(pf.link_type),
             _dash(pf.mtu), f"{pf.vendor_id}:{pf.device_id}"]
 
@@ -145,7 +150,8 @@ def inventory_to_json(inv: Inventory) -> dict[str, object]:
         "pfs": [
             {
                 "address": pf.address, "vendorId": pf.vendor_id, "deviceId": pf.device_id,
-                "driver": pf.driver, "netdevs": list(pf.netdevs), "totalVfs": pf.total_vfs,
+                "driver": pf.driver, "netdevs": _netdevs(pf), "uplink": pf.uplink,
+                "totalVfs": pf.total_vfs,
                 "numVfs": pf.num_vfs, "numaNode": pf.numa_node, "linkType": str(pf.link_type),
                 "mtu": pf.mtu, "vfs": [_vf_json(v) for v in by_pf.get(pf.address, [])],
             }

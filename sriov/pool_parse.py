@@ -95,6 +95,21 @@ def _fields(obj: Mapping[str, Any], path: str, known: tuple[str, ...], problems:
     return {k: v for k, v in matched.fields.items() if k not in ignored}
 
 
+def _vdpa_type(value: object, field: str, problems: Problems) -> VdpaType | str | None:
+    """``vdpaType`` as upstream: ``""`` is unset; a string it does not know is kept (it
+    selects nothing, and still conflicts with ``isRdma``) with a warning."""
+    if value is None or value == "":  # Go: empty means unset
+        return None
+    if not isinstance(value, str):
+        problems.add(field, f"expected a string, got {json_type(value)}")
+        return None
+    if value in tuple(VdpaType):
+        return VdpaType(value)
+    problems.doubt(field, f"{value!r} is not a vDPA type ({', '.join(VdpaType)}), so this "
+                          "selector selects nothing (as upstream)")
+    return value
+
+
 def parse_selector(obj: object, path: str, device_type: DeviceType,
                    problems: Problems) -> SelectorSet | None:
     if not isinstance(obj, dict):
@@ -113,10 +128,7 @@ def parse_selector(obj: object, path: str, device_type: DeviceType,
             elif value is not None:
                 problems.add(field, f"expected true or false, got {json_type(value)}")
         elif key == "vdpaType":
-            if value in tuple(VdpaType):
-                values["vdpa_type"] = VdpaType(value)
-            elif value not in (None, ""):  # Go: empty means unset
-                problems.add(field, f"expected one of {', '.join(VdpaType)}, got {value!r}")
+            values["vdpa_type"] = _vdpa_type(value, field, problems)
     if values.get("is_rdma") and values.get("vdpa_type"):
         problems.add(f"{path}.vdpaType", "cannot be combined with isRdma: true")
     if device_type is DeviceType.AUX_NET_DEVICE:  # upstream's ValidConfig: fatal otherwise

@@ -247,13 +247,19 @@ def candidates(device_type: DeviceType, inventory: Inventory
 
     As upstream: netDevice = network VFs and NICs without VFs (a PF with VFs is not a
     device), minus devices with an IPv4 default route; accelerator = class 0x12
-    functions; auxNetDevice = auxiliary devices (SFs) with a netdev.
+    functions; auxNetDevice = auxiliary devices (SFs) with a netdev. Every class drops
+    devices without a driver (upstream's discovery fails on the missing ``driver`` link;
+    an SF's driver is its parent's).
     """
     wanted = CANDIDATE_CLASSES[device_type]
     found: list[VirtualFunction] = []
     excluded: dict[str, str] = {}
     for device in inventory.devices:
         if device.device_class not in wanted:
+            continue
+        if not device.driver:
+            excluded[device.id] = ("not bound to a driver (no driver link): never pooled, "
+                                   "as upstream; bind a driver and the next scan takes it")
             continue
         if device_type is DeviceType.NET_DEVICE and device.default_route:
             excluded[device.id] = (f"{device.netdev} has an IPv4 default route (the host's "

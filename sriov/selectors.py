@@ -117,16 +117,19 @@ class AuxTypes:
 class VdpaTypeIs:
     """``vdpaType``: the device has a vDPA device bound to that type's driver."""
 
-    wanted: VdpaType
+    wanted: VdpaType | str
+    """A string that is not a :class:`VdpaType` selects nothing (as upstream)."""
     key: str = "vdpaType"
 
     def __call__(self, vf: VirtualFunction) -> Match:
+        if self.wanted not in tuple(VdpaType):
+            return False, f"vdpaType: {self.wanted!r} is not vhost or virtio, selects nothing"
         if vf.vdpa is None:
             return False, "vdpaType: no vDPA device on this function"
         actual = _VDPA_TYPE_OF_DRIVER.get(vf.vdpa.driver or "")
-        if actual != self.wanted.value:
+        if actual != self.wanted:
             return False, (f"vdpaType: {vf.vdpa.name} is {actual or 'unbound'}, "
-                           f"not {self.wanted.value}")
+                           f"not {self.wanted}")
         return True, f"vdpaType: {vf.vdpa.name} is {actual}"
 
 
@@ -185,7 +188,8 @@ class SelectorSet:
     is_rdma: bool = False
     need_vhost_net: bool = False
     """Carried to the device plugin (adds ``/dev/vhost-net``); never filters."""
-    vdpa_type: VdpaType | None = None
+    vdpa_type: VdpaType | str | None = None
+    """A :class:`VdpaType`, or another string (kept as upstream keeps it: matches nothing)."""
     aux_types: tuple[str, ...] = ()
 
     def predicates(self) -> tuple[Predicate, ...]:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from sriov import validate
 from sriov.errors import DeviceNotFoundError, SysfsError
+from sriov.switchdev import uplink_representor
 from sriov.sysfs_classes import ACCELERATOR_CLASS, ClassContext, aux_sfs, pci_device, virtfn_index
 from sriov.types import (
     DeviceClass,
@@ -335,7 +336,10 @@ class SysfsReader:
         num = _int_attr(dev, "sriov_numvfs")
         vendor, device = _hex_id(dev, "vendor"), _hex_id(dev, "device")
         netdevs = tuple(IfName(n) for n in _entries(os.path.join(dev, "net")))
-        link_type, mtu = (_netdev_facts(dev, netdevs[0]) if netdevs
+        found = uplink_representor(dev, netdevs)
+        uplink = IfName(found) if found else None
+        main_netdev = uplink or (netdevs[0] if netdevs else None)
+        link_type, mtu = (_netdev_facts(dev, main_netdev) if main_netdev
                           else (LinkType.UNKNOWN, None))
         if not netdevs and pci_class >> 8 == INFINIBAND_SUBCLASS:
             link_type = LinkType.INFINIBAND
@@ -366,7 +370,7 @@ class SysfsReader:
             address=addr, vendor_id=vendor, device_id=device,
             driver=_link_basename(os.path.join(dev, "driver")), netdevs=netdevs,
             total_vfs=total, num_vfs=num, numa_node=_numa(dev), link_type=link_type,
-            mtu=mtu, vf_addresses=tuple(a for a, _ in vf_map.values()))
+            mtu=mtu, vf_addresses=tuple(a for a, _ in vf_map.values()), uplink=uplink)
         return pf, vf_map, bad
 
     def _load_vf(self, addr: PciAddress, dev: str, index: int, pf: PhysicalFunction,

@@ -164,9 +164,16 @@ class PhysicalFunction:
     mtu: int | None
     vf_addresses: tuple[PciAddress, ...]
     """VF addresses ordered by VF index."""
+    uplink: IfName | None = None
+    """In switchdev mode: the uplink representor among ``netdevs`` (the others are VF/SF
+    representors), see :mod:`sriov.switchdev`; ``None`` in legacy mode."""
 
     @property
     def netdev(self) -> IfName | None:
+        """The PF's name (``pfNames``, the VFs' ``pf_netdev``): the uplink representor in
+        switchdev mode, else the first netdev, as upstream."""
+        if self.uplink is not None:
+            return self.uplink
         return self.netdevs[0] if self.netdevs else None
 
 

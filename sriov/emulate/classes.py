@@ -19,14 +19,24 @@ drivers/vdpa, drivers/vfio/vfio.c, include/linux/auxiliary_bus.h):
   ``dev/vhost-vdpa-M``.
 - SF: ``<dev>/<drv>.sf.<id>/{sfnum,driver,subsystem,net/<if>/,infiniband/}`` linked from
   ``sys/bus/auxiliary/devices``; ``<id>`` is the auxiliary bus's own counter, not the sfnum.
+- switchdev eswitch (``devlink dev eswitch set pci/<pf> mode switchdev``, mlx5): the PF's
+  netdev becomes the uplink representor (``phys_port_name`` ``p<pfnum>``) and one VF
+  representor netdev per VF appears next to it in ``<pf>/net/`` (``phys_port_name``
+  ``pf<pfnum>vf<i>``); all share the eswitch's ``phys_switch_id``. Drivers without the
+  attributes answer ``EOPNOTSUPP`` on read; here those files are simply absent.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import zlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from sriov import validate
+from sriov.errors import EmulationError
 
 if TYPE_CHECKING:
     from sriov.emulate.tree import SysfsTreeBuilder
@@ -193,6 +203,29 @@ def add_sf(tree: SysfsTreeBuilder, pf_dir: Path, driver: str, sfnum: int, ifname
     if rdma_prefix is not None:
         add_rdma(tree, sdir, rdma_prefix, infiniband=False)
     return name
+
+
+# ------------------------------------------------------------------ switchdev
+def set_switchdev(tree: SysfsTreeBuilder, pf_dir: Path, representors: Sequence[str],
+                  *, mac: Callable[[int], str], ifindex: Callable[[], int]) -> None:
+    """Put the PF at ``pf_dir`` (which has its netdev) in switchdev mode, with the VF
+    representor netdevs ``representors`` (VF 0, 1, ...)."""
+    netdevs = _names(pf_dir / "net")
+    if len(netdevs) != 1:
+        raise EmulationError(f"{pf_dir.name}: switchdev needs the PF's one netdev, "
+                             f"found {netdevs or 'none'}")
+    pfnum = int(pf_dir.name.rsplit(".", 1)[1])
+    switch_id = f"{zlib.crc32(pf_dir.name[:-2].encode()):08x}00000000"  # per NIC, as the GUID
+    uplink = pf_dir / "net" / netdevs[0]
+    write(uplink / "phys_port_name", f"p{pfnum}")
+    write(uplink / "phys_switch_id", switch_id)
+    for vf, name in enumerate(representors):
+        validate.ifname(name)
+        if (tree.sys / "class/net" / name).is_symlink():
+            raise EmulationError(f"netdev name {name} is already used")
+        tree.add_netdev_at(pf_dir, name, mac(vf), ifindex())
+        write(pf_dir / "net" / name / "phys_port_name", f"pf{pfnum}vf{vf}")
+        write(pf_dir / "net" / name / "phys_switch_id", switch_id)
 
 
 # ------------------------------------------------------------------ virtio

@@ -298,6 +298,13 @@ class SysfsTreeBuilder:
                               mac=mac_for(pf_address, 0x80 + sfnum % 0x80),
                               ifindex=self._next_ifindex())
 
+    def set_switchdev(self, pf_address: str, representors: Iterable[str] = ()) -> None:
+        """Switch the PF's eswitch to switchdev mode: its netdev becomes the uplink
+        representor, and ``representors`` are the VF representor netdevs (VF 0, 1, ...)."""
+        classes.set_switchdev(self, self._device_dir(pf_address), tuple(representors),
+                              mac=lambda vf: mac_for(pf_address, 0x40 + vf % 0x40),
+                              ifindex=self._next_ifindex)
+
     def add_nic(self, address: str, profile: NicProfile, ifname: str | None, *,
                 numa_node: int = -1, mtu: int = DEFAULT_MTU) -> Path:
         """A network PCI function without SR-IOV (a VM's virtio-net NIC, a passed-through

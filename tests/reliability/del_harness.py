@@ -100,7 +100,8 @@ def maybe_agent(node: Node, via: str, sock: Path,
     env = {"PATH": BASE_PATH, **({"SRIOV_CNI_FAULT": fault} if fault else {})}
     proc = subprocess.Popen(
         [str(AGENT), "--socket", str(sock), "--state-dir", str(node.state_dir),
-         "--sysfs-root", str(node.root), "--log-level", "warning"],
+         "--sysfs-root", str(node.root), "--log-level", "warning",
+         "--workers", "1"],  # the tests look at the open files of the process serving the verb
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60

@@ -288,7 +288,7 @@ def test_a_pod_cannot_claim_a_vf_kubelet_allocated_to_another_pod(
             c,
             pod,
             ifname="net1" if pod_name == "a" else "net2",
-            CNI_ARGS=f"K8S_POD_NAME={pod_name};K8S_POD_NAMESPACE=st",
+            CNI_ARGS=f"IgnoreUnknown=1;K8S_POD_NAME={pod_name};K8S_POD_NAMESPACE=st",
         )
         return run_inprocess(env, json.dumps(node.conf(pci, podResourcesSocket=str(sock))).encode())
 

@@ -103,11 +103,11 @@ def test_requested_ips_from_cni_args_args_and_runtime_config(tmp_path: Path) -> 
     ]
     assert add(tmp_path, dual, cid="c3", args={"cni": {"ips": ["10.9.0.99"]}})[0] == "10.9.0.99/24"
     with pytest.raises(CniError, match="not available"):
-        add(tmp_path, dual, cid="c4", cni_args="IP=10.9.0.77")
+        add(tmp_path, dual, cid="c4", cni_args="IgnoreUnknown=1;IP=10.9.0.77")
     with pytest.raises(CniError, match="gateway"):
-        add(tmp_path, dual, cid="c5", cni_args="IP=10.9.0.1")
+        add(tmp_path, dual, cid="c5", cni_args="IgnoreUnknown=1;IP=10.9.0.1")
     with pytest.raises(CniError, match="requested"):
-        add(tmp_path, dual, cid="c6", cni_args="IP=192.168.1.1")
+        add(tmp_path, dual, cid="c6", cni_args="IgnoreUnknown=1;IP=192.168.1.1")
     assert not any(p.read_bytes().startswith(b"c6") for p in (tmp_path / "st-net").iterdir())
 
 

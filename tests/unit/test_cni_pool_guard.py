@@ -249,7 +249,30 @@ def test_device_plugin_hands_its_config_to_the_embedded_agent(
     from deviceplugin.cli import _start_cni_agent
 
     seen: dict[str, Any] = {}
-    monkeypatch.setattr(cni.agent, "serve", lambda sock, stop, **kw: seen.update(kw))
+
+    class _Runtime:
+        plugin = None
+
+        def close(self) -> None:
+            seen["closed"] = True
+
+    def fake_warm_runtime(sysfs_root: Path, state_dir: Path, pool_config: Path) -> _Runtime:
+        seen.update(sysfs_root=sysfs_root, pool_config=pool_config)
+        return _Runtime()
+
+    class _Agent:
+        def __init__(self, socket: Path, handlers: object, client_uid: int | None) -> None:
+            seen["client_uid"] = client_uid
+
+        def bind(self) -> None: ...
+        def serve_forever(self) -> None: ...
+        def stop(self) -> None: ...
+
+    monkeypatch.setattr(cni.agent, "warm_runtime", fake_warm_runtime)
+    monkeypatch.setattr(cni.agent, "CniAgent", _Agent)
     config = tmp_path / "config.json"
-    _start_cni_agent(tmp_path / "a.sock", threading.Event(), tmp_path, config).join(5)
-    assert seen == {"sysfs_root": tmp_path, "pool_config": config}
+    stop = threading.Event()
+    stop.set()
+    _start_cni_agent(tmp_path / "a.sock", stop, tmp_path, config, 1000).join(5)
+    assert seen == {"sysfs_root": tmp_path, "pool_config": config, "client_uid": 1000,
+                    "closed": True}

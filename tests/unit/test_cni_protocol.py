@@ -229,3 +229,38 @@ def test_legacy_conversion_fails_without_ip(version: str) -> None:
 def test_from_json_rejects_garbage_with_code_6() -> None:
     assert code_of(Result.from_json, {"cniVersion": "1.0.0", "ips": [{"address": "nope"}]}) == 6
     assert code_of(Result.from_json, ["not", "an", "object"]) == 6
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "K8S_POD_NAME=p",  # upstream LoadArgs: "ARGS: unknown args" without IgnoreUnknown
+        "IgnoreUnknown=0;K8S_POD_NAME=p",
+        "IgnoreUnknown=yes;MAC=02:00:00:00:00:01",  # not a Go UnmarshallableBool
+        "MAC=02:00:00:00:00:01;",  # an empty pair is malformed to Go too
+        "mac=02:00:00:00:00:01",  # Go's FieldByName is case-sensitive: unknown
+    ],
+)
+def test_add_parses_cni_args_as_the_go_plugins_do(value: str) -> None:
+    with pytest.raises(CniError) as ei:
+        CmdArgs.from_env(env("ADD", CNI_ARGS=value))
+    assert ei.value.code == CniCode.INVALID_ENV and "CNI_ARGS" in ei.value.msg
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "IgnoreUnknown=1;K8S_POD_NAME=p;IP=10.0.0.2",
+        "IgnoreUnknown=TRUE;X=y",
+        "MAC=02:00:00:00:00:01",
+    ],
+)
+def test_add_accepts_what_the_go_plugins_accept(value: str) -> None:
+    assert CmdArgs.from_env(env("ADD", CNI_ARGS=value)).args
+
+
+@pytest.mark.parametrize("command", ["DEL", "CHECK"])
+def test_other_verbs_never_fail_on_cni_args(command: str) -> None:
+    """The Go plugins parse CNI_ARGS on ADD only: nothing in it may fail a DEL."""
+    args = CmdArgs.from_env(env(command, CNI_ARGS="K8S_POD_NAME=p;novalue;A=b=c;"))
+    assert args.arg("K8S_POD_NAME") == "p"

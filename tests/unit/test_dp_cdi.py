@@ -119,3 +119,26 @@ def test_cli_use_cdi_writes_specs_and_sigterm_removes_them(tmp_path: Path) -> No
                 proc.wait()
     assert proc.returncode == 0, stderr
     assert sorted(p.name for p in cdi_dir.iterdir()) == ["other-vendor.json"]
+
+
+def test_cdi_spec_lists_vhost_net_nodes_of_the_devices_that_need_them(tmp_path: Path) -> None:
+    """needVhostNet is per selector object: the CDI devices it owns carry /dev/vhost-net and
+    /dev/net/tun, exactly the nodes Allocate hands out for them; the others do not."""
+    build_tree(tmp_path / "host", vfio={0: "vfio-pci"})
+    for node in ("vhost-net", "net/tun"):
+        (tmp_path / "host/dev" / node).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "host/dev" / node).touch()
+    config = {"resourceList": [{"resourceName": "vh", "selectors": [
+        {"drivers": ["vfio-pci"], "needVhostNet": True}, {"drivers": ["iavf"]}]}]}
+    with running_plugin(tmp_path, config, use_cdi=True) as dp:
+        assert dp.sim.wait_until(lambda s: s.capacity("intel.com/vh") == 8, DEADLINE)
+        doc = json.loads((dp.cdi_dir / "sriov-k8s-intel.com_vh.json").read_text())
+        assert_cdi_shape(doc)
+        nodes = {d["name"]: [n["hostPath"] for n in d["containerEdits"].get("deviceNodes", [])]
+                 for d in doc["devices"]}
+        assert nodes.pop("0000:3b:02.0") == [
+            "/dev/vfio/vfio", "/dev/vfio/1", "/dev/vhost-net", "/dev/net/tun"]
+        assert set(map(tuple, nodes.values())) == {()}
+        resp = dp.sim.allocate("ns", "p", "c", "intel.com/vh", 8).container_responses[0]
+        assert [d.host_path for d in resp.devices] == [
+            "/dev/vfio/vfio", "/dev/vfio/1", "/dev/vhost-net", "/dev/net/tun"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
 import grpc
@@ -132,6 +133,27 @@ def test_allocate_netdevice_env_and_devinfo(tmp_path: Path) -> None:
             assert json.loads(f.read_text())["pci"]["pci-address"] == pci
         # NUMA first: both PFs have 4 free VFs on their own node, so node 0 (PF 3b) wins
         assert {i.split(":")[1] for i in ids} == {"3b"}
+
+
+def test_devinfo_files_are_read_only_and_rewritten_on_every_allocate(tmp_path: Path) -> None:
+    """As upstream: mode 0444, and each Allocate writes the file again, so a file damaged
+    or edited since the last Allocate of that VF is what the new pod's CNI reads no more."""
+    build_tree(tmp_path / "host")
+    with running_plugin(tmp_path, NETDEV_CONFIG) as dp:
+        assert dp.sim.wait_until(lambda s: len(s.allocatable(RES)) == 8, DEADLINE)
+        dp.sim.allocate("default", "pod-a", "c0", RES, 8)
+        files = sorted(dp.devinfo_dir.glob("intel.com-sriov_net-*-device.json"))
+        assert len(files) == 8
+        assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o444}
+        expected = {f: f.read_text() for f in files}
+        for f in files:  # another writer replaced them (the dir is writable, the file not)
+            f.chmod(0o644)
+            f.write_text('{"stale": true}')
+        dp.sim.release("default", "pod-a")
+        dp.sim.allocate("default", "pod-b", "c0", RES, 8)
+        assert {f: f.read_text() for f in files} == expected
+        assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o444}
+        assert not list(dp.devinfo_dir.glob(".tmp-*"))
 
 
 def test_allocate_vfio_device_specs(tmp_path: Path) -> None:

@@ -101,6 +101,25 @@ def test_missing_config_file_exits_2(host: Path, tmp_path: Path) -> None:
     assert code == 2 and "cannot read" in err
 
 
+def test_unbound_vf_is_listed_but_not_pooled_with_a_reason(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "host"
+    SysfsTreeBuilder(root).add_pf(PfSpec(address=PF_ADDRESSES[0], ifname="sriovpf0", num_vfs=3,
+                                         vf_ifnames=("sriovpf0v0", "sriovpf0v1", None),
+                                         vf_drivers={2: None}))
+    config = tmp_path / "pools.json"
+    config.write_text(json.dumps({"resourceList": [{"resourceName": "all", "selectors": [{}]}]}))
+    code, out, _ = run("--config", str(config), "--sysfs-root", str(root), "--json")
+    doc = json.loads(out)
+    assert code == 0
+    assert [v["pciAddress"] for v in doc["pools"][0]["vfs"]] == ["0000:3b:02.0", "0000:3b:02.1"]
+    [unbound] = doc["notSelected"]
+    assert (unbound["pciAddress"], unbound["driver"]) == ("0000:3b:02.2", None)
+    assert unbound["reasons"][0].startswith("not bound to a driver (no driver link)")
+    assert main(["list", "--sysfs-root", str(root)]) == 0
+    assert "0000:3b:02.2" in capsys.readouterr().out
+
+
 def test_sriovctl_pools_shows_every_device_class(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     from sriov.emulate.profiles import INTEL_N3000_FEC, MELLANOX_BF2

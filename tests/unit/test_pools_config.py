@@ -195,6 +195,7 @@ DOUBTFUL_VALUES = [
     ({"pKeys": ["0xfffff"]}, "selectors.pKeys[0]", "16-bit hex"),
     ({"ddpProfiles": [" "]}, "selectors.ddpProfiles[0]", "is empty"),
     ([], "selectors", "is an empty list"),
+    ({"vdpaType": "vdpa"}, "selectors.vdpaType", "'vdpa' is not a vDPA type (vhost, virtio)"),
 ]
 
 
@@ -211,6 +212,10 @@ def test_doubtful_values_warn_and_are_errors_when_strict(selectors: object, fiel
 
 def test_values_that_never_match_upstream_never_match_here() -> None:
     from tests.unit.test_selectors import VF
+    config = PoolConfig.parse(one_pool({"vdpaType": "vdpa"}))
+    assert config.pools[0].selectors[0].vdpa_type == "vdpa"
+    assert config.pools[0].match(VF) == (False, "vdpaType: 'vdpa' is not vhost or virtio, "
+                                                "selects nothing")
     config = PoolConfig.parse(one_pool({"devices": ["154C"]}))
     assert config.pools[0].match(VF)[0] is False
     config = PoolConfig.parse(one_pool({"devices": ["154c"], "pfNames": ["ENS1F0#5"]}))
@@ -223,8 +228,9 @@ BAD_FIELDS = [
     ({"vendors": [8086]}, "selectors.vendors[0]", "expected a string, got a number"),
     ({"isRdma": "true"}, "selectors.isRdma", "expected true or false, got a string"),
     ({"needVhostNet": 1}, "selectors.needVhostNet", "expected true or false, got a number"),
-    ({"vdpaType": "vdpa"}, "selectors.vdpaType", "expected one of vhost, virtio"),
+    ({"vdpaType": 1}, "selectors.vdpaType", "expected a string, got a number"),
     ({"isRdma": True, "vdpaType": "vhost"}, "selectors.vdpaType", "cannot be combined with isRdma"),
+    ({"isRdma": True, "vdpaType": "vdpa"}, "selectors.vdpaType", "cannot be combined with isRdma"),
     ("pfNames", "selectors", "expected a selector object or a list of them, got a string"),
     ([{}, 3], "selectors[1]", "expected a selector object, got a number"),
     (None, "selectors", "null or missing crashes upstream"),

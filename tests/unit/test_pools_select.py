@@ -116,3 +116,12 @@ def test_selection_is_read_only() -> None:
     sel = select(config({"resourceName": "a", "selectors": {}}), inventory(vf(0, 0)))
     with pytest.raises(TypeError):
         sel.pools["x"] = ()  # type: ignore[index]
+
+
+def test_unbound_devices_are_never_pooled_as_upstream() -> None:
+    """Upstream's discovery fails on a device without a ``driver`` link and drops it, even
+    for ``[{}]``; it stays listed with the reason."""
+    sel = select(config({"resourceName": "all", "selectors": [{}]}),
+                 inventory(vf(0, 0), vf(0, 1, driver=None)))
+    assert addresses(sel.pools["intel.com/all"]) == ["0000:3b:02.0"]
+    assert sel.reasons[PciAddress("0000:3b:02.1")].startswith("not bound to a driver")
