@@ -1,9 +1,9 @@
 """On-disk CNI state: attachment records, per-attachment and per-VF locks, VF ownership.
 
 Layout under ``root`` (default ``/var/lib/cni/sriov``, like sriov-cni): directories 0700,
-files 0600. Every write is complete, fsynced (file and directory) and read back before it
-counts (:func:`atomic_write`); a failure raises :class:`cni.errors.CniError` code 105 and
-leaves the previous file in place.
+files 0600. Every write is complete and read back before it counts, and fsynced (file and
+directory) unless it only has to outlive a killed process (:func:`atomic_write`); a failure
+raises :class:`cni.errors.CniError` code 105 and leaves the previous file in place.
 
 - ``<root>/<containerID>-<ifname>``: attachment record (:class:`cni.record.AttachmentRecord`)
 - ``<root>/attach_lock/<containerID>-<ifname>.lock``: ``flock`` per attachment (taken first)
@@ -68,7 +68,10 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600,
     A reader never sees a torn file, a short write (full disk) never becomes a truncated
     record, and the previous content stays in place on any failure (the tmp file is removed).
     fsync also surfaces what a filesystem reports only at writeback (ext4's delayed-allocation
-    ENOSPC, EIO). ``durable=False`` skips both fsyncs, for what is meaningless after a reboot.
+    ENOSPC, EIO). ``durable=False`` skips both fsyncs (about 4 ms a write on a busy disk), for
+    what only has to outlive a killed process, not a reboot: the page cache keeps it. Its
+    blocks are then reserved first (``posix_fallocate``), so a full disk still fails here and
+    not at writeback; a filesystem that cannot reserve gets the fsyncs instead.
     ``fault`` is the test seam, called with the tmp file open and empty (``SRIOV_CNI_FAULT=
     write-record-complete:eio``, :mod:`cni.faults`).
     """
@@ -78,6 +81,8 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600,
         try:
             if fault is not None:
                 fault()
+            if not durable and not _reserve(fd, len(data)):
+                durable = True  # no way to reserve the blocks: let fsync surface the errors
             _write_all(fd, data)
             if durable:
                 os.fsync(fd)
@@ -97,6 +102,19 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600,
             tmp.unlink()
         raise CniError(CniCode.STATE, f"cannot write state file {path}",
                        f"{e.strerror or e}; the verb is rolled back") from e
+
+
+def _reserve(fd: int, size: int) -> bool:
+    """Allocate ``size`` bytes of ``fd`` now (ENOSPC raises); False if the filesystem can't."""
+    if size == 0:
+        return True
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            return False
+        raise
+    return True
 
 
 def boot_id() -> str:
@@ -141,10 +159,19 @@ class StateStore:
         return self.root / attachment_key(container_id, ifname)
 
     def save(self, record: AttachmentRecord) -> None:
-        """The one writer of attachment records (complete, fsynced, verified, or code 105)."""
+        """The one writer of attachment records (complete, verified, or code 105).
+
+        A complete record is fsynced: DEL after a reboot needs it (the host-local lease and the
+        PF-side restore). A provisional one (``complete=False``) is not: it only lets DEL/GC
+        undo an ADD whose process was killed, and the page cache keeps it for that; everything
+        it names (VF in a pod, PF-side VF settings, fallback links, VLAN sub-interfaces) is
+        gone after a reboot, the lease is found by container ID, and a record torn by a power
+        loss is quarantined like any damaged one. Its blocks are still reserved, so a full disk
+        fails the ADD at this write (docs/cni.md, State)."""
         key = attachment_key(record.container_id, record.ifname)
         step = "write-record-complete" if record.complete else "write-record-pending"
-        self._write(self._dir() / key, json.dumps(record.to_json(), sort_keys=True).encode(), step)
+        self._write(self._dir() / key, json.dumps(record.to_json(), sort_keys=True).encode(), step,
+                    durable=record.complete)
 
     def load(self, container_id: str, ifname: str) -> AttachmentRecord | None:
         """The record, None when there is none; :class:`DamagedRecord` when it is unusable."""
