@@ -12,6 +12,7 @@ pyroute2).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -99,3 +100,44 @@ def chained_result(ctx: AttachmentContext, interface: Interface, ipam: Result) -
     dns = ipam.dns if ipam.dns.to_dict() else (ctx.conf.dns if ctx.conf.dns.to_dict() else prev.dns)
     return Result(cni_version=ctx.conf.cni_version, interfaces=(*prev.interfaces, interface),
                   ips=(*prev.ips, *ips), routes=(*prev.routes, *ipam.routes), dns=dns)
+
+
+def quietly(log: logging.Logger, what: str, fn: Callable[[], object]) -> Callable[[], None]:
+    """An undo callback that logs its failure instead of masking the original error."""
+
+    def run() -> None:
+        try:
+            fn()
+        except Exception as e:
+            log.error("rollback: %s failed: %s", what, e)
+
+    return run
+
+
+def ifname_exists(ifname: str, netns: str) -> CniError:
+    """ADD found ``CNI_IFNAME`` already in the pod (code 107)."""
+    return CniError(CniCode.ATTACHMENT_EXISTS, f"interface {ifname} already exists in {netns}",
+                    "CNI ADD must not replace an existing interface")
+
+
+def forget_netns(nl: Netlink, netns: str) -> None:
+    """Drop the cached netlink socket of the pod netns (it would keep a deleted netns alive)."""
+    if netns:
+        with contextlib.suppress(Exception):
+            nl.forget_netns(netns)
+
+
+def require_owned_record(ctx: AttachmentContext, released: bool, what: str) -> AttachmentRecord:
+    """CHECK's first test for a device mode: the record is complete, not released, and the
+    device's owner record still names this attachment (code 3, else 108)."""
+    record = ctx.record
+    assert record is not None
+    if not record.complete or released:
+        raise CniError(CniCode.UNKNOWN_CONTAINER, f"attachment {ctx.args.container_id}/"
+                       f"{ctx.args.ifname} is not complete on this node")
+    assert record.device_id is not None
+    owner = ctx.state.owner(record.device_id)
+    if not owner or owner.key != (ctx.args.container_id, ctx.args.ifname):
+        raise CniError(CniCode.ATTACHMENT_CHANGED, f"{what} {record.device_id} is no longer "
+                       "owned by this attachment")
+    return record

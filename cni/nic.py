@@ -25,7 +25,6 @@ import errno
 import logging
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
 from cni import iface, vf_netdev
@@ -33,9 +32,13 @@ from cni.errors import CniCode, CniError
 from cni.mode import (
     AttachmentContext,
     chained_result,
+    forget_netns,
+    ifname_exists,
     journal_of,
+    quietly,
     release_ipam,
     require_netns,
+    require_owned_record,
 )
 from cni.protocol import Interface, Result
 from cni.record import AttachmentRecord, NicPart
@@ -52,15 +55,6 @@ PF_SIDE_KEYS = ("vlan", "qos", "vlan_proto", "spoofchk", "trust", "link_state", 
 NETNS_TEARDOWN_TIMEOUT = 10.0
 """How long DEL waits for the NIC to come home after its netns was deleted (cleanup_net)."""
 POLL_INTERVAL = 0.05
-
-
-def _quietly(what: str, fn: Callable[[], object]) -> Callable[[], None]:
-    def run() -> None:
-        try:
-            fn()
-        except Exception as e:
-            log.error("rollback: %s failed: %s", what, e)
-    return run
 
 
 def refuse_pf_side_settings(ctx: AttachmentContext) -> None:
@@ -111,24 +105,24 @@ class NicMode:
                 ctx.faults("snapshot")
                 snap = vf_netdev.snapshot(nl, nic.netdev, with_alias=True)
                 journal.save(nic=NicPart(netdev=snap))
-                undo.callback(_quietly("remove attachment record", journal.discard))
+                undo.callback(quietly(log, "remove attachment record", journal.discard))
                 pod_iface = _move_into_pod(ctx, nl, netns, snap, nic.address, undo)
                 ctx.faults("ipam")
                 ipam = ctx.ipam.add(ctx.conf, ctx.args)
-                undo.callback(_quietly("IPAM DEL", lambda: ctx.ipam.delete(ctx.conf, ctx.args)))
+                undo.callback(quietly(log, "IPAM DEL", lambda: ctx.ipam.delete(ctx.conf, ctx.args)))
                 iface.configure(nl, netns, ctx.args.ifname, ipam)
                 result = chained_result(ctx, pod_iface, ipam)
                 ctx.faults("save-result")
                 record = journal.stage(result=result)
                 ctx.state.set_owner(nic.address, dataclasses.replace(record, complete=True))
-                undo.callback(_quietly("clear NIC owner", lambda: ctx.state.clear_owner(
+                undo.callback(quietly(log, "clear NIC owner", lambda: ctx.state.clear_owner(
                     nic.address, ctx.args.container_id, ctx.args.ifname)))
                 undo.pop_all()
                 ctx.log.info("ADD nic: NIC %s (%s) attached as %s", nic.address, snap.name,
                              ctx.args.ifname)
                 return result
         finally:
-            _forget(nl, netns)
+            forget_netns(nl, netns)
 
     def delete(self, ctx: AttachmentContext) -> None:
         """IPAM first; then the NIC home and restored (VF/NIC lock held by the plugin)."""
@@ -150,21 +144,13 @@ class NicMode:
 
     def check(self, ctx: AttachmentContext) -> None:
         ctx.ipam.check(ctx.conf, ctx.args)
-        record = ctx.record
-        assert record is not None
-        if not record.complete or nic_part(record).released:
-            raise CniError(CniCode.UNKNOWN_CONTAINER, f"attachment {ctx.args.container_id}/"
-                           f"{ctx.args.ifname} is not complete on this node")
-        assert record.device_id is not None
-        owner = ctx.state.owner(record.device_id)
-        if not owner or owner.key != (ctx.args.container_id, ctx.args.ifname):
-            raise CniError(CniCode.ATTACHMENT_CHANGED, f"NIC {record.device_id} is no longer "
-                           "owned by this attachment")
+        assert ctx.record is not None
+        record = require_owned_record(ctx, nic_part(ctx.record).released, "NIC")
         nl = ctx.netlink()
         try:
             check_interface(nl, ctx, record)
         finally:
-            _forget(nl, ctx.args.netns)
+            forget_netns(nl, ctx.args.netns)
 
 
 def _move_into_pod(ctx: AttachmentContext, nl: Any, netns: str, snap: vf_netdev.NetdevSnapshot,
@@ -177,15 +163,15 @@ def _move_into_pod(ctx: AttachmentContext, nl: Any, netns: str, snap: vf_netdev.
     where = [snap.name]
     ctx.faults("move")
     if snap.up:  # a move closes the netdev
-        undo.callback(_quietly("set NIC up", lambda: nl.set_up(snap.name)))
+        undo.callback(quietly(log, "set NIC up", lambda: nl.set_up(snap.name)))
     # before the move: the kernel renames after moving, so a refused name can leave it in the
     # pod under its host name
-    undo.callback(_quietly("move NIC back", lambda: _move_back(nl, netns, where[-1], snap)))
+    undo.callback(quietly(log, "move NIC back", lambda: _move_back(nl, netns, where[-1], snap)))
     try:
         nl.move_to_netns(snap.name, None, netns, new_name=target)
     except NetlinkOpError as e:
         if e.errno == errno.EEXIST:
-            raise _exists(ifname, netns) from None
+            raise ifname_exists(ifname, netns) from None
         raise
     where.append(target)
     iface.write_notify_sysctls(nl, netns, target)
@@ -196,7 +182,7 @@ def _move_into_pod(ctx: AttachmentContext, nl: Any, netns: str, snap: vf_netdev.
             nl.rename(target, ifname, netns)
         except NetlinkOpError as e:
             if e.errno == errno.EEXIST:
-                raise _exists(ifname, netns) from None
+                raise ifname_exists(ifname, netns) from None
             raise
         where.append(ifname)
     ctx.faults("mac-mtu")
@@ -223,7 +209,7 @@ def restore_nic(nl: Any, host: Any, record: AttachmentRecord, netns: str) -> Non
     try:
         current = _bring_home(nl, host, record, netns, snap)
     finally:
-        _forget(nl, netns)
+        forget_netns(nl, netns)
     if current is None:
         log.warning("NIC %s has no netdev in the host netns; left as is", record.device_id)
         return
@@ -278,18 +264,6 @@ def _reclaim_if_stale(ctx: AttachmentContext, pci: str) -> bool:
                 record, nic=dataclasses.replace(record.nic, released=True)))
     ctx.state.clear_owner(pci, owner.container_id, owner.ifname)
     return True
-
-
-def _exists(ifname: str, netns: str) -> CniError:
-    return CniError(CniCode.ATTACHMENT_EXISTS, f"interface {ifname} already exists in {netns}",
-                    "CNI ADD must not replace an existing interface")
-
-
-def _forget(nl: Any, netns: str) -> None:
-    """Drop the cached netlink socket of the pod netns (it would keep a deleted netns alive)."""
-    if netns:
-        with contextlib.suppress(Exception):
-            nl.forget_netns(netns)
 
 
 __all__ = ["ADD_STEPS", "NicMode", "restore_nic"]

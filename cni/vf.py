@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import errno
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cni import iface, vf_netdev, vf_pf, vf_rdma
@@ -23,9 +22,13 @@ from cni.errors import CniCode, CniError
 from cni.mode import (
     AttachmentContext,
     chained_result,
+    forget_netns,
+    ifname_exists,
     journal_of,
+    quietly,
     release_ipam,
     require_netns,
+    require_owned_record,
 )
 from cni.protocol import Interface, Result
 from cni.record import VfPart
@@ -40,16 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 ADD_STEPS = ("snapshot", "pf-config", "move", "rename", "mac-mtu", "up", "ipam", "save-result")
 """Named ADD steps; ``ctx.faults`` is called with each one just before it runs."""
-
-
-def _quietly(what: str, fn: Callable[[], object]) -> Callable[[], None]:
-    """An undo callback that logs its failure instead of masking the original error."""
-    def run() -> None:
-        try:
-            fn()
-        except Exception as e:
-            log.error("rollback: %s failed: %s", what, e)
-    return run
 
 
 def _resolve(ctx: AttachmentContext, *, dpdk: bool) -> VirtualFunction:
@@ -94,7 +87,7 @@ class _Attach:
         snap = vf_netdev.snapshot(self.nl, netdev) if netdev else None
         self.record = dataclasses.replace(self.record, pf_state=pf_state, netdev=snap)
         self.journal.save(vf=self.record)
-        self.undo.callback(_quietly("remove attachment record", self.journal.discard))
+        self.undo.callback(quietly(log, "remove attachment record", self.journal.discard))
 
     def configure_pf(self) -> None:
         self.step("pf-config")
@@ -103,17 +96,17 @@ class _Attach:
         host_netdev = self.record.netdev
         if host_netdev is not None:
             # the VF driver reports the MAC its netdev gets back to the PF: clear it last
-            self.undo.callback(_quietly("restore PF-side VF MAC", lambda: vf_pf.restore(
+            self.undo.callback(quietly(log, "restore PF-side VF MAC", lambda: vf_pf.restore(
                 self.admin, self.pf, self.vf.index, snap, (VfSetting.MAC,))))
             # an admin MAC also changes the VF netdev's MAC while it is in the host (igbvf and the
             # emulation both); undone after the PF-side restore below (ExitStack is LIFO)
-            self.undo.callback(_quietly("restore host netdev MAC", lambda: vf_netdev.restore_mac(
-                self.nl, host_netdev)))
+            self.undo.callback(quietly(log, "restore host netdev MAC",
+                                       lambda: vf_netdev.restore_mac(self.nl, host_netdev)))
         first = vf_pf.before_netdev_restore(snap, host_netdev.mac if host_netdev else None)
         applied = vf_pf.apply(
             self.admin, self.pf, self.vf.index, self.ctx.conf.vf_settings(), first
         )
-        self.undo.callback(_quietly("restore PF-side VF settings", lambda: vf_pf.restore(
+        self.undo.callback(quietly(log, "restore PF-side VF settings", lambda: vf_pf.restore(
             self.admin, self.pf, self.vf.index, first, applied)))
 
     def move_into_pod(self) -> Interface:
@@ -130,16 +123,16 @@ class _Attach:
         """The VF netdev's name in the pod: its host name until the move's rename is done."""
         self.step("move")
         if snap.up:  # a move closes the netdev; it comes back down
-            self.undo.callback(_quietly("set VF netdev up", lambda: nl.set_up(snap.name)))
+            self.undo.callback(quietly(log, "set VF netdev up", lambda: nl.set_up(snap.name)))
         # registered before the move: a move is not atomic with its rename (the kernel renames
         # after moving), so a refused name can leave the VF in the pod under its host name
-        self.undo.callback(_quietly("move VF netdev back", lambda: _move_back(
+        self.undo.callback(quietly(log, "move VF netdev back", lambda: _move_back(
             nl, netns, where[-1], snap.name)))
         try:
             nl.move_to_netns(snap.name, None, netns, new_name=target)
         except NetlinkOpError as e:
             if e.errno == errno.EEXIST:
-                raise _exists(ifname, netns) from None
+                raise ifname_exists(ifname, netns) from None
             raise
         where.append(target)
         # sysctls (they follow a rename), the pod netns's socket and the ifindex, MAC and MTU in
@@ -148,14 +141,14 @@ class _Attach:
         index = facts.index
         if not direct:
             dropped = vf_netdev.drop_altnames(nl, target, netns)
-            self.undo.callback(_quietly("re-add altnames", lambda: _add_altnames(
+            self.undo.callback(quietly(log, "re-add altnames", lambda: _add_altnames(
                 nl, where[-1], dropped, netns)))
             self.step("rename")
             try:
                 nl.rename(index, ifname, netns)
             except NetlinkOpError as e:
                 if e.errno == errno.EEXIST:
-                    raise _exists(ifname, netns) from None
+                    raise ifname_exists(ifname, netns) from None
                 raise
             where.append(ifname)  # the sysctls set above follow the rename
         else:
@@ -163,10 +156,10 @@ class _Attach:
         self.step("mac-mtu")
         mac, mtu = self.ctx.conf.mac, self.ctx.conf.mtu
         if mac or mtu:
-            self.undo.callback(_quietly("restore MAC/MTU", lambda: nl.set_link(
+            self.undo.callback(quietly(log, "restore MAC/MTU", lambda: nl.set_link(
                 index, netns, mac=snap.mac if mac else None, mtu=snap.mtu if mtu else None)))
         self.step("up")
-        self.undo.callback(_quietly("set down", lambda: nl.set_down(index, netns)))
+        self.undo.callback(quietly(log, "set down", lambda: nl.set_down(index, netns)))
         nl.set_link(index, netns, mac=mac or None, mtu=mtu or None, up=True)
         self.pod_index = index
         return Interface(name=ifname, mac=mac or facts.mac, mtu=mtu or facts.mtu, sandbox=netns,
@@ -180,13 +173,13 @@ class _Attach:
             self.record = dataclasses.replace(self.record, rdma=names)
             self.journal.save(vf=self.record)
             vf_rdma.move_into_pod(self.ctx, names, self.netns,
-                                  lambda what, fn: self.undo.callback(_quietly(what, fn)))
+                                  lambda what, fn: self.undo.callback(quietly(log, what, fn)))
 
     def run_ipam(self, configure: bool) -> Result:
         self.step("ipam")
         ctx = self.ctx
         result = ctx.ipam.add(ctx.conf, ctx.args)
-        self.undo.callback(_quietly("IPAM DEL", lambda: ctx.ipam.delete(ctx.conf, ctx.args)))
+        self.undo.callback(quietly(log, "IPAM DEL", lambda: ctx.ipam.delete(ctx.conf, ctx.args)))
         if configure:
             iface.configure(self.nl, self.netns, self.pod_index or ctx.args.ifname, result)
         return result
@@ -198,7 +191,7 @@ class _Attach:
         args, state = self.ctx.args, self.ctx.state
         record = self.journal.stage(result=result)
         state.set_owner(self.vf.address, dataclasses.replace(record, complete=True))
-        self.undo.callback(_quietly("clear VF owner", lambda: state.clear_owner(
+        self.undo.callback(quietly(log, "clear VF owner", lambda: state.clear_owner(
             self.vf.address, args.container_id, args.ifname)))
 
 
@@ -235,7 +228,7 @@ class VfMode:
                              vf.pf_netdev, vf.index, ctx.args.ifname)
                 return result
         finally:
-            _forget(nl, netns)
+            forget_netns(nl, netns)
 
     @staticmethod
     def _dpdk_iface(ctx: AttachmentContext, attach: _Attach) -> Interface:
@@ -263,29 +256,22 @@ class VfMode:
             vf_rdma.move_home(ctx, vf_part(record).rdma, netns)  # reverse of ADD: before the netdev
             restore_vf(ctx.netlink(), ctx.host(), record, netns)
         finally:
-            _forget(ctx.netlink(), netns)
+            forget_netns(ctx.netlink(), netns)
         ctx.state.clear_owner(pci, args.container_id, args.ifname)
 
     def check(self, ctx: AttachmentContext) -> None:
         ctx.ipam.check(ctx.conf, ctx.args)
-        record = ctx.record
-        assert record is not None
-        if not record.complete or vf_part(record).released:
-            raise CniError(CniCode.UNKNOWN_CONTAINER, f"attachment {ctx.args.container_id}/"
-                           f"{ctx.args.ifname} is not complete on this node")
-        assert record.device_id is not None
-        owner = ctx.state.owner(record.device_id)
-        if not owner or owner.key != (ctx.args.container_id, ctx.args.ifname):
-            raise CniError(CniCode.ATTACHMENT_CHANGED, f"VF {record.device_id} is no longer "
-                           "owned by this attachment")
+        assert ctx.record is not None
+        record = require_owned_record(ctx, vf_part(ctx.record).released, "VF")
         host = ctx.host()
         if self.moves_netdev:
             nl = ctx.netlink()
             try:
                 check_interface(nl, ctx, record)
             finally:
-                _forget(nl, ctx.args.netns)
+                forget_netns(nl, ctx.args.netns)
         else:
+            assert record.device_id is not None  # require_owned_record checked it
             vf = host.sysfs.vf(record.device_id)
             if not is_dpdk(vf):
                 raise CniError(CniCode.ATTACHMENT_CHANGED, f"VF {vf.address} is no longer bound "
@@ -310,18 +296,6 @@ def _move_back(nl: Any, netns: str, pod_name: str, host_name: str) -> None:
 def _add_altnames(nl: Netlink, name: str, altnames: tuple[str, ...], netns: str) -> None:
     for alt in altnames:
         nl.add_altname(name, alt, netns)
-
-
-def _exists(ifname: str, netns: str) -> CniError:
-    return CniError(CniCode.ATTACHMENT_EXISTS, f"interface {ifname} already exists in {netns}",
-                    "CNI ADD must not replace an existing interface")
-
-
-def _forget(nl: Any, netns: str) -> None:
-    """Drop the cached netlink socket of the pod netns (it would keep a deleted netns alive)."""
-    if netns:
-        with contextlib.suppress(Exception):
-            nl.forget_netns(netns)
 
 
 __all__ = ["ADD_STEPS", "DpdkMode", "VfMode"]
