@@ -62,7 +62,7 @@ class CniError(Exception):
 
 def config_error(key: str, value: object, reason: str) -> CniError:
     """Code 7 naming the offending netconf key and its value."""
-    return CniError(CniCode.INVALID_CONFIG, f"invalid {key} {value!r}: {reason}")
+    return CniError(CniCode.INVALID_CONFIG, f"invalid {key} {core.shown_value(value)}: {reason}")
 
 
 def env_error(var: str, reason: str) -> CniError:

@@ -26,7 +26,14 @@ class InvalidInputError(SriovError, ValueError):
         self.what = what
         self.value = value
         self.reason = reason
-        super().__init__(f"invalid {what} {value!r}: {reason}")
+        super().__init__(f"invalid {what} {shown_value(value)}: {reason}")
+
+
+def shown_value(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters: an error (and its log line) must not echo
+    megabytes of hostile input."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 class SysfsError(SriovError):

@@ -249,13 +249,15 @@ def _maybe_valid(key: str, value: Any) -> bool:
     """True when a random value might be acceptable for ``key`` (then we add a sure defect).
 
     Any number or bool may be valid (``"vlan": 0``, ``"mtu": 1500``, ``"trust": true``), and
-    so is ``"cniVersion": ""``.
+    so is an empty string: ``"cniVersion": ""`` means 0.1.0 (libcni), and an empty string key
+    is unset, as Go decodes it (``"mac": ""``). Any spoofchk/trust string is valid: exactly
+    ``on`` is on, anything else off (sriov-cni).
     """
-    if value is None or isinstance(value, int | float):
+    if value is None or value == "" or isinstance(value, int | float):
         return True
-    if key == "cniVersion" and value == "":
-        return True  # an empty version means 0.1.0 (libcni), a valid one
     return key in (
+        "spoofchk",
+        "trust",
         "dns",
         "args",
         "runtimeConfig",

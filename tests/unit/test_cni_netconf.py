@@ -257,3 +257,10 @@ def test_go_internal_fields_are_ignored() -> None:
 def test_runtime_config_mac_is_case_insensitive() -> None:
     nc = parse(conf(runtimeConfig={"MAC": "02:00:00:00:00:03"}))
     assert nc.mac == "02:00:00:00:00:03"
+
+
+def test_an_error_does_not_echo_megabytes_of_input() -> None:
+    """The error JSON and its log line name the key and show the start of the value only."""
+    err = error(conf(vlan=10, vlanProto="x" * 100_000))
+    assert err.code == CniCode.INVALID_CONFIG and "vlanProto" in err.msg
+    assert len(err.msg) < 300 and "100002 characters" in err.msg
