@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import logging
 import os
 import signal
 import time
 from collections.abc import Callable
+
+from cni.pdeathsig import load_prctl, set_parent_death_signal
 
 log = logging.getLogger(__name__)
 RESPAWN_BACKOFF = 0.5
@@ -36,13 +37,9 @@ def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 4))
 
 
-PR_SET_PDEATHSIG = 1
-
-
 def _die_with(parent: int) -> None:
     """SIGTERM this worker when the parent dies (even by SIGKILL): no orphan keeps serving."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+    if not set_parent_death_signal(load_prctl(), signal.SIGTERM):
         log.warning("PR_SET_PDEATHSIG failed: %s", os.strerror(ctypes.get_errno()))
     if os.getppid() != parent:  # the parent died before prctl took effect
         os.kill(os.getpid(), signal.SIGTERM)

@@ -21,30 +21,14 @@ import contextlib
 import os
 import signal
 import subprocess
-import threading
 from collections.abc import Callable, Mapping, Sequence
 
-PR_SET_PDEATHSIG = 1
-_prctl: list[Callable[..., int]] = []
-_prctl_lock = threading.Lock()
-
-
-def _load_prctl() -> Callable[..., int]:
-    """libc ``prctl``, resolved once in the parent (ctypes is imported only when IPAM is exec'd)."""
-    with _prctl_lock:
-        if not _prctl:
-            import ctypes
-
-            try:
-                _prctl.append(ctypes.CDLL(None, use_errno=True).prctl)
-            except (OSError, AttributeError):  # not Linux/glibc: process group only
-                _prctl.append(lambda *a: -1)
-        return _prctl[0]
+from cni.pdeathsig import load_prctl, set_parent_death_signal
 
 
 def _child_setup(prctl: Callable[..., int], parent: int) -> Callable[[], None]:
     def setup() -> None:  # runs in the forked child before exec: no locks, nothing heavy
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        set_parent_death_signal(prctl, signal.SIGKILL)
         if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)
 
@@ -58,7 +42,7 @@ class ChildTimeout(Exception):
 def run_child(argv: Sequence[str], stdin: bytes, env: Mapping[str, str],
               timeout: float) -> tuple[int, bytes, bytes]:
     """Run ``argv`` to completion; returns (exit status, stdout, stderr)."""
-    prctl = _load_prctl()
+    prctl = load_prctl()
     proc = subprocess.Popen(
         list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env=dict(env), process_group=0, preexec_fn=_child_setup(prctl, os.getpid()),
