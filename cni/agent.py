@@ -1,7 +1,7 @@
 """The resident CNI agent (``sriov-cni-agent``): serves ``sriov`` shim requests.
 
 A fixed pool of threads per process; the per-VF flock in the state store serialises work on
-one VF. With ``--workers N`` (default: one per CPU, at most 4) N pre-forked processes accept
+one VF. With ``--workers N`` (default: two per CPU, 2 to 8) N pre-forked processes accept
 on the one socket (:mod:`cni.agent_workers`), so a burst is not bound to one GIL. Each process
 keeps one warm :class:`cni.main.Runtime` (netlink sockets, in-process host-local) and runs
 every request through the same :func:`cni.skel.dispatch` as standalone mode, with the
@@ -277,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--workers",
         type=int,
         default=default_workers(),
-        help="processes accepting on the socket (default: one per CPU, at most 4; "
+        help="processes accepting on the socket (default: two per CPU, 2 to 8; "
         "1: serve in this process)",
     )
     parser.add_argument(

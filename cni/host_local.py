@@ -2,10 +2,17 @@
 
 Same store as containernetworking/plugins ``plugins/ipam/host-local`` (see docs/cni.md):
 ``<dataDir>/<network>/<ip>`` files created O_EXCL 0600 holding ``<containerID>\\r\\n<ifname>``,
-``last_reserved_ip.<rangeSetIndex>``, and ``<dataDir>/<network>/lock`` flock'd around each
-allocation and release, so this allocator and the reference binary can share one network.
-Allocation order (round-robin from ``last_reserved_ip`` + 1, skipping the gateway) follows
-the reference allocator exactly.
+``last_reserved_ip.<rangeSetIndex>`` and ``<dataDir>/<network>/lock``, so this allocator and
+the reference binary can share one network. Allocation order (round-robin from
+``last_reserved_ip`` + 1, skipping the gateway) follows the reference allocator.
+
+What makes a lease unique is the O_EXCL create of its file, here and in the reference; the
+reference's ``lock`` keeps its search hint whole. Here only the hint's write (and a read that
+met a writer) takes it, not a whole ADD or DEL: in a burst of ADDs every allocation queued on
+that one lock (a Python holder waits for the GIL after each of its system calls). Nothing
+else needs it: an attachment's own leases are never touched by two of our requests at once
+(the plugin's attachment lock), a lease is removed only while it still names its attachment,
+and GC, which takes the lock, runs alone (CNI spec).
 """
 
 from __future__ import annotations
@@ -203,36 +210,75 @@ class Store:
             (self.dir / str(ip)).unlink(missing_ok=True)
             raise
         os.close(fd)
-        last = self.dir / f"{LAST_IP_PREFIX}{range_id}"
-        fd = os.open(last, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            _write_all(fd, str(ip).encode())
-        except OSError as e:  # only a search hint: the next allocation starts elsewhere
-            log.warning("cannot record the last reserved IP %s: %s", ip, e)
-        finally:
-            os.close(fd)
+        self._write_hint(range_id, ip)
         return True
 
-    def last_reserved(self, range_id: int) -> IPAddr | None:
+    def _write_hint(self, range_id: int, ip: IPAddr) -> None:
+        """``last_reserved_ip.<range_id>``, written under the reference's lock: the only step
+        of an allocation that needs it (two writers at once would leave a mix of their
+        addresses, a valid but wrong hint). Only a search hint: a failure is logged."""
         try:
-            return ipaddress.ip_address(
-                (self.dir / f"{LAST_IP_PREFIX}{range_id}").read_text().strip()
-            )
-        except (OSError, ValueError):
-            return None
+            with self.lock():
+                fd = os.open(self.dir / f"{LAST_IP_PREFIX}{range_id}",
+                             os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+                try:
+                    _write_all(fd, str(ip).encode())
+                finally:
+                    os.close(fd)
+        except OSError as e:
+            log.warning("cannot record the last reserved IP %s: %s", ip, e)
+
+    def last_reserved(self, range_id: int) -> IPAddr | None:
+        path = self.dir / f"{LAST_IP_PREFIX}{range_id}"
+        for locked in (False, True):  # unlocked first; an empty read met a writer: again, locked
+            try:
+                with self.lock() if locked else contextlib.nullcontext():
+                    text = path.read_text().strip()
+                if text:
+                    return ipaddress.ip_address(text)
+            except (OSError, ValueError):
+                return None
+        return None
+
+    def _files(self) -> Iterator[tuple[str, bytes]]:
+        """(name, trimmed content) of every file whose name may be an address, read with as
+        few system calls and objects as possible (ADD and DEL read every lease of the network)."""
+        dir_fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            with os.scandir(dir_fd) as entries:
+                names = [e.name for e in entries if e.name[:1].isdigit() or ":" in e.name]
+            for name in names:
+                try:
+                    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
+                except OSError:
+                    continue
+                try:
+                    content = os.read(fd, 4096)
+                except OSError:
+                    continue
+                finally:
+                    os.close(fd)
+                yield name, content.strip()
+        finally:
+            os.close(dir_fd)
 
     def allocations(self) -> Iterator[tuple[Path, str]]:
         """(file, trimmed content) of every IP file."""
-        for path in self.dir.iterdir():
-            try:
-                ipaddress.ip_address(path.name)
-                yield path, path.read_bytes().decode(errors="replace").strip()
-            except (ValueError, OSError):
-                continue
+        for name, content in self._files():
+            if _is_address(name):
+                yield self.dir / name, content.decode(errors="replace")
+
+    def leases_with(self, *contents: str) -> Iterator[tuple[Path, str]]:
+        """(file, content) of the leases whose content is one of ``contents`` (only their
+        names are parsed)."""
+        wanted = {c.encode() for c in contents}
+        for name, content in self._files():
+            if content in wanted and _is_address(name):
+                yield self.dir / name, content.decode()
 
     def find(self, container_id: str, ifname: str) -> list[IPAddr]:
         match, legacy = container_id.strip() + LINE_BREAK + ifname, container_id.strip()
-        return [ipaddress.ip_address(p.name) for p, c in self.allocations() if c in (match, legacy)]
+        return [ipaddress.ip_address(p.name) for p, _ in self.leases_with(match, legacy)]
 
     def unreserve(self, ip: IPAddr, container_id: str, ifname: str) -> None:
         path = self.dir / str(ip)
@@ -243,14 +289,20 @@ class Store:
             ):
                 path.unlink()
 
-    def release(self, container_id: str, ifname: str) -> None:
-        match = container_id.strip() + LINE_BREAK + ifname
-        found = [p for p, c in self.allocations() if c == match]
-        if not found:  # files written by very old host-local hold only the id
-            found = [p for p, c in self.allocations() if c == container_id.strip()]
-        for path in found:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+    def leases_of(self, container_id: str, ifname: str) -> list[tuple[Path, str]]:
+        """(file, content) of the leases of one attachment; files written by very old host-local
+        hold only the container ID and count when no file names the interface."""
+        match, legacy = container_id.strip() + LINE_BREAK + ifname, container_id.strip()
+        found = list(self.leases_with(match, legacy))
+        return [(p, c) for p, c in found if c == match] or found
+
+    def release(self, leases: list[tuple[Path, str]]) -> None:
+        """Remove the ``leases`` that still hold what was listed (a lease released and taken by
+        another container meanwhile stays)."""
+        for path, content in leases:
+            with contextlib.suppress(OSError):
+                if path.read_bytes().decode(errors="replace").strip() == content:
+                    path.unlink()
 
 
 def candidates(rs: RangeSet, last: IPAddr | None) -> Iterator[tuple[IPAddr, IpRange]]:
@@ -319,13 +371,15 @@ class HostLocal:
         cfg, store = self._open(conf, args)
         requested = list(cfg.requested)
         ips: list[IPConfig] = []
+        # the attachment's own leases: only this attachment adds or releases them, and the
+        # plugin serialises its requests (attachment lock)
+        held = store.find(args.container_id, args.ifname)
         try:
             for set_index, rs in enumerate(cfg.range_sets):
                 want = next((ip for ip in requested if _range_for(rs, ip)), None)
                 if want is not None:
                     requested.remove(want)
-                with store.lock():
-                    ips.append(self._allocate(store, rs, set_index, args, want))
+                ips.append(self._allocate(store, rs, set_index, args, want, held))
             if requested:
                 raise CniError(
                     CniCode.IPAM,
@@ -334,11 +388,10 @@ class HostLocal:
                 )
         except Exception as e:
             # undo only what this call reserved (an earlier ADD's IPs stay)
-            with store.lock():
-                for ip in ips:
-                    store.unreserve(
-                        ipaddress.ip_interface(ip.address).ip, args.container_id, args.ifname
-                    )
+            for ip in ips:
+                store.unreserve(
+                    ipaddress.ip_interface(ip.address).ip, args.container_id, args.ifname
+                )
             if isinstance(e, OSError):  # a full or failing disk: a clear IPAM error, not 999
                 raise CniError(CniCode.IPAM, f"cannot write a lease under {store.dir}",
                                e.strerror or str(e)) from e
@@ -348,8 +401,11 @@ class HostLocal:
 
     @staticmethod
     def _allocate(
-        store: Store, rs: RangeSet, set_index: int, args: CmdArgs, want: IPAddr | None
+        store: Store, rs: RangeSet, set_index: int, args: CmdArgs, want: IPAddr | None,
+        held: list[IPAddr],
     ) -> IPConfig:
+        """One IP of range set ``set_index`` (``want`` if requested); ``held``: the leases this
+        attachment already has (a second one in a range set is refused, as the reference)."""
         cid, ifname = args.container_id, args.ifname
         if want is not None:
             r = _range_for(rs, want)
@@ -362,7 +418,7 @@ class HostLocal:
                     f"requested IP address {want} is not available in range set {set_index}",
                 )
             return IPConfig(address=f"{want}/{r.subnet.prefixlen}", gateway=str(r.gateway))
-        for ip in store.find(cid, ifname):
+        for ip in held:
             if _range_for(rs, ip):
                 raise CniError(
                     CniCode.IPAM,
@@ -379,8 +435,7 @@ class HostLocal:
 
     def delete(self, conf: NetConf, args: CmdArgs) -> None:
         _, store = self._open(conf, args)
-        with store.lock():
-            store.release(args.container_id, args.ifname)
+        store.release(store.leases_of(args.container_id, args.ifname))
 
     def check(self, conf: NetConf, args: CmdArgs) -> None:
         _, store = self._open(conf, args)
@@ -408,6 +463,14 @@ class HostLocal:
 
     def status(self, conf: NetConf, args: CmdArgs) -> None:
         self._open(conf, args)  # validates config and that the store is usable
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -218,7 +218,8 @@ class Plugin:
                 with trace.step(f"{mode_name}.add"):
                     result = mode.add(ctx)
                 try:
-                    journal.save(complete=True, result=result)
+                    with trace.step("record.complete"):
+                        journal.save(complete=True, result=result)
                 except CniError as e:
                     log.error("cannot save attachment record: %s; rolling back", e)
                     self._undo(mode, dataclasses.replace(ctx, record=journal.current))
@@ -268,7 +269,8 @@ class Plugin:
             # the mode releases IPAM first; on error the record stays so a retry can finish
             with trace.step(f"{record.mode}.delete"):
                 load_mode(str(record.mode)).delete(ctx)
-            state.delete(*record.key)
+            with trace.step("record.delete"):
+                state.delete(*record.key)
 
     def check(self, args: CmdArgs, conf: NetConf) -> None:
         if conf.prev_result is None:

@@ -16,7 +16,7 @@ import errno
 import logging
 from typing import TYPE_CHECKING, Any
 
-from cni import iface, vf_netdev, vf_pf, vf_rdma
+from cni import iface, trace, vf_netdev, vf_pf, vf_rdma
 from cni.device_modes import is_dpdk
 from cni.errors import CniCode, CniError
 from cni.mode import (
@@ -202,27 +202,34 @@ class VfMode:
     moves_netdev = True
 
     def add(self, ctx: AttachmentContext) -> Result:
-        vf = _resolve(ctx, dpdk=not self.moves_netdev)
+        with trace.step("vf.resolve"):
+            vf = _resolve(ctx, dpdk=not self.moves_netdev)
         netns = require_netns(ctx.args.netns)
         nl = ctx.netlink()
         try:
             # the plugin holds the VF lock (cni.plugin.Plugin._device_lock) from before this
             # call until the attachment record is saved, and around DEL and GC
             with contextlib.ExitStack() as undo:
-                if reclaim_if_stale(ctx, vf.address):
-                    vf = _resolve(ctx, dpdk=not self.moves_netdev)  # a reclaim renames the netdev
+                with trace.step("vf.reclaim"):
+                    if reclaim_if_stale(ctx, vf.address):
+                        vf = _resolve(ctx, dpdk=not self.moves_netdev)  # a reclaim renames it
                 if self.moves_netdev and not vf.netdev:
                     raise DeviceNotFoundError("VF netdev", vf.address,
                                               "the VF has no netdev in the host netns")
                 attach = _Attach(ctx, vf, undo, netns)
-                attach.snapshot_and_save(vf.netdev if self.moves_netdev else None)
-                attach.configure_pf()
-                iface = (
-                    attach.move_into_pod() if self.moves_netdev else self._dpdk_iface(ctx, attach)
-                )
+                with trace.step("vf.snapshot"):
+                    attach.snapshot_and_save(vf.netdev if self.moves_netdev else None)
+                with trace.step("vf.pf-config"):
+                    attach.configure_pf()
+                with trace.step("vf.move"):
+                    iface = (
+                        attach.move_into_pod() if self.moves_netdev
+                        else self._dpdk_iface(ctx, attach)
+                    )
                 attach.move_rdma()
                 result = chained_result(ctx, iface, attach.run_ipam(configure=self.moves_netdev))
-                attach.save_result(result)
+                with trace.step("vf.save-result"):
+                    attach.save_result(result)
                 undo.pop_all()
                 ctx.log.info("ADD %s: VF %s (%s vf %s) attached as %s", self.mode, vf.address,
                              vf.pf_netdev, vf.index, ctx.args.ifname)
@@ -247,7 +254,8 @@ class VfMode:
         if vf_part(record).released:
             ctx.log.info("DEL: VF %s was reclaimed by a later attachment; leaving it", pci)
             return
-        owner = ctx.state.owner(pci)
+        with trace.step("vf.owner"):
+            owner = ctx.state.owner(pci)
         if owner and owner.key != (args.container_id, args.ifname):
             ctx.log.warning("DEL: VF %s is now owned by %s/%s; not touching it (sriov-cni #219)",
                             pci, owner.container_id, owner.ifname)
@@ -257,7 +265,8 @@ class VfMode:
             restore_vf(ctx.netlink(), ctx.host(), record, netns)
         finally:
             forget_netns(ctx.netlink(), netns)
-        ctx.state.clear_owner(pci, args.container_id, args.ifname)
+        with trace.step("vf.clear-owner"):
+            ctx.state.clear_owner(pci, args.container_id, args.ifname)
 
     def check(self, ctx: AttachmentContext) -> None:
         ctx.ipam.check(ctx.conf, ctx.args)

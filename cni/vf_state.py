@@ -13,7 +13,7 @@ import os
 import time
 from typing import Any
 
-from cni import recovery, vf_netdev, vf_pf
+from cni import recovery, trace, vf_netdev, vf_pf
 from cni.errors import CniCode, CniError
 from cni.mode import AttachmentContext
 from cni.record import AttachmentRecord, VfPart
@@ -47,10 +47,12 @@ def restore_vf(nl: Any, host: Any, record: AttachmentRecord, netns: str) -> None
     """
     vf = vf_part(record)
     snap = vf.netdev
-    current = _bring_home(nl, host, record, netns) if snap is not None else None
+    with trace.step("vf.bring-home"):
+        current = _bring_home(nl, host, record, netns) if snap is not None else None
     if vf.pf_state is not None:
         try:
-            vf_pf.restore(host.vf_admin, IfName(vf.pf), vf.vf_index,
+            with trace.step("vf.pf-restore"):
+                vf_pf.restore(host.vf_admin, IfName(vf.pf), vf.vf_index,
                           vf_pf.before_netdev_restore(vf.pf_state, snap.mac if snap else None))
         except DeviceNotFoundError as e:
             log.warning("VF %s: PF-side settings not restored: %s", record.device_id, e)
@@ -61,11 +63,13 @@ def restore_vf(nl: Any, host: Any, record: AttachmentRecord, netns: str) -> None
             "VF %s has no netdev in the host netns; netdev side left as is", record.device_id
         )
     else:
-        vf_netdev.restore_in_host(nl, current, snap)
+        with trace.step("vf.netdev-restore"):
+            vf_netdev.restore_in_host(nl, current, snap)
     if vf.pf_state is not None:
         # a VF driver reports the MAC it now wears to the PF (igb then shows it as the VF's MAC
         # where the snapshot shows none): put the PF-side MAC back once more, after the netdev
-        _restore_pf_mac(host, record, vf.pf_state)
+        with trace.step("vf.pf-mac"):
+            _restore_pf_mac(host, record, vf.pf_state)
 
 
 def _restore_pf_mac(host: Any, record: AttachmentRecord, pf_state: VfState) -> None:

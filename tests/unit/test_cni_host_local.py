@@ -167,3 +167,40 @@ def test_gc_releases_only_invalid_attachments(tmp_path: Path) -> None:
     HostLocal().gc(conf, args)
     held = {p.read_bytes() for p in (tmp_path / "st-net").iterdir() if p.name.startswith("10.")}
     assert held == {b"keep\r\nnet1"}
+
+
+def _allocate_many(data_dir: str, prefix: str, count: int) -> list[str]:
+    """One process's share of a burst: ``count`` ADDs from 8 threads at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ipam = {"ranges": [[{"subnet": "10.9.0.0/24"}]]}
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(lambda i: add(Path(data_dir), ipam, cid=f"{prefix}{i}")[0],
+                             range(count)))
+
+
+def test_a_burst_from_threads_and_processes_gets_distinct_ips_and_a_whole_hint(
+    tmp_path: Path,
+) -> None:
+    """ADD takes no network-wide lock (the O_EXCL lease file is what makes an IP unique): 3
+    processes x 8 threads allocating 120 IPs at once get 120 distinct ones, every lease file
+    names its attachment, and the last-reserved hint is one whole address, never a mix of two
+    writers'. A release takes only the leases still naming the attachment."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(3) as procs:
+        shares = procs.starmap(_allocate_many, [(str(tmp_path), f"p{k}-", 40) for k in range(3)])
+    got = [ip for share in shares for ip in share]
+    assert len(got) == 120 and len(set(got)) == 120
+    net = tmp_path / "st-net"
+    leases = {p.name: p.read_bytes() for p in net.iterdir() if p.name.startswith("10.")}
+    assert sorted(leases) == sorted(ip.split("/")[0] for ip in got)
+    assert all(content.split(b"\r\n")[1] == b"net1" for content in leases.values())
+    hint = (net / "last_reserved_ip.0").read_text()
+    assert hint in leases  # a whole address one of the writers reserved
+    conf, args = make(tmp_path, {"ranges": [[{"subnet": "10.9.0.0/24"}]]}, cid="p0-0")
+    mine = next(ip.split("/")[0] for ip in got if leases[ip.split("/")[0]] == b"p0-0\r\nnet1")
+    (net / mine).write_bytes(b"someone-else\r\nnet1")  # released and re-taken meanwhile
+    HostLocal().delete(conf, args)
+    assert (net / mine).read_bytes() == b"someone-else\r\nnet1"
