@@ -84,17 +84,18 @@ class _Handler(socketserver.BaseRequestHandler):
             log.warning("dropping malformed request: %s", e)
             return
         env = decode_env(raw_env)
-        # a late ADD is judged by when the shim that sent it started, not when it got here
-        status, out, err = agent.handle(env, stdin, process_started(pid) if pid > 0 else None)
-        try:
-            sock.sendall(agent_socket.encode_reply(status, err, out))
-        except OSError as e:
-            log.warning(
-                "cannot send reply for %s %s: %s",
-                env.get("CNI_COMMAND"),
-                env.get("CNI_CONTAINERID"),
-                e,
-            )
+        with agent.request_scope():  # a DEL's deferred tail starts once the reply is out
+            # a late ADD is judged by when the shim that sent it started, not when it got here
+            status, out, err = agent.handle(env, stdin, process_started(pid) if pid > 0 else None)
+            try:
+                sock.sendall(agent_socket.encode_reply(status, err, out))
+            except OSError as e:
+                log.warning(
+                    "cannot send reply for %s %s: %s",
+                    env.get("CNI_COMMAND"),
+                    env.get("CNI_CONTAINERID"),
+                    e,
+                )
 
 
 class CniAgent:
@@ -112,6 +113,10 @@ class CniAgent:
         self._lock: int | None = None
         self.owns_socket = True
         """False in a pre-forked worker: the parent removes the shared socket and its claim."""
+        self.request_scope: Callable[[], contextlib.AbstractContextManager[None]] = (
+            contextlib.nullcontext)
+        """Wraps the answer of each request (the runtime's :meth:`cni.main.Runtime.after_reply`:
+        work a DEL deferred starts after its reply)."""
 
     def handle(self, env: Mapping[str, str], stdin: bytes,
                started: int | None = None) -> tuple[int, bytes, bytes]:
@@ -185,9 +190,12 @@ class CniAgent:
             self._lock = None
 
 
-def warm_runtime(sysfs_root: Path, state_dir: Path, pool_config: Path | None = None) -> Runtime:
-    """The agent's runtime, with pyroute2 imported and a netlink socket open up front."""
+def warm_runtime(sysfs_root: Path, state_dir: Path, pool_config: Path | None = None,
+                 deferred_del: bool = True) -> Runtime:
+    """The agent's runtime, with pyroute2 imported and a netlink socket open up front; DELs
+    whose deferred tail a killed agent never ran are finished in the background."""
     runtime = Runtime(sysfs_root=sysfs_root, state_dir=state_dir, pool_config=pool_config,
+                      deferred_del=deferred_del,
                       faults=fault_hook(os.environ.get(FAULT_ENV)),  # test hook, inert unless set
                       # SRIOV_CNI_EXEC_IPAM=1: exec host-local too, as standalone mode does
                       prefer_in_process_ipam=os.environ.get(EXEC_IPAM_ENV, "") not in ("1", "true"))
@@ -203,6 +211,12 @@ def warm_runtime(sysfs_root: Path, state_dir: Path, pool_config: Path | None = N
     except Exception as e:  # the agent still serves fallback/IPAM-only requests
         # the per-thread factory retries on each worker's first use
         log.warning("netlink not available yet (%s); opening it on first use", e)
+    plugin = runtime.plugin({}, sys.stderr)
+
+    def finish_pending() -> None:
+        plugin.finish_pending()
+
+    runtime.defer(finish_pending)
     return runtime
 
 
@@ -215,6 +229,7 @@ def serve(socket_path: Path, stop: threading.Event, *, sysfs_root: Path = Path("
     ``client_uid``: a non-root uid allowed to send requests (the agent's ``--client-uid``)."""
     runtime = warm_runtime(sysfs_root, state_dir, pool_config)
     agent = CniAgent(socket_path, runtime.plugin, client_uid=client_uid)
+    agent.request_scope = runtime.after_reply
     agent.bind()
     server = threading.Thread(target=agent.serve_forever, name="cni-agent-server", daemon=True)
     server.start()
@@ -281,6 +296,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "1: serve in this process)",
     )
     parser.add_argument(
+        "--sync-del",
+        action="store_true",
+        help="answer a VF-mode DEL only after the VF is back in the host and restored (default: "
+        "answer once IPAM is released and the restore is committed; the restore follows at "
+        "once, under the VF's lock, docs/cni.md 'Deferred restore')",
+    )
+    parser.add_argument(
         "--trace",
         action="store_true",
         help="log per-step timings of every request (same as SRIOV_CNI_TRACE=1)",
@@ -315,8 +337,10 @@ def _bind_and_serve(agent: CniAgent, args: argparse.Namespace) -> int:
         return 1
 
     def serve() -> int:
-        runtime = warm_runtime(args.sysfs_root, args.state_dir, args.pool_config)
+        runtime = warm_runtime(args.sysfs_root, args.state_dir, args.pool_config,
+                               deferred_del=not args.sync_del)
         agent.handlers_factory = runtime.plugin
+        agent.request_scope = runtime.after_reply
 
         def stop(signum: int, frame: object) -> None:
             log.info("signal %s: stopping", signum)

@@ -12,13 +12,14 @@ any VF of the node, see :mod:`cni.pool_guard`), ``SRIOV_CNI_LOG_DIRS`` (where a 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from cni import skel
 from cni.errors import CniCode, CniError
@@ -34,20 +35,30 @@ from cni.protocol import SUPPORTED_VERSIONS, CmdArgs
 from cni.state import DEFAULT_STATE_DIR, StateStore
 from sriov.types import PciAddress, VirtualFunction
 
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
 log = logging.getLogger(__name__)
 EXEC_IPAM_ENV = "SRIOV_CNI_EXEC_IPAM"
 ABOUT = "sriov-k8s CNI plugin (SR-IOV VF, DPDK and macvlan/ipvlan fallback)"
 
 
+TAIL_THREADS = 4
+"""Threads per agent process that finish DELs after their reply (each holds one VF's locks)."""
+
+
 def _memo(factory: Callable[[], Any]) -> Callable[[], Any]:
-    box: list[Any] = []
+    """One instance per calling thread for the life of one request's plugin: a host holds its
+    thread's netlink handle, and a DEL's deferred tail runs on another thread than the DEL."""
+    boxes: dict[int, Any] = {}
     lock = threading.Lock()
 
     def get() -> Any:
         with lock:
-            if not box:
-                box.append(factory())
-            return box[0]
+            me = threading.get_ident()
+            if me not in boxes:
+                boxes[me] = factory()
+            return boxes[me]
 
     return get
 
@@ -76,6 +87,7 @@ class Runtime:
         prefer_in_process_ipam: bool = True,
         faults: Callable[[str], None] | None = None,
         pool_config: Path | None = None,
+        deferred_del: bool = False,
     ) -> None:
         self.sysfs_root = sysfs_root
         self.state_dir = state_dir
@@ -87,6 +99,48 @@ class Runtime:
         """One per runtime: the agent re-reads the config only when the file changes."""
         self.netlink = _per_thread(self._open_netlink)  # pyroute2 objects are per-thread
         self._opened: list[Any] = []
+        self._request = threading.local()
+        """The tails deferred by the request this thread is answering (:meth:`after_reply`)."""
+        self._tails: ThreadPoolExecutor | None = None
+        if deferred_del:
+            from concurrent.futures import ThreadPoolExecutor  # agent only: not on the exec path
+
+            self._tails = ThreadPoolExecutor(max_workers=TAIL_THREADS,
+                                             thread_name_prefix="cni-del-tail")
+        """The agent's runner of DEL tails (a VF's move home and restore) after the reply:
+        the runtime does not wait for the kernel's netns move (one RCU barrier, 15-30 ms) to
+        answer. The tail keeps the attachment's and the VF's locks, so whatever comes next
+        for that VF waits for it (docs/cni.md "Deferred restore")."""
+
+    def defer(self, tail: Callable[[], None]) -> None:
+        """Run ``tail`` after the current request's reply (:meth:`after_reply`), in this
+        process; now when this runtime defers nothing."""
+        collected = getattr(self._request, "tails", None)
+        if collected is not None:
+            collected.append(tail)
+        else:
+            self._start(tail)
+
+    def _start(self, tail: Callable[[], None]) -> None:
+        if self._tails is None:
+            tail()
+            return
+        try:
+            self._tails.submit(tail)
+        except RuntimeError:  # shutting down: run it here (its locks must be released)
+            tail()
+
+    @contextlib.contextmanager
+    def after_reply(self) -> Iterator[None]:
+        """The agent answers one request inside this block: the DEL tails the request deferred
+        start when it ends (after the reply is sent, or failed to send), never before."""
+        self._request.tails = []
+        try:
+            yield
+        finally:
+            tails, self._request.tails = self._request.tails, None
+            for tail in tails:
+                self._start(tail)
 
     def _open_netlink(self) -> Any:
         from sriov.netlink import Netlink  # pyroute2: only when a mode really needs it
@@ -127,11 +181,17 @@ class Runtime:
         )
         if self.faults is not None:
             plugin.faults = self.faults
+        if self._tails is not None:
+            plugin.defer = self.defer
         if started is not None:
             plugin.started = started
         return plugin
 
     def close(self) -> None:
+        """Wait for the deferred DEL tails (a stopping agent finishes every restore it
+        answered), then close the netlink handles."""
+        if self._tails is not None:
+            self._tails.shutdown(wait=True)
         for nl in self._opened:
             close = getattr(nl, "close", None)
             if close:

@@ -56,6 +56,9 @@ class AttachmentContext:
     stages its part and saves the provisional record through it before its first change."""
     faults: Callable[[str], None] = lambda step: None
     """Fault-injection seam: modes call ``faults("<step>")`` before each ADD step (tests raise)."""
+    defer: Callable[[Callable[[], None]], None] | None = None
+    """DEL in the agent: hands the mode's slow tail (the VF's move home and restore) to run
+    after the reply, still under this attachment's and its VF's locks; None: do it now."""
 
 
 class Mode(Protocol):
@@ -66,7 +69,8 @@ class Mode(Protocol):
 
     def delete(self, ctx: AttachmentContext) -> None:
         """IPAM DEL first (a failure raises and the record stays, so a retry can finish), then
-        undo ADD best-effort; succeed when things are already gone (netns gone/empty)."""
+        undo ADD best-effort; succeed when things are already gone (netns gone/empty). With
+        ``ctx.defer`` the mode may hand its remaining work to it instead of doing it now."""
 
     def check(self, ctx: AttachmentContext) -> None:
         """IPAM CHECK, then verify the attachment against ``ctx.conf.prev_result``."""

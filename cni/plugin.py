@@ -24,7 +24,7 @@ from cni.errors import CniCode, CniError, from_exception
 from cni.ipam import IpamRunner
 from cni.mode import AttachmentContext, Mode, require_netns
 from cni.netconf import NetConf
-from cni.protocol import CmdArgs, Result
+from cni.protocol import CmdArgs, Command, Result
 from cni.record import AttachmentMode, AttachmentRecord, Journal, NetnsId
 from cni.state import StateStore, boottime_ns
 from sriov.types import PciAddress
@@ -104,6 +104,9 @@ class Plugin:
         """None: any VF of the node; else ADD refuses VFs outside the pools (cni.pool_guard)."""
         self.mode_of_device = mode_of_device or self._mode_from_sysfs
         self.sysfs_root = sysfs_root
+        self.defer: Callable[[Callable[[], None]], None] | None = None
+        """The agent's runner of DEL tails after the reply (:class:`cni.main.Runtime`); None
+        (standalone, GC): every DEL finishes before it answers."""
         self.faults: Callable[[str], None] = lambda step: None
         """Handed to every :class:`AttachmentContext` (tests inject failures at named steps)."""
         self.started = boottime_ns()
@@ -242,8 +245,10 @@ class Plugin:
         not started (and then fails: :func:`cni.recovery.refuse_late_add` sees the tombstone).
         """
         state = self._store(conf)
-        with self._attachment_lock(state, args):
+        with contextlib.ExitStack() as held:
+            held.enter_context(self._attachment_lock(state, args))
             record = recovery.load_or_recover(state, args, conf, self.netlink_factory)
+            tail = None
             if record is None:
                 # nothing of ours to undo (double DEL, or ADD failed and rolled back); still
                 # release IPAM so a reservation can never leak, but never fail the DEL for it
@@ -254,23 +259,70 @@ class Plugin:
                         "DEL without attachment record: IPAM release failed: %s", from_exception(e)
                     )
             else:
-                self._remove(state, dataclasses.replace(
-                    args, netns=recovery.trusted_netns(args.netns, record)), conf, record)
-            recovery.tombstone_quietly(state, args)
+                tail = self._remove(state, dataclasses.replace(
+                    args, netns=recovery.trusted_netns(args.netns, record)), conf, record,
+                    held=held if self.defer is not None else None)
+            recovery.tombstone_quietly(state, args)  # the DEL is answered now, tail or not
+            if tail is not None and self.defer is not None:
+                self.defer(_locked_tail(tail, held.pop_all(), args))
 
     def _remove(self, state: StateStore, args: CmdArgs, conf: NetConf,
-                record: AttachmentRecord) -> None:
+                record: AttachmentRecord, *, held: contextlib.ExitStack | None = None
+                ) -> Callable[[], None] | None:
         """Mode cleanup (IPAM release included), record removal: DEL and GC (attachment lock
-        held)."""
-        with self._device_lock(state, record.device_id):
+        held).
+
+        With ``held`` (a DEL in the agent) the mode may defer its slow tail: the VF lock is then
+        left on ``held`` and the tail (the mode's rest, then the record's removal) is returned
+        for the caller to run after the reply; None when everything is done."""
+        with contextlib.ExitStack() as locked:
+            locked.enter_context(self._device_lock(state, record.device_id))
             if state.path_of(*record.key).exists():  # a reclaim may have changed it meanwhile
                 record = recovery.load_or_quarantine(state, args) or record
-            ctx = self._ctx(args, conf, record=record, device_id=record.device_id)
+            deferred: list[Callable[[], None]] = []
+            ctx = self._ctx(args, conf, record=record, device_id=record.device_id,
+                            defer=deferred.append if held is not None else None)
             # the mode releases IPAM first; on error the record stays so a retry can finish
             with trace.step(f"{record.mode}.delete"):
                 load_mode(str(record.mode)).delete(ctx)
+            if deferred and held is not None:
+                held.push(locked.pop_all())
+                key = record.key
+
+                def tail() -> None:
+                    for step in deferred:
+                        step()
+                    state.delete(*key)
+
+                return tail
             with trace.step("record.delete"):
                 state.delete(*record.key)
+        return None
+
+    def finish_pending(self) -> int:
+        """Finish every DEL whose deferred tail did not run (the agent was killed after the
+        reply): restore the VF, drop the record. Run by the agent at start; returns how many."""
+        records, _ = self.state.list_attachments()
+        done = 0
+        for record in records:
+            if record.vf is None or not record.vf.del_pending:
+                continue
+            args = CmdArgs(command=Command.DEL, container_id=record.container_id,
+                           netns=recovery.trusted_netns(record.netns, record),
+                           ifname=record.ifname)
+            try:
+                conf = NetConf.parse(record.netconf.encode(), args)
+                with self._attachment_lock(self.state, args):
+                    current = recovery.load_or_quarantine(self.state, args)
+                    if current is None or current.vf is None or not current.vf.del_pending:
+                        continue  # another worker finished it meanwhile
+                    self._remove(self.state, args, conf, current)
+                done += 1
+                log.info("finished the deferred DEL of %s/%s", *record.key)
+            except Exception as e:
+                log.error("cannot finish the deferred DEL of %s/%s: %s", *record.key,
+                          from_exception(e))
+        return done
 
     def check(self, args: CmdArgs, conf: NetConf) -> None:
         if conf.prev_result is None:
@@ -368,3 +420,20 @@ class Plugin:
             raise CniError(
                 CniCode.NOT_AVAILABLE, f"IPAM {conf.ipam_type} not available: {e.msg}", e.details
             ) from e
+
+
+def _locked_tail(tail: Callable[[], None], locks: contextlib.ExitStack, args: CmdArgs
+                 ) -> Callable[[], None]:
+    """A DEL's deferred tail, run after the reply with the attachment and VF locks it still
+    holds: released when it ends. A failure leaves the record (marked ``del_pending``) for the
+    next agent start, ADD of the VF or GC to finish."""
+    def run() -> None:
+        with locks:
+            try:
+                tail()
+            except Exception as e:
+                log.error("deferred DEL of %s/%s failed: %s (left for the next agent start, "
+                          "GC or ADD of the VF)", args.container_id, args.ifname,
+                          from_exception(e))
+
+    return run

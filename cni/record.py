@@ -71,12 +71,19 @@ class VfPart:
     """The VF was reclaimed by a later attachment (netns gone): DEL must not touch it."""
     rdma: tuple[str, ...] = ()
     """RDMA devices ADD moved (or was about to move) into the pod netns (exclusive mode)."""
+    del_pending: bool = False
+    """DEL was answered and the VF's restore runs after it (the agent's deferred restore,
+    docs/cni.md): whoever finds this record next finishes it, whether the pod netns still
+    exists or not."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"pf": self.pf, "vfIndex": self.vf_index,
-                "pfState": vf_pf.state_to_json(self.pf_state) if self.pf_state else None,
-                "hostNetdev": self.netdev.to_json() if self.netdev else None,
-                "released": self.released, "rdmaDevices": list(self.rdma)}
+        out = {"pf": self.pf, "vfIndex": self.vf_index,
+               "pfState": vf_pf.state_to_json(self.pf_state) if self.pf_state else None,
+               "hostNetdev": self.netdev.to_json() if self.netdev else None,
+               "released": self.released, "rdmaDevices": list(self.rdma)}
+        if self.del_pending:
+            out["delPending"] = True
+        return out
 
     @classmethod
     def from_json(cls, raw: Any) -> VfPart:
@@ -92,7 +99,8 @@ class VfPart:
             return cls(pf=raw["pf"], vf_index=index, pf_state=pf_state,
                        netdev=vf_netdev.NetdevSnapshot.from_json(raw["hostNetdev"])
                        if raw.get("hostNetdev") else None,
-                       released=bool(raw.get("released")), rdma=_rdma_names(raw))
+                       released=bool(raw.get("released")), rdma=_rdma_names(raw),
+                       del_pending=raw.get("delPending") is True)
         except KeyError as e:
             raise DamagedRecord(f"VF record lacks {e}") from None
         except (TypeError, ValueError) as e:

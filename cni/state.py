@@ -158,7 +158,7 @@ class StateStore:
     def path_of(self, container_id: str, ifname: str) -> Path:
         return self.root / attachment_key(container_id, ifname)
 
-    def save(self, record: AttachmentRecord) -> None:
+    def save(self, record: AttachmentRecord, *, durable: bool | None = None) -> None:
         """The one writer of attachment records (complete, verified, or code 105).
 
         A complete record is fsynced: DEL after a reboot needs it (the host-local lease and the
@@ -167,11 +167,12 @@ class StateStore:
         it names (VF in a pod, PF-side VF settings, fallback links, VLAN sub-interfaces) is
         gone after a reboot, the lease is found by container ID, and a record torn by a power
         loss is quarantined like any damaged one. Its blocks are still reserved, so a full disk
-        fails the ADD at this write (docs/cni.md, State)."""
+        fails the ADD at this write (docs/cni.md, State). ``durable`` overrides that choice
+        (a deferred DEL's mark need not outlive a reboot: the netns it pins does not)."""
         key = attachment_key(record.container_id, record.ifname)
         step = "write-record-complete" if record.complete else "write-record-pending"
         self._write(self._dir() / key, json.dumps(record.to_json(), sort_keys=True).encode(), step,
-                    durable=record.complete)
+                    durable=record.complete if durable is None else durable)
 
     def load(self, container_id: str, ifname: str) -> AttachmentRecord | None:
         """The record, None when there is none; :class:`DamagedRecord` when it is unusable."""

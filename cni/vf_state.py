@@ -122,16 +122,20 @@ def reclaim_if_stale(ctx: AttachmentContext, pci: str) -> bool:
     if owner is None or owner.key == (args.container_id, args.ifname):
         return False
     cid, ifname, netns = owner.container_id, owner.ifname, owner.netns
-    if netns and os.path.exists(netns):
-        raise VfBusyError(pci, f"in use by container {cid} interface {ifname} (netns {netns})")
-    ctx.log.info("VF %s: owner %s/%s is stale (netns %s gone); restoring and reclaiming it",
-                 pci, cid, ifname, netns or "-")
     stale_args = dataclasses.replace(args, container_id=cid, ifname=ifname)
     record = recovery.load_or_quarantine(ctx.state, stale_args)
-    if record is not None and record.device_id == pci and record.vf and not record.vf.released:
+    vf = record.vf if record is not None and record.device_id == pci else None
+    # a DEL answered whose deferred restore never ran (agent killed): stale, netns or not
+    answered = vf is not None and vf.del_pending
+    if netns and os.path.exists(netns) and not answered:
+        raise VfBusyError(pci, f"in use by container {cid} interface {ifname} (netns {netns})")
+    ctx.log.info("VF %s: owner %s/%s is stale (%s); restoring and reclaiming it", pci, cid,
+                 ifname, "its DEL was answered" if answered else f"netns {netns or '-'} gone")
+    if record is not None and vf is not None and not vf.released:
         restore_vf(ctx.netlink(), ctx.host(), record, netns)
-        if ctx.state.path_of(cid, ifname).exists():
-            ctx.state.save(dataclasses.replace(
-                record, vf=dataclasses.replace(record.vf, released=True)))
+        if answered:
+            ctx.state.delete(cid, ifname)  # its DEL released IPAM and was answered
+        elif ctx.state.path_of(cid, ifname).exists():
+            ctx.state.save(dataclasses.replace(record, vf=dataclasses.replace(vf, released=True)))
     ctx.state.clear_owner(pci, cid, ifname)
     return True

@@ -107,8 +107,24 @@ claim lock (cni/fallback_vlan.py), and DEL's tombstone (an ADD that started befo
 finished must fail; pruned after 10 minutes)."""
 
 
+def settle(state_dir: Path) -> None:
+    """Wait for the agent's deferred DEL tails (a VF's move home and restore after the reply):
+    each holds its VF's lock until done, so taking and dropping every VF lock waits for all of
+    them - what an ADD of the VF does too (docs/cni.md "Deferred restore")."""
+    import fcntl
+
+    for lock in sorted((state_dir / "pci" / "vf_lock").glob("*.lock")):
+        fd = os.open(lock, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        finally:
+            os.close(fd)
+
+
 def records_left(state_dir: Path) -> list[str]:
-    """State files that would mean an attachment leaked (records, owners, quarantine...)."""
+    """State files that would mean an attachment leaked (records, owners, quarantine...), once
+    deferred DEL tails are done."""
+    settle(state_dir)
     return [f for f in files_under(state_dir) if not f.startswith(KEPT_STATE)]
 
 
@@ -212,7 +228,9 @@ class Node:
         return sorted(p.name for p in net.iterdir() if p.name[0].isdigit()) if net.is_dir() else []
 
     def vf_view(self, vf_index: int) -> dict[str, Any]:
-        """What a user checks on a VF: host netdev name, MAC, MTU and the PF-side settings."""
+        """What a user checks on a VF: host netdev name, MAC, MTU and the PF-side settings
+        (after any deferred restore)."""
+        settle(self.state_dir)
         vf = next(v for v in self.vfs() if v.index == vf_index)
         link = self.nl.link(vf.netdev) if vf.netdev else None
         admin = self.host().vf_admin.read(self.pf, vf_index)

@@ -27,6 +27,7 @@ from tests.reliability.conftest import (
     links,
     records_left,
     run_shim,
+    settle,
 )
 
 VIAS = ("standalone", "agent")
@@ -70,6 +71,7 @@ class Rig:
         return proc
 
     def leftovers(self, pod: str, vf_before: dict[str, Any] | None) -> list[str]:
+        settle(self.node.state_dir)  # deferred DEL tails (agent): a user's next step waits too
         problems = []
         if self.mode == "vf" and vf_before is not None:
             now = self.node.vf_view(0)

@@ -36,6 +36,7 @@ from tests.reliability.conftest import (
     new_netns,
     records_left,
     run_shim,
+    settle,
     size,
     write_artifact,
 )
@@ -147,6 +148,7 @@ def test_parallel_adds_then_dels_over_vfs_and_fallback(agent_node: Any, parallel
             dels = list(pool.map(lambda p: call("DEL", p), pods))
             del_wall = time.perf_counter() - start
         assert [r.stdout for _, r in dels if r.rc != 0] == []
+        settle(node.state_dir)  # the VFs' deferred restores (their VF locks say when)
         for ns, _, _ in pods:
             assert links(ns) == {"lo"}
         assert records_left(node.state_dir) == []

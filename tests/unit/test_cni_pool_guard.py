@@ -230,7 +230,7 @@ def test_agent_flag_reaches_the_runtime(node: Node, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[Any, ...]] = []
 
-    def fake_warm_runtime(*args: Any) -> Runtime:
+    def fake_warm_runtime(*args: Any, **kwargs: Any) -> Runtime:
         seen.append(args)
         raise _Started
 
@@ -252,6 +252,7 @@ def test_device_plugin_hands_its_config_to_the_embedded_agent(
 
     class _Runtime:
         plugin = None
+        after_reply = None
 
         def close(self) -> None:
             seen["closed"] = True
