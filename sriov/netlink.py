@@ -13,6 +13,11 @@ A link is named by its name or, to skip the RTM_GETLINK that resolves a name, by
 addresses a named link by ``IFLA_IFNAME`` directly (one request; RTM_SETLINK cannot do that
 safely: given an altname as ``IFLA_IFNAME`` it renames the link to it).
 
+The requests a CNI attachment sends on its way in and out (create a macvlan, set
+MAC/MTU/name/up, add an address, delete a link) are hand-built on a plain socket per netns
+(:mod:`sriov.netlink_raw`: no pyroute2 objects or event loop per request); everything else uses
+pyroute2, on a dup of that socket once the netns has one.
+
 Every kernel refusal becomes :class:`~sriov.errors.NetlinkOpError` (or
 :class:`~sriov.errors.DeviceNotFoundError` when a named link does not exist);
 pyroute2 exceptions never leave this module. A ``Netlink`` object is not
@@ -24,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import errno as E
 import logging
+import os
 import socket
 from collections.abc import Callable, Iterator
 from socket import socket as RawSocket
@@ -46,6 +52,7 @@ from pyroute2.netlink.rtnl import (  # noqa: E402
 )
 
 from sriov import netlink_msg as msgs  # noqa: E402
+from sriov import netlink_raw as raw_msgs  # noqa: E402
 from sriov.errors import DeviceNotFoundError, NetlinkOpError, SriovError  # noqa: E402
 from sriov.netlink_ns import (  # noqa: E402
     netlink_socket_in,
@@ -53,6 +60,7 @@ from sriov.netlink_ns import (  # noqa: E402
     new_netlink_socket,
     run_in_netns,
 )
+from sriov.netlink_raw import RawRtnl  # noqa: E402
 from sriov.netlink_types import (  # noqa: E402
     AddressInfo,
     IpvlanMode,
@@ -115,6 +123,9 @@ class Netlink:
         self._open = socket_factory or self._open_socket
         self._default_sockets = socket_factory is None
         self._sockets: dict[str | None, IPRoute] = {}
+        self._raw: dict[str | None, RawRtnl] = {}
+        """Plain sockets for the hand-built hot-path requests (:mod:`sriov.netlink_raw`); a
+        netns's ``IPRoute``, when one is needed, wraps a dup of the same socket."""
 
     # -- lifecycle -------------------------------------------------------------
     @staticmethod
@@ -135,21 +146,59 @@ class Netlink:
         ipr = self._sockets.get(netns)
         if ipr is None:
             with kernel_op("open netlink socket", netns or "host netns"):
-                ipr = self._open(netns)
+                raw = self._raw.get(netns)
+                # a socket already in that netns: no setns thread, just a second handle on it
+                ipr = self._wrap(socket.socket(fileno=os.dup(raw.fileno()))) if raw else \
+                    self._open(netns)
             self._sockets[netns] = ipr
         return ipr
 
+    def _rtnl(self, netns: str | None) -> RawRtnl | None:
+        """The plain socket of ``netns`` (opened on first use); None with an injected socket
+        factory (tests), whose requests all go through it."""
+        if not self._default_sockets:
+            return None
+        raw = self._raw.get(netns)
+        if raw is None:
+            with kernel_op("open netlink socket", netns or "host netns"):
+                raw = RawRtnl(new_netlink_socket() if netns is None else netlink_socket_in(netns))
+            self._raw[netns] = raw
+        return raw
+
+    def _send(self, netns: str | None, op: str, link: Link, req: raw_msgs.Request,
+              fallback: Callable[[], object]) -> None:
+        """One hand-built request (``fallback``: the pyroute2 one, without a plain socket); a
+        missing named link is :class:`DeviceNotFoundError`, as if it had been looked up."""
+        rtnl = self._rtnl(netns)
+        if rtnl is None:
+            fallback()
+            return
+        try:
+            with kernel_op(op, _label(link) + _where(netns)):
+                rtnl.request(req)
+        except NetlinkOpError as e:
+            if e.errno == E.ENODEV and isinstance(link, str):
+                raise DeviceNotFoundError("netdev", link, f"no such interface{_where(netns)}"
+                                          if netns else "") from e
+            raise
+
     def forget_netns(self, netns: str) -> None:
-        """Close the cached socket of a namespace that is going away."""
+        """Close the cached sockets of a namespace that is going away."""
         ipr = self._sockets.pop(netns, None)
         if ipr is not None:
             ipr.close()
+        raw = self._raw.pop(netns, None)
+        if raw is not None:
+            raw.close()
 
     def close(self) -> None:
         for ipr in self._sockets.values():
             with contextlib.suppress(Exception):
                 ipr.close()
         self._sockets.clear()
+        for raw in self._raw.values():
+            raw.close()
+        self._raw.clear()
 
     def __enter__(self) -> Netlink:
         return self
@@ -228,8 +277,10 @@ class Netlink:
     def _set_updown(self, link: Link, netns: str | None, up: bool) -> None:
         # by index only: RTM_SETLINK addressed by IFLA_IFNAME renames a link found by an altname
         idx = self.index(link, netns)
-        self._request(netns, "set link up" if up else "set link down", _label(link),
-                      msgs.updown_request(up=up, index=idx), RTM_SETLINK)
+        op = "set link up" if up else "set link down"
+        self._send(netns, op, link, raw_msgs.setlink_request(idx, up=up),
+                   lambda: self._request(netns, op, _label(link),
+                                         msgs.updown_request(up=up, index=idx), RTM_SETLINK))
 
     def set_up(self, name: Link, netns: str | None = None) -> None:
         self._set_updown(name, netns, True)
@@ -259,10 +310,11 @@ class Netlink:
         idx = self.index(name, netns)
         what = ", ".join(f"{k} {v}" for k, v in (("MAC", mac), ("MTU", mtu), ("name", new_name),
                                                   ("up", up)) if v is not None)
-        self._request(netns, f"set {what}", _label(name),
-                      msgs.setlink_request(index=idx, mac=mac_address(mac) if mac else None,
-                                           mtu=mtu, name=valid_ifname(new_name) if new_name
-                                           else None, up=up), RTM_SETLINK)
+        fields: dict[str, Any] = {"mac": mac_address(mac) if mac else None, "mtu": mtu,
+                                  "name": valid_ifname(new_name) if new_name else None, "up": up}
+        self._send(netns, f"set {what}", name, raw_msgs.setlink_request(idx, **fields),
+                   lambda: self._request(netns, f"set {what}", _label(name),
+                                         msgs.setlink_request(index=idx, **fields), RTM_SETLINK))
 
     def set_alias(self, name: Link, alias: str, netns: str | None = None) -> None:
         """Set ``IFLA_IFALIAS``; an empty string clears it."""
@@ -303,8 +355,10 @@ class Netlink:
             )
 
     def delete(self, name: Link, netns: str | None = None) -> None:
-        by = {"index": name} if isinstance(name, int) else {"name": name}
-        self._by_name_or_index(name, netns, "delete link", msgs.getlink_request(**by), RTM_DELLINK)
+        by: dict[str, Any] = {"index": name} if isinstance(name, int) else {"name": name}
+        self._send(netns, "delete link", name, raw_msgs.dellink_request(**by),
+                   lambda: self._by_name_or_index(name, netns, "delete link",
+                                                  msgs.getlink_request(**by), RTM_DELLINK))
 
     def delete_if_exists(self, name: Link, netns: str | None = None) -> bool:
         """Delete ``name``; ``False`` if it was already gone (ENODEV tolerated)."""
@@ -359,6 +413,19 @@ class Netlink:
                        mtu: int | None = None, mac: str | None = None,
                        master_netns: str | None = None) -> None:
         """Create macvlan ``name`` on ``master`` so it lands directly in ``netns_dst``."""
+        if self._default_sockets:
+            valid_ifname(name)
+            master_idx = _own_netns_index(master) if master_netns is None else None
+            if master_idx is None:
+                master_idx = self.index(master, master_netns)
+            with contextlib.ExitStack() as stack:
+                fd = stack.enter_context(netns_fd(netns_dst)) if netns_dst is not None else None
+                self._send(master_netns, "create macvlan", f"{name} on {master}",
+                           raw_msgs.macvlan_request(
+                               name, master_idx, MacvlanMode(mode).kernel_value, netns_fd=fd,
+                               mtu=mtu, mac=mac_address(mac) if mac else None),
+                           lambda: None)
+            return
         self._create_on_master("create macvlan", name, master, master_netns, netns_dst,
                                kind="macvlan", macvlan_mode=MacvlanMode(mode).kernel_value,
                                mtu=mtu, address=mac)
@@ -392,9 +459,18 @@ class Netlink:
     def add_address(self, name: Link, cidr: str, netns: str | None = None) -> None:
         idx = self.index(name, netns)
         address, _, prefix = cidr.partition("/")
-        with kernel_op(f"add address {cidr}", _label(name) + _where(netns)):
-            self._ipr(netns).addr("add", index=idx, address=address,
-                                  prefixlen=int(prefix or (128 if ":" in address else 32)))
+
+        def with_pyroute2() -> None:
+            with kernel_op(f"add address {cidr}", _label(name) + _where(netns)):
+                self._ipr(netns).addr("add", index=idx, address=address,
+                                      prefixlen=int(prefix or (128 if ":" in address else 32)))
+
+        try:
+            req = raw_msgs.newaddr_request(idx, cidr)
+        except ValueError as e:
+            raise NetlinkOpError(f"add address {cidr}", _label(name), E.EINVAL,
+                                 f"request not encodable: {e}") from e
+        self._send(netns, f"add address {cidr}", name, req, with_pyroute2)
 
     def addresses(self, name: str, netns: str | None = None) -> tuple[AddressInfo, ...]:
         idx = self.index(name, netns)
@@ -460,7 +536,8 @@ class Netlink:
         When this object has no socket for ``netns`` yet, the same thread also opens it (one
         setns thread instead of two: the next request in ``netns`` needs no thread).
         """
-        if netns is None or netns in self._sockets or not self._default_sockets:
+        if netns is None or netns in self._raw or netns in self._sockets \
+                or not self._default_sockets:
             return run_in_netns(netns, fn)
 
         def open_and_run() -> tuple[RawSocket, T]:
@@ -472,6 +549,5 @@ class Netlink:
                 raise
 
         sock, result = run_in_netns(netns, open_and_run)
-        with kernel_op("open netlink socket", netns):
-            self._sockets[netns] = self._wrap(sock)
+        self._raw[netns] = RawRtnl(sock)
         return result
