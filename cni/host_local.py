@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cni import trace
 from cni.errors import CniCode, CniError, config_error
 from cni.netconf import NetConf
 from cni.protocol import DNS, CmdArgs, IPConfig, Result, Route, route_from_json, version_tuple
@@ -188,11 +189,16 @@ class Store:
         self.dir.mkdir(mode=0o755, parents=True, exist_ok=True)
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self, wait: bool = True) -> Iterator[bool]:
+        """The reference's lock; with ``wait=False`` it yields False at once when it is held."""
         fd = os.open(self.dir / "lock", os.O_RDONLY | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            yield True
         finally:
             os.close(fd)
 
@@ -210,15 +216,20 @@ class Store:
             (self.dir / str(ip)).unlink(missing_ok=True)
             raise
         os.close(fd)
-        self._write_hint(range_id, ip)
+        with trace.step("host-local.hint-write"):
+            self._write_hint(range_id, ip)
         return True
 
     def _write_hint(self, range_id: int, ip: IPAddr) -> None:
         """``last_reserved_ip.<range_id>``, written under the reference's lock: the only step
         of an allocation that needs it (two writers at once would leave a mix of their
-        addresses, a valid but wrong hint). Only a search hint: a failure is logged."""
+        addresses, a valid but wrong hint). Only a search hint: when another allocation holds
+        the lock (a burst) this one is not written - the next search then starts a little
+        earlier and skips the taken leases; a failure is logged."""
         try:
-            with self.lock():
+            with self.lock(wait=False) as locked:
+                if not locked:
+                    return
                 fd = os.open(self.dir / f"{LAST_IP_PREFIX}{range_id}",
                              os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
                 try:
@@ -373,13 +384,15 @@ class HostLocal:
         ips: list[IPConfig] = []
         # the attachment's own leases: only this attachment adds or releases them, and the
         # plugin serialises its requests (attachment lock)
-        held = store.find(args.container_id, args.ifname)
+        with trace.step("host-local.scan"):
+            held = store.find(args.container_id, args.ifname)
         try:
             for set_index, rs in enumerate(cfg.range_sets):
                 want = next((ip for ip in requested if _range_for(rs, ip)), None)
                 if want is not None:
                     requested.remove(want)
-                ips.append(self._allocate(store, rs, set_index, args, want, held))
+                with trace.step("host-local.reserve"):
+                    ips.append(self._allocate(store, rs, set_index, args, want, held))
             if requested:
                 raise CniError(
                     CniCode.IPAM,
@@ -424,7 +437,9 @@ class HostLocal:
                     CniCode.IPAM,
                     f"{ip} has been allocated to {cid}, duplicate allocation is not allowed",
                 )
-        for ip, r in candidates(rs, store.last_reserved(set_index)):
+        with trace.step("host-local.hint"):
+            last = store.last_reserved(set_index)
+        for ip, r in candidates(rs, last):
             if store.reserve(ip, cid, ifname, set_index):
                 return IPConfig(address=f"{ip}/{r.subnet.prefixlen}", gateway=str(r.gateway))
         raise CniError(
