@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import Node, cid, files_under, links
+from tests.reliability.conftest import Node, cid, files_under, links, settle
 from tests.reliability.del_harness import (
     MODES,
     VIAS,
@@ -135,6 +135,7 @@ def test_damaged_record_is_quarantined_and_the_attachment_recovered(
         gc.pop("deviceID", None)
         reply = rig.call("GC", "", "", conf=gc)
     assert reply.rc == 0, reply.stdout
+    settle(rig.node.state_dir)  # an agent's DEL answers before the VF's move home (deferred)
     quarantined = [f for f in files_under(rig.node.state_dir) if f.startswith("quarantine/")]
     assert len(quarantined) == 1 and quarantined[0].startswith(f"quarantine/{c}-net1.")
     if (rig.mode, verb, how) == ("fallback", "GC", "truncated"):
