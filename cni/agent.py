@@ -298,9 +298,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--sync-del",
         action="store_true",
-        help="answer a VF-mode DEL only after the VF is back in the host and restored (default: "
-        "answer once IPAM is released and the restore is committed; the restore follows at "
-        "once, under the VF's lock, docs/cni.md 'Deferred restore')",
+        help="answer a VF-mode or fallback DEL only after the VF is back in the host and "
+        "restored or the link is deleted (default: answer once IPAM is released and the DEL "
+        "is committed; the rest follows at once, under the attachment's and the VF's locks, "
+        "docs/cni.md 'Deferred DEL')",
     )
     parser.add_argument(
         "--trace",

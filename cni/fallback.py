@@ -31,7 +31,7 @@ from typing import Any
 from cni import iface
 from cni.errors import CniCode, CniError, config_error
 from cni.fallback_vlan import VlanParents, vlan_ifname
-from cni.mode import AttachmentContext, journal_of, release_ipam, require_netns
+from cni.mode import AttachmentContext, defer_in_pod, journal_of, release_ipam, require_netns
 from cni.netconf import FallbackConf, FallbackType
 from cni.protocol import Interface, Result
 from cni.record import FallbackPart
@@ -193,26 +193,16 @@ class FallbackMode:
         """IPAM DEL, then the link in ``ctx.args.netns`` (the record's own netns, chosen by the
         plugin: :func:`cni.recovery.trusted_netns`; "" when it is gone: nothing to do there)."""
         release_ipam(ctx)  # first: on error the record stays and the runtime's retry finishes
-        nl = ctx.netlink()
         netns = ctx.args.netns
         record = ctx.record
-        part = (record.fallback if record is not None else None) or FallbackPart()
         try:
             ifname = validate.ifname(ctx.args.ifname)
         except InvalidInputError:
             return
-        if iface.delete_link_in_netns(nl, netns, ifname):
-            ctx.log.info("deleted %s in %s", ifname, netns)
-        temp = part.temp_ifname if record is not None and not record.complete else None
-        if temp and str(temp).startswith(TEMP_PREFIX):  # ADD crashed between create and rename
-            with contextlib.suppress(InvalidInputError):
-                if iface.delete_link_in_netns(nl, netns, validate.ifname(str(temp))):
-                    ctx.log.info("deleted %s (temporary name of a crashed ADD) in %s", temp, netns)
-        parent = part.vlan_parent
-        if parent:
-            vlans = VlanParents(ctx.state, nl)
-            with vlans.locked():
-                vlans.release(str(parent), excluding=(ctx.args.container_id, ctx.args.ifname))
+        # the link's deletion waits for the kernel (an RCU grace period, ~25 ms): in the agent
+        # it runs after the reply, the pod netns held open until it is done
+        if not defer_in_pod(ctx, record, netns, lambda pinned: _delete_links(ctx, pinned, ifname)):
+            _delete_links(ctx, netns, ifname)
 
     # ------------------------------------------------------------------ CHECK
     def check(self, ctx: AttachmentContext) -> None:
@@ -280,3 +270,23 @@ class FallbackMode:
                 vlans.release(parent, excluding=key)
         except Exception as e:
             log.error("rollback: cannot release VLAN sub-interface %s: %s", parent, e)
+
+
+def _delete_links(ctx: AttachmentContext, netns: str, ifname: str) -> None:
+    """DEL's link work: ``ifname`` in ``netns`` (and the temporary name of an ADD that crashed
+    before its rename), then the VLAN parent when no attachment uses it any more."""
+    nl = ctx.netlink()
+    record = ctx.record
+    part = (record.fallback if record is not None else None) or FallbackPart()
+    if iface.delete_link_in_netns(nl, netns, ifname):
+        ctx.log.info("deleted %s in %s", ifname, netns)
+    temp = part.temp_ifname if record is not None and not record.complete else None
+    if temp and str(temp).startswith(TEMP_PREFIX):  # ADD crashed between create and rename
+        with contextlib.suppress(InvalidInputError):
+            if iface.delete_link_in_netns(nl, netns, validate.ifname(str(temp))):
+                ctx.log.info("deleted %s (temporary name of a crashed ADD) in %s", temp, netns)
+    parent = part.vlan_parent
+    if parent:
+        vlans = VlanParents(ctx.state, nl)
+        with vlans.locked():
+            vlans.release(str(parent), excluding=(ctx.args.container_id, ctx.args.ifname))

@@ -107,10 +107,11 @@ class Runtime:
 
             self._tails = ThreadPoolExecutor(max_workers=TAIL_THREADS,
                                              thread_name_prefix="cni-del-tail")
-        """The agent's runner of DEL tails (a VF's move home and restore) after the reply:
-        the runtime does not wait for the kernel's netns move (one RCU barrier, 15-30 ms) to
-        answer. The tail keeps the attachment's and the VF's locks, so whatever comes next
-        for that VF waits for it (docs/cni.md "Deferred restore")."""
+        """The agent's runner of DEL tails (a VF's move home and restore, a fallback link's
+        deletion) after the reply: the runtime does not wait for the kernel's netns move or
+        link deletion (one RCU grace period each, 15-30 ms) to answer. The tail keeps the
+        attachment's (and the VF's) locks, so whatever comes next for that attachment or VF
+        waits for it (docs/cni.md "Deferred DEL")."""
 
     def defer(self, tail: Callable[[], None]) -> None:
         """Run ``tail`` after the current request's reply (:meth:`after_reply`), in this

@@ -131,6 +131,40 @@ def forget_netns(nl: Netlink, netns: str) -> None:
             nl.forget_netns(netns)
 
 
+def defer_in_pod(ctx: AttachmentContext, record: AttachmentRecord | None, netns: str,
+                 tail: Callable[[str], None]) -> bool:
+    """A DEL's slow step in the pod netns, run after the reply (the agent's deferred DEL,
+    docs/cni.md): ``tail`` gets a path to the pod netns that stays valid after the runtime
+    deletes it (an fd of ours keeps the netns alive). The record is marked ``del_pending``
+    first, so a crash before the tail is done is finished by whoever finds the record next.
+
+    False (the caller runs its step now) when the plugin defers nothing (standalone, GC, agent
+    start), the record is absent or incomplete, or the netns is already gone."""
+    if ctx.defer is None or record is None or not record.complete:
+        return False
+    if not netns or not os.path.exists(netns):
+        return False
+    try:
+        fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        ctx.state.save(dataclasses.replace(record, del_pending=True), durable=False)
+    except BaseException:
+        os.close(fd)
+        raise
+
+    def run() -> None:
+        try:
+            ctx.faults("deferred-del")
+            tail(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
+
+    ctx.defer(run)
+    return True
+
+
 def require_owned_record(ctx: AttachmentContext, released: bool, what: str) -> AttachmentRecord:
     """CHECK's first test for a device mode: the record is complete, not released, and the
     device's owner record still names this attachment (code 3, else 108)."""

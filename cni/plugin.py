@@ -301,11 +301,12 @@ class Plugin:
 
     def finish_pending(self) -> int:
         """Finish every DEL whose deferred tail did not run (the agent was killed after the
-        reply): restore the VF, drop the record. Run by the agent at start; returns how many."""
+        reply): restore the VF or delete the fallback link, drop the record. Run by the agent
+        at start; returns how many."""
         records, _ = self.state.list_attachments()
         done = 0
         for record in records:
-            if record.vf is None or not record.vf.del_pending:
+            if not record.del_pending:
                 continue
             args = CmdArgs(command=Command.DEL, container_id=record.container_id,
                            netns=recovery.trusted_netns(record.netns, record),
@@ -314,7 +315,7 @@ class Plugin:
                 conf = NetConf.parse(record.netconf.encode(), args)
                 with self._attachment_lock(self.state, args):
                     current = recovery.load_or_quarantine(self.state, args)
-                    if current is None or current.vf is None or not current.vf.del_pending:
+                    if current is None or not current.del_pending:
                         continue  # another worker finished it meanwhile
                     self._remove(self.state, args, conf, current)
                 done += 1

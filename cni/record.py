@@ -71,19 +71,12 @@ class VfPart:
     """The VF was reclaimed by a later attachment (netns gone): DEL must not touch it."""
     rdma: tuple[str, ...] = ()
     """RDMA devices ADD moved (or was about to move) into the pod netns (exclusive mode)."""
-    del_pending: bool = False
-    """DEL was answered and the VF's restore runs after it (the agent's deferred restore,
-    docs/cni.md): whoever finds this record next finishes it, whether the pod netns still
-    exists or not."""
 
     def to_json(self) -> dict[str, Any]:
-        out = {"pf": self.pf, "vfIndex": self.vf_index,
-               "pfState": vf_pf.state_to_json(self.pf_state) if self.pf_state else None,
-               "hostNetdev": self.netdev.to_json() if self.netdev else None,
-               "released": self.released, "rdmaDevices": list(self.rdma)}
-        if self.del_pending:
-            out["delPending"] = True
-        return out
+        return {"pf": self.pf, "vfIndex": self.vf_index,
+                "pfState": vf_pf.state_to_json(self.pf_state) if self.pf_state else None,
+                "hostNetdev": self.netdev.to_json() if self.netdev else None,
+                "released": self.released, "rdmaDevices": list(self.rdma)}
 
     @classmethod
     def from_json(cls, raw: Any) -> VfPart:
@@ -99,8 +92,7 @@ class VfPart:
             return cls(pf=raw["pf"], vf_index=index, pf_state=pf_state,
                        netdev=vf_netdev.NetdevSnapshot.from_json(raw["hostNetdev"])
                        if raw.get("hostNetdev") else None,
-                       released=bool(raw.get("released")), rdma=_rdma_names(raw),
-                       del_pending=raw.get("delPending") is True)
+                       released=bool(raw.get("released")), rdma=_rdma_names(raw))
         except KeyError as e:
             raise DamagedRecord(f"VF record lacks {e}") from None
         except (TypeError, ValueError) as e:
@@ -183,6 +175,11 @@ class AttachmentRecord:
     vf: VfPart | None = None
     fallback: FallbackPart | None = None
     nic: NicPart | None = None
+    del_pending: bool = False
+    """DEL was answered and the mode's slow tail (a VF's move home and restore, a fallback
+    link's deletion) runs after the reply, in the agent (docs/cni.md "Deferred DEL"): whoever
+    finds this record next - the agent's next start, an ADD of the VF, GC - finishes it,
+    whether the pod netns still exists or not."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -199,6 +196,7 @@ class AttachmentRecord:
             "vf": self.vf.to_json() if self.vf else None,
             "fallback": self.fallback.to_json() if self.fallback else None,
             **({"nic": self.nic.to_json()} if self.nic else {}),
+            **({"delPending": True} if self.del_pending else {}),
         }
 
     @classmethod
@@ -235,7 +233,8 @@ class AttachmentRecord:
                    network=texts["network"], netns=texts["netns"],
                    netns_id=_netns_id(raw.get("netnsId")), device_id=device or None,
                    complete=bool(raw.get("complete")), netconf=texts["netconf"],
-                   result=_result(raw.get("result")), vf=vf, fallback=fallback, nic=nic)
+                   result=_result(raw.get("result")), vf=vf, fallback=fallback, nic=nic,
+                   del_pending=raw.get("delPending") is True)
 
 
 def _netns_id(raw: Any) -> NetnsId | None:

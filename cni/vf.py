@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import errno
 import logging
-import os
 from typing import TYPE_CHECKING, Any
 
 from cni import iface, trace, vf_netdev, vf_pf, vf_rdma
@@ -23,6 +22,7 @@ from cni.errors import CniCode, CniError
 from cni.mode import (
     AttachmentContext,
     chained_result,
+    defer_in_pod,
     forget_netns,
     ifname_exists,
     journal_of,
@@ -261,21 +261,9 @@ class VfMode:
             ctx.log.warning("DEL: VF %s is now owned by %s/%s; not touching it (sriov-cni #219)",
                             pci, owner.container_id, owner.ifname)
             return
-        defer = ctx.defer
-        pinned = _pin_netns(ctx, record, netns) if defer and self.moves_netdev else None
-        if defer is None or pinned is None:
+        if not (self.moves_netdev and defer_in_pod(
+                ctx, record, netns, lambda pinned: _restore(ctx, record, pinned))):
             _restore(ctx, record, netns)
-            return
-        fd, path = pinned
-
-        def finish() -> None:
-            try:
-                ctx.faults("deferred-restore")
-                _restore(ctx, record, path)
-            finally:
-                os.close(fd)
-
-        defer(finish)
 
     def check(self, ctx: AttachmentContext) -> None:
         ctx.ipam.check(ctx.conf, ctx.args)
@@ -314,27 +302,6 @@ def _restore(ctx: AttachmentContext, record: AttachmentRecord, netns: str) -> No
         forget_netns(ctx.netlink(), netns)
     with trace.step("vf.clear-owner"):
         ctx.state.clear_owner(record.device_id, record.container_id, record.ifname)
-
-
-def _pin_netns(ctx: AttachmentContext, record: AttachmentRecord, netns: str
-               ) -> tuple[int, str] | None:
-    """For a deferred restore: an fd that keeps the pod netns (and the VF in it) alive after the
-    runtime deletes it, and the path that names it; the record marked ``del_pending`` first, so
-    a crash before the restore is finished by whoever finds the record next. None (restore
-    now) when the netns is already gone: the VF is on its way home by itself."""
-    if not netns or not os.path.exists(netns):
-        return None
-    try:
-        fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        ctx.state.save(dataclasses.replace(
-            record, vf=dataclasses.replace(vf_part(record), del_pending=True)), durable=False)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd, f"/proc/self/fd/{fd}"
 
 
 def _move_back(nl: Any, netns: str, pod_name: str, host_name: str) -> None:

@@ -125,8 +125,8 @@ def reclaim_if_stale(ctx: AttachmentContext, pci: str) -> bool:
     stale_args = dataclasses.replace(args, container_id=cid, ifname=ifname)
     record = recovery.load_or_quarantine(ctx.state, stale_args)
     vf = record.vf if record is not None and record.device_id == pci else None
-    # a DEL answered whose deferred restore never ran (agent killed): stale, netns or not
-    answered = vf is not None and vf.del_pending
+    # a DEL answered whose deferred tail never ran (agent killed): stale, netns or not
+    answered = vf is not None and record is not None and record.del_pending
     if netns and os.path.exists(netns) and not answered:
         raise VfBusyError(pci, f"in use by container {cid} interface {ifname} (netns {netns})")
     ctx.log.info("VF %s: owner %s/%s is stale (%s); restoring and reclaiming it", pci, cid,

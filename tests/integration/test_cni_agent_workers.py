@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_root
+from tests.deferred import settle
 from tests.integration.test_cni_shim import AGENT, REFERENCE_DIR, launcher, wait_for
 
 __all__ = ["launcher"]  # a fixture used below
@@ -103,6 +104,7 @@ def test_requests_at_once_are_served_by_the_worker_processes(
     dels = verb("DEL")
     assert [d.returncode for d in dels] == [0] * N, dels[0].stdout
     assert not [p for p in (tmp_path / "ipam/st-net").iterdir() if p.name[0].isdigit()]
+    settle(tmp_path / "state")  # the links' deletion runs after each DEL's answer (deferred)
     for ns in pods:
         out = subprocess.run(["ip", "-n", ns, "-o", "link"], capture_output=True, text=True)
         assert "net1" not in out.stdout

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import unique
+from tests.deferred import settle
 from tests.integration.test_cni_fallback_support import (  # noqa: F401 (fixtures)
     AgentShim,
     Cni,
@@ -55,6 +56,7 @@ def test_parallel_adds_through_shim_and_agent(tmp_path: Path, lan: Lan,  # noqa:
             with ThreadPoolExecutor(PARALLEL) as pool:
                 dels = list(pool.map(lambda i: call("DEL", i), range(PARALLEL)))
             assert all(r.rc == 0 for r in dels), [r for r in dels if r.rc][:2]
+            settle(cni.state_dir)  # the links' deletion runs after each DEL's answer (deferred)
             assert cni.leases() == [] and cni.records() == []
             assert all(link_json(name, "net1") is None for name in names)
             fds.append(open_fds(agent_and_shim.proc.pid))

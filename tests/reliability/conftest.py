@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import require_root
+from tests.deferred import settle
 
 FULL = os.environ.get("RELIABILITY_FULL", "") == "1"
 CNI_BIN = "/usr/lib/cni"
@@ -105,20 +106,6 @@ KEPT_STATE = ("pci/vf_lock/", "tombstone/", "fallback-vlan/lock")
 """State files that outlive an attachment by design: per-VF lock files, the fallback's VLAN
 claim lock (cni/fallback_vlan.py), and DEL's tombstone (an ADD that started before the DEL
 finished must fail; pruned after 10 minutes)."""
-
-
-def settle(state_dir: Path) -> None:
-    """Wait for the agent's deferred DEL tails (a VF's move home and restore after the reply):
-    each holds its VF's lock until done, so taking and dropping every VF lock waits for all of
-    them - what an ADD of the VF does too (docs/cni.md "Deferred restore")."""
-    import fcntl
-
-    for lock in sorted((state_dir / "pci" / "vf_lock").glob("*.lock")):
-        fd = os.open(lock, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        finally:
-            os.close(fd)
 
 
 def records_left(state_dir: Path) -> list[str]:

@@ -32,6 +32,7 @@ from tests.reliability.conftest import (
     links,
     records_left,
     run_shim,
+    settle,
 )
 
 RECOVERIES = ("DEL", "GC")
@@ -155,6 +156,7 @@ class FallbackRig:
         return sorted(p.name for p in net.iterdir() if p.name[0].isdigit()) if net.is_dir() else []
 
     def leftovers(self, pod: str) -> list[str]:
+        settle(self.state_dir)  # deferred DEL tails (agent): a user's next step waits too
         problems = []
         in_pod = links(Path(pod).name) - {"lo"}
         if in_pod:

@@ -1,15 +1,18 @@
-"""The agent's deferred VF restore (docs/cni.md "Deferred restore"), through the real shim.
+"""The agent's deferred DEL (docs/cni.md "Deferred DEL"), through the real shim.
 
-A VF-mode DEL is answered once IPAM is released and the record is marked ``delPending``; the
-VF's move home and restore run right after the reply, still under the attachment's and the
-VF's locks. What a user must be able to rely on:
+A VF-mode or fallback DEL is answered once IPAM is released and the record is marked
+``delPending``; the slow kernel work - the VF's move home and restore, the fallback link's
+deletion - runs right after the reply, still under the attachment's (and the VF's) locks, with
+the pod netns held open by an fd of the agent. What a user must be able to rely on:
 
-* the answer comes before the restore (the runtime does not wait for the kernel's netns move),
-  and the restore then happens: same host name, MAC, MTU and PF-side settings as before ADD;
+* the answer comes before the kernel work (the runtime does not wait for a netns move or a
+  link deletion's RCU grace period), and the work then happens: the VF back with the same host
+  name, MAC, MTU and PF-side settings as before ADD, the fallback link gone;
 * whatever comes next for that VF (an ADD for a new pod) waits for the restore, and succeeds;
-* an agent killed between the answer and the restore loses nothing: the next agent start
-  finishes it (pod netns deleted by the runtime meanwhile, or not), and so does an ADD of the VF
-  by a standalone plugin;
+* an agent killed between the answer and the tail loses nothing: the next agent start
+  finishes it (pod netns deleted by the runtime meanwhile, or not), and so do an ADD of the VF
+  by a standalone plugin and a GC;
+* no netns is kept alive once the tail is done;
 * ``--sync-del`` answers only after the restore.
 """
 
@@ -52,14 +55,14 @@ def test_del_answers_before_the_restore_which_then_completes(node: Node, pod: st
     rig = Rig(node, "vf", "agent", node.tmp / "agent.sock")
     vf_before = node.vf_view(0)
     c = cid()
-    with maybe_agent(node, "agent", rig.sock, fault="deferred-restore:stop") as agent:
+    with maybe_agent(node, "agent", rig.sock, fault="deferred-del:stop") as agent:
         assert agent is not None
         assert rig.call("ADD", c, pod).rc == 0
         reply = rig.call("DEL", c, pod)
         assert reply.rc == 0, reply.stdout
         wait_until("the DEL tail reaches its first step", lambda: _stopped(agent.pid))
         record = _record(node, c)
-        assert record is not None and record["vf"]["delPending"] is True
+        assert record is not None and record["delPending"] is True
         assert node.leases() == []  # released before the answer
         assert "net1" in links(Path(pod).name)  # the VF is not home yet
         os.kill(agent.pid, signal.SIGCONT)
@@ -106,14 +109,14 @@ def test_agent_killed_before_the_restore_the_next_start_finishes_it(
     pod = _netns()
     c = cid()
     try:
-        with maybe_agent(node, "agent", rig.sock, fault="deferred-restore:kill") as agent:
+        with maybe_agent(node, "agent", rig.sock, fault="deferred-del:kill") as agent:
             assert agent is not None
             assert rig.call("ADD", c, pod).rc == 0
             assert rig.call("DEL", c, pod).rc == 0  # answered, then the agent dies
             agent.wait(30)
             assert agent.returncode == -signal.SIGKILL
         record = _record(node, c)
-        assert record is not None and record["vf"]["delPending"] is True
+        assert record is not None and record["delPending"] is True
         if netns_deleted:
             del_netns(Path(pod).name)
         with maybe_agent(node, "agent", rig.sock):
@@ -139,7 +142,7 @@ def test_a_standalone_add_of_the_vf_finishes_an_answered_del(node: Node) -> None
     pod_a, pod_b = _netns(), _netns()
     a, b = cid(), cid()
     try:
-        with maybe_agent(node, "agent", rig.sock, fault="deferred-restore:kill") as agent:
+        with maybe_agent(node, "agent", rig.sock, fault="deferred-del:kill") as agent:
             assert agent is not None
             assert rig.call("ADD", a, pod_a).rc == 0
             assert rig.call("DEL", a, pod_a).rc == 0
@@ -171,7 +174,7 @@ def test_sync_del_answers_after_the_restore(node: Node, pod: str) -> None:
          str(sock), "--state-dir", str(node.state_dir), "--sysfs-root", str(node.root),
          "--workers", "1", "--sync-del", "--log-level", "warning"],
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-             "SRIOV_CNI_FAULT": "deferred-restore:kill"},  # a tail would kill it: none may run
+             "SRIOV_CNI_FAULT": "deferred-del:kill"},  # a tail would kill it: none may run
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_until("the agent listens", sock.exists)
@@ -186,3 +189,99 @@ def test_sync_del_answers_after_the_restore(node: Node, pod: str) -> None:
         agent.terminate()
         agent.wait(10)
         sock.unlink(missing_ok=True)
+
+
+def _holds_netns(pid: int, netns: str) -> bool:
+    """Whether process ``pid`` has an fd open on the namespace ``netns`` names."""
+    target = os.stat(netns)
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            st = os.stat(fd)  # follows the magic link to the open file itself
+        except OSError:
+            continue  # closed meanwhile
+        if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+            return True
+    return False
+
+
+def test_fallback_del_answers_before_the_link_is_deleted(node: Node, pod: str) -> None:
+    """Fallback: DEL returned 0 with IPAM released and the record marked delPending while the
+    macvlan is still in the pod (its deletion waits for the kernel); once the tail runs on, the
+    link is gone, nothing is left, and the agent no longer holds the pod netns open."""
+    require_root()
+    rig = Rig(node, "fallback", "agent", node.tmp / "agent.sock")
+    c = cid()
+    with maybe_agent(node, "agent", rig.sock, fault="deferred-del:stop") as agent:
+        assert agent is not None
+        assert rig.call("ADD", c, pod).rc == 0
+        reply = rig.call("DEL", c, pod)
+        assert reply.rc == 0, reply.stdout
+        wait_until("the DEL tail reaches its first step", lambda: _stopped(agent.pid))
+        record = _record(node, c)
+        assert record is not None and record["delPending"] is True
+        assert node.leases() == []  # released before the answer
+        assert "net1" in links(Path(pod).name)
+        assert _holds_netns(agent.pid, pod)  # the tail's pin
+        os.kill(agent.pid, signal.SIGCONT)
+        settle(node.state_dir)
+        assert links(Path(pod).name) == {"lo"}
+        assert records_left(node.state_dir) == []
+        assert not _holds_netns(agent.pid, pod)
+
+
+def test_fallback_del_then_the_runtime_deletes_the_netns(node: Node) -> None:
+    """What a runtime does: DEL, then delete the netns at once. The tail still deletes the link
+    in the (pinned) netns, then lets it go: ADD/DEL again on a new netns works, nothing left."""
+    require_root()
+    rig = Rig(node, "fallback", "agent", node.tmp / "agent.sock")
+    with maybe_agent(node, "agent", rig.sock) as agent:
+        assert agent is not None
+        for _ in range(3):
+            pod, c = _netns(), cid()
+            try:
+                assert rig.call("ADD", c, pod).rc == 0
+                assert rig.call("DEL", c, pod).rc == 0
+            finally:
+                del_netns(Path(pod).name)
+        settle(node.state_dir)
+        assert records_left(node.state_dir) == [] and node.leases() == []
+        assert not [fd for fd in Path(f"/proc/{agent.pid}/fd").iterdir()
+                    if _is_netns(fd)]
+
+
+def _is_netns(fd: Path) -> bool:
+    try:
+        return os.stat(fd).st_dev == os.stat("/proc/self/ns/net").st_dev  # on nsfs
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("finisher", ["agent-start", "gc"])
+def test_fallback_agent_killed_before_the_tail_is_finished_later(
+        node: Node, pod: str, finisher: str) -> None:
+    """SIGKILL of the agent right after the answer: the macvlan is still in the pod, the record
+    says delPending. The next agent start, or a standalone GC that does not list the attachment,
+    deletes the link and drops the record; the lease stays released."""
+    require_root()
+    rig = Rig(node, "fallback", "agent", node.tmp / "agent.sock")
+    c = cid()
+    with maybe_agent(node, "agent", rig.sock, fault="deferred-del:kill") as agent:
+        assert agent is not None
+        assert rig.call("ADD", c, pod).rc == 0
+        assert rig.call("DEL", c, pod).rc == 0
+        agent.wait(30)
+        assert agent.returncode == -signal.SIGKILL
+    record = _record(node, c)
+    assert record is not None and record["delPending"] is True
+    assert "net1" in links(Path(pod).name) and node.leases() == []
+    if finisher == "gc":
+        alone = Rig(node, "fallback", "standalone", node.tmp / "agent.sock")
+        gc = alone.conf(cniVersion="1.1.0", **{"cni.dev/valid-attachments": []})
+        reply = alone.call("GC", "", "", conf=gc)
+        assert reply.rc == 0, reply.stdout
+    else:
+        with maybe_agent(node, "agent", rig.sock):
+            wait_until("the agent start finishes the DEL", lambda: _record(node, c) is None)
+    assert links(Path(pod).name) == {"lo"}
+    left = [f for f in records_left(node.state_dir) if not f.startswith("attach_lock/")]
+    assert left == [] and node.leases() == []
