@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -239,3 +240,22 @@ def test_nic_record_round_trip_and_damage() -> None:
     raw["deviceID"] = None
     with pytest.raises(DamagedRecord, match="nic record lacks its deviceID"):
         AttachmentRecord.from_json(raw)
+
+
+@pytest.mark.parametrize("mode", ["vf", "fallback"])
+def test_del_pending_is_a_record_field_of_every_mode(tmp_path: Path, mode: str) -> None:
+    """An answered DEL whose tail has not run yet (docs/cni.md "Deferred DEL"): the mark is
+    saved, read back and listed for any mode, and absent from a record that is not pending."""
+    from cni.record import FallbackPart
+
+    store = StateStore(tmp_path / "state")
+    record = (_record(complete=True) if mode == "vf" else
+              _record(mode=AttachmentMode.FALLBACK, device_id=None, vf=None, complete=True,
+                      fallback=FallbackPart(link_type="macvlan", master="st-m0")))
+    assert "delPending" not in record.to_json() and not record.del_pending
+    store.save(dataclasses.replace(record, del_pending=True))
+    loaded = store.load("c1", "net1")
+    assert loaded is not None and loaded.del_pending
+    assert json.loads((tmp_path / "state" / "c1-net1").read_bytes())["delPending"] is True
+    assert [r.del_pending for r in store.list_attachments()[0]] == [True]
+
