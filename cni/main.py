@@ -43,8 +43,10 @@ EXEC_IPAM_ENV = "SRIOV_CNI_EXEC_IPAM"
 ABOUT = "sriov-k8s CNI plugin (SR-IOV VF, DPDK and macvlan/ipvlan fallback)"
 
 
-TAIL_THREADS = 4
-"""Threads per agent process that finish DELs after their reply (each holds one VF's locks)."""
+TAIL_THREADS = 16
+"""Threads per agent process that finish DELs after their reply (each holds its attachment's
+locks). A tail mostly waits in the kernel (an RCU grace period), so many overlap: with 4, the
+tails of a 64-DEL burst ended 1.9x later than Go's DEL batch; with 16, 0.6x."""
 
 
 def _memo(factory: Callable[[], Any]) -> Callable[[], Any]:
