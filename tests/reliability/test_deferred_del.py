@@ -47,30 +47,6 @@ def _stopped(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
 
 
-def test_del_answers_before_the_restore_which_then_completes(node: Node, pod: str) -> None:
-    """The tail is stopped (SIGSTOP at its first step) to look at the moment after the answer:
-    DEL returned 0, IPAM is released, the record says delPending, the VF is still in the pod
-    netns; once it runs on, the VF is back exactly as before and nothing is left."""
-    require_root()
-    rig = Rig(node, "vf", "agent", node.tmp / "agent.sock")
-    vf_before = node.vf_view(0)
-    c = cid()
-    with maybe_agent(node, "agent", rig.sock, fault="deferred-del:stop") as agent:
-        assert agent is not None
-        assert rig.call("ADD", c, pod).rc == 0
-        reply = rig.call("DEL", c, pod)
-        assert reply.rc == 0, reply.stdout
-        wait_until("the DEL tail reaches its first step", lambda: _stopped(agent.pid))
-        record = _record(node, c)
-        assert record is not None and record["delPending"] is True
-        assert node.leases() == []  # released before the answer
-        assert "net1" in links(Path(pod).name)  # the VF is not home yet
-        os.kill(agent.pid, signal.SIGCONT)
-        assert node.vf_view(0) == vf_before  # vf_view settles: waits on the VF's lock
-        assert links(Path(pod).name) == {"lo"}
-        assert records_left(node.state_dir) == []
-
-
 def test_an_add_right_after_del_waits_for_the_restore_and_gets_the_vf(node: Node) -> None:
     """Pod A's DEL, then at once pod B's ADD of the same VF: B waits on the VF lock the tail
     holds, then gets the VF with its host settings (not A's MAC)."""
@@ -204,12 +180,16 @@ def _holds_netns(pid: int, netns: str) -> bool:
     return False
 
 
-def test_fallback_del_answers_before_the_link_is_deleted(node: Node, pod: str) -> None:
-    """Fallback: DEL returned 0 with IPAM released and the record marked delPending while the
-    macvlan is still in the pod (its deletion waits for the kernel); once the tail runs on, the
-    link is gone, nothing is left, and the agent no longer holds the pod netns open."""
+@pytest.mark.parametrize("mode", ["vf", "fallback"])
+def test_del_answers_before_the_tail_which_then_completes(node: Node, pod: str, mode: str
+                                                          ) -> None:
+    """The tail is stopped (SIGSTOP at its first step) to look at the moment after the answer:
+    DEL returned 0, IPAM is released, the record says delPending, the VF or macvlan is still in
+    the pod netns, which the agent holds open; once it runs on, the VF is back exactly as before
+    (the link gone), nothing is left, and the agent no longer holds the pod netns."""
     require_root()
-    rig = Rig(node, "fallback", "agent", node.tmp / "agent.sock")
+    rig = Rig(node, mode, "agent", node.tmp / "agent.sock")
+    vf_before = node.vf_view(0) if mode == "vf" else None
     c = cid()
     with maybe_agent(node, "agent", rig.sock, fault="deferred-del:stop") as agent:
         assert agent is not None
@@ -220,10 +200,12 @@ def test_fallback_del_answers_before_the_link_is_deleted(node: Node, pod: str) -
         record = _record(node, c)
         assert record is not None and record["delPending"] is True
         assert node.leases() == []  # released before the answer
-        assert "net1" in links(Path(pod).name)
+        assert "net1" in links(Path(pod).name)  # not home / not deleted yet
         assert _holds_netns(agent.pid, pod)  # the tail's pin
         os.kill(agent.pid, signal.SIGCONT)
         settle(node.state_dir)
+        if vf_before is not None:
+            assert node.vf_view(0) == vf_before
         assert links(Path(pod).name) == {"lo"}
         assert records_left(node.state_dir) == []
         assert not _holds_netns(agent.pid, pod)
