@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, is_root, unique
+from tests.deferred import settle
 
 # the first test's set-up builds the image (about 100 s cold here, more on a slow mirror)
 pytestmark = [pytest.mark.root, pytest.mark.podman, pytest.mark.image, pytest.mark.slow,
@@ -414,6 +415,7 @@ def test_upgrade_with_pods_attached_then_del_and_gc(scenario: Scenario) -> None:
         records = state_records(scenario.layout.cni_state)
         leases = lease_files(scenario.layout.ipam)
         warnings = _detach(scenario, a)  # DEL through the new agent (podman only warns on failure)
+        settle(scenario.layout.cni_state)  # the VF's restore runs after DEL's answer (deferred)
         assert len(state_records(scenario.layout.cni_state)) < len(records), (
             f"DEL left a's record; podman said: {warnings}")
         assert len(lease_files(scenario.layout.ipam)) == len(leases) - 1, "DEL left a's lease"
